@@ -1,0 +1,331 @@
+//! Cgroups: where a container's cgroup lives (`linux.cgroupsPath`), creating it, placing the
+//! init in it, listing and signalling its processes, and removing it on delete.
+//!
+//! Works on cgroup v1, pure v2 and "hybrid" hosts (v1 controllers plus a cgroup2 mount, often
+//! at /sys/fs/cgroup/unified): the hierarchies are read from /proc/self/mountinfo, and the
+//! container gets a directory in each of them. Version-specific details live in [`v1`] and
+//! [`v2`].
+
+pub mod v1;
+pub mod v2;
+
+use crate::error::{Context, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Where the hierarchy is mounted, e.g. /sys/fs/cgroup/memory.
+    pub mountpoint: PathBuf,
+    /// The cgroup path the mount shows as its root (usually "/").
+    pub root: String,
+    /// v1 controllers (e.g. ["cpu"], ["name=systemd"]); empty for cgroup2.
+    pub controllers: Vec<String>,
+    /// True for a cgroup2 mount.
+    pub v2: bool,
+}
+
+/// The container's directory in one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupDir {
+    /// Mount point of the hierarchy (its last component names it inside the container).
+    pub mountpoint: PathBuf,
+    /// The container's cgroup directory on the host.
+    pub path: PathBuf,
+    /// Comma-separated v1 controllers, empty for cgroup2.
+    pub controllers: String,
+    /// True for cgroup2.
+    pub v2: bool,
+}
+
+/// The container's cgroup, one directory per hierarchy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupPaths {
+    pub dirs: Vec<CgroupDir>,
+}
+
+/// Parses /proc/self/mountinfo text into the cgroup hierarchies, first mount of each kept.
+pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let (root, mountpoint) = (unescape(pre[3]), PathBuf::from(unescape(pre[4])));
+        let h = match post[0] {
+            "cgroup2" => Hierarchy { mountpoint, root, controllers: Vec::new(), v2: true },
+            "cgroup" => {
+                let controllers: Vec<String> = post[2]
+                    .split(',')
+                    .filter(|o| v1::is_controller_option(o))
+                    .map(String::from)
+                    .collect();
+                if controllers.is_empty() {
+                    continue;
+                }
+                Hierarchy { mountpoint, root, controllers, v2: false }
+            }
+            _ => continue,
+        };
+        if !out.iter().any(|o| o.v2 == h.v2 && o.controllers == h.controllers) {
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4]).ok().and_then(|d| u8::from_str_radix(d, 8).ok()) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The hierarchies mounted on this host.
+pub fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo".into())?;
+    Ok(parse_mountinfo(&text))
+}
+
+/// Our own cgroup in the hierarchy with these controllers, from /proc/self/cgroup text.
+pub fn own_cgroup(proc_cgroup: &str, h: &Hierarchy) -> Option<String> {
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (id, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if h.v2 {
+            if id == "0" && ctrls.is_empty() {
+                return Some(path.to_string());
+            }
+        } else {
+            let mut a: Vec<&str> = ctrls.split(',').collect();
+            let mut b: Vec<&str> = h.controllers.iter().map(String::as_str).collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            if a == b {
+                return Some(path.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Computes the container's cgroup directories, with runc's `cgroupsPath` semantics: an
+/// absolute path is taken from the root of each hierarchy; a relative one (and the default,
+/// the container id) from the cgroup of the runtime itself.
+pub fn paths_for(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path>, id: &str) -> Result<CgroupPaths> {
+    let inner = cgroups_path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(id));
+    if inner.to_string_lossy().contains(':') {
+        return Err(Error::msg(format!(
+            "cgroupsPath {:?} is in the systemd slice:prefix:name form, which needs --systemd-cgroup (not supported)",
+            inner
+        )));
+    }
+    if inner.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(Error::msg(format!("cgroupsPath {:?} must not contain '..'", inner)));
+    }
+    let mut dirs = Vec::new();
+    for h in hs {
+        let cg = if inner.is_absolute() {
+            inner.clone()
+        } else {
+            let own = own_cgroup(proc_cgroup, h).unwrap_or_else(|| "/".into());
+            Path::new(&own).join(&inner)
+        };
+        // A mount whose root is not "/" (inside a cgroup namespace or a bind) shows only part
+        // of the tree: strip that prefix.
+        let rel = cg.strip_prefix(&h.root).unwrap_or(&cg);
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        dirs.push(CgroupDir {
+            mountpoint: h.mountpoint.clone(),
+            path: h.mountpoint.join(rel),
+            controllers: h.controllers.join(","),
+            v2: h.v2,
+        });
+    }
+    Ok(CgroupPaths { dirs })
+}
+
+impl CgroupPaths {
+    /// Computes the paths for a container on this host.
+    pub fn for_container(cgroups_path: Option<&Path>, id: &str) -> Result<Self> {
+        let hs = hierarchies()?;
+        if hs.is_empty() {
+            return Err(Error::msg("no cgroup hierarchy is mounted on this host"));
+        }
+        let own = std::fs::read_to_string("/proc/self/cgroup").ctx(|| "reading /proc/self/cgroup".into())?;
+        paths_for(&hs, &own, cgroups_path, id)
+    }
+
+    /// Creates the directories (and initialises v1 cpuset ones). Returns the directories that
+    /// did not exist before, which are the ones to remove on failure.
+    pub fn create(&self) -> Result<Vec<PathBuf>> {
+        let mut created = Vec::new();
+        for d in &self.dirs {
+            let mut missing = Vec::new();
+            let mut p = d.path.as_path();
+            while !p.exists() && p != d.mountpoint {
+                missing.push(p.to_path_buf());
+                match p.parent() {
+                    Some(parent) => p = parent,
+                    None => break,
+                }
+            }
+            for dir in missing.iter().rev() {
+                match std::fs::create_dir(dir) {
+                    Ok(()) => created.push(dir.clone()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e).ctx(|| format!("creating cgroup {}", dir.display())),
+                }
+                if !d.v2 && d.controllers.split(',').any(|c| c == "cpuset") {
+                    v1::init_cpuset(dir)?;
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// Moves process `pid` into the container's cgroup in every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for d in &self.dirs {
+            crate::sys::write_file(d.path.join("cgroup.procs"), pid.to_string())
+                .ctx(|| format!("placing pid {pid} in cgroup {}", d.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Pids of every process in the container's cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        // Any hierarchy holds every process of the container; prefer one that always exists.
+        let Some(d) = self.dirs.iter().find(|d| d.path.exists()) else { return Ok(Vec::new()) };
+        let text = match std::fs::read_to_string(d.path.join("cgroup.procs")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("reading {}/cgroup.procs", d.path.display())),
+        };
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Sends `sig` to every process in the cgroup. With SIGKILL, repeats until the cgroup is
+    /// empty, so that processes forked meanwhile are caught too.
+    pub fn signal_all(&self, sig: nix::sys::signal::Signal) -> Result<()> {
+        use nix::sys::signal::kill;
+        use nix::unistd::Pid;
+        for _ in 0..100 {
+            let pids = self.pids()?;
+            if pids.is_empty() {
+                return Ok(());
+            }
+            for p in &pids {
+                let _ = kill(Pid::from_raw(*p), sig);
+            }
+            if sig != nix::sys::signal::Signal::SIGKILL {
+                return Ok(());
+            }
+            for p in &pids {
+                crate::sys::wait_exit(*p, Some(Duration::from_millis(100)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the container's cgroup directories. Retries while the kernel still reports the
+    /// cgroup busy (processes that were just killed are still exiting).
+    pub fn remove(&self) -> Result<()> {
+        for d in &self.dirs {
+            remove_dir(&d.path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes one cgroup directory, with its child cgroups, retrying EBUSY for up to a second.
+pub fn remove_dir(path: &Path) -> Result<()> {
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_dir(&e.path())?;
+            }
+        }
+    }
+    let mut delay = Duration::from_millis(1);
+    let mut waited = Duration::ZERO;
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && waited < Duration::from_secs(1) => {
+                std::thread::sleep(delay);
+                waited += delay;
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e).ctx(|| format!("removing cgroup {}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:4 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:5 - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/systemd rw shared:6 - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/cpu rw shared:7 - cgroup cgroup rw,cpu
+34 30 0:30 / /sys/fs/cgroup/memory rw shared:8 - cgroup cgroup rw,memory
+35 30 0:30 / /mnt/again rw shared:8 - cgroup cgroup rw,memory
+36 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw shared:9 - cgroup cgroup rw,cpu,cpuacct
+";
+    const PROC_CGROUP: &str = "4:memory:/sandbox/a\n3:cpu,cpuacct:/\n2:cpu:/\n1:name=systemd:/init.scope\n0::/\n";
+
+    #[test]
+    fn finds_hierarchies_once_each() {
+        let hs = parse_mountinfo(HYBRID);
+        assert_eq!(hs.len(), 5);
+        assert!(hs[0].v2);
+        assert_eq!(hs[1].controllers, vec!["name=systemd"]);
+        assert_eq!(hs[4].controllers, vec!["cpu", "cpuacct"]);
+    }
+
+    #[test]
+    fn relative_paths_are_below_our_own_cgroup() {
+        let hs = parse_mountinfo(HYBRID);
+        let p = paths_for(&hs, PROC_CGROUP, None, "c1").unwrap();
+        let mem = p.dirs.iter().find(|d| d.controllers == "memory").unwrap();
+        assert_eq!(mem.path, PathBuf::from("/sys/fs/cgroup/memory/sandbox/a/c1"));
+        let uni = p.dirs.iter().find(|d| d.v2).unwrap();
+        assert_eq!(uni.path, PathBuf::from("/sys/fs/cgroup/unified/c1"));
+    }
+
+    #[test]
+    fn absolute_paths_are_from_the_root() {
+        let hs = parse_mountinfo(HYBRID);
+        let p = paths_for(&hs, PROC_CGROUP, Some(Path::new("/dray/x")), "c1").unwrap();
+        assert!(p.dirs.iter().all(|d| d.path.ends_with("dray/x")));
+        assert!(paths_for(&hs, PROC_CGROUP, Some(Path::new("/a/../../b")), "c1").is_err());
+        assert!(paths_for(&hs, PROC_CGROUP, Some(Path::new("system.slice:dray:x")), "c1").is_err());
+    }
+
+    #[test]
+    fn unescapes_spaces() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}

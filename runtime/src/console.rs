@@ -1,0 +1,81 @@
+//! `process.terminal` with `--console-socket` (runc's protocol): the init allocates a pty
+//! inside the container's devpts, makes the slave its controlling terminal and stdio, and
+//! sends the master fd over the console socket with SCM_RIGHTS.
+
+use crate::error::{Context, Error, Result};
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+/// Connects to the console socket at `path` (done by the runtime, before the fork, on the host).
+pub fn connect(path: &Path) -> Result<UnixStream> {
+    UnixStream::connect(path).ctx(|| format!("connecting to console socket {}", path.display()))
+}
+
+/// Sends `fd` with a name over a unix socket (SCM_RIGHTS).
+pub fn send_fd(sock: RawFd, name: &str, fd: RawFd) -> Result<()> {
+    let fds = [fd];
+    let iov = [IoSlice::new(name.as_bytes())];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    nix::sys::socket::sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::empty(), None).ctx(|| "sending the pty master over the console socket".into())?;
+    Ok(())
+}
+
+/// Receives one fd sent with [`send_fd`].
+pub fn recv_fd(sock: RawFd) -> Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .ctx(|| "receiving from the console socket".into())?;
+    for c in msg.cmsgs().map_err(|e| Error::msg(format!("reading control messages: {e}")))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel installed this fd in our table for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(Error::msg("no file descriptor received on the console socket"))
+}
+
+/// Allocates a pty from the container's /dev/ptmx. Returns (master, slave, slave path).
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
+    use nix::fcntl::OFlag;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx(|| "opening /dev/ptmx".into())?;
+    nix::pty::grantpt(&master).ctx(|| "grantpt".into())?;
+    nix::pty::unlockpt(&master).ctx(|| "unlockpt".into())?;
+    let name = nix::pty::ptsname_r(&master).ctx(|| "ptsname".into())?;
+    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .ctx(|| format!("opening pty slave {name}"))?;
+    // SAFETY: the raw fds are new and owned here.
+    let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+    // SAFETY: `slave` is a new fd owned here.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    Ok((master, slave, name))
+}
+
+/// Sets the window size of a terminal.
+pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ with a valid winsize pointer.
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "setting the terminal size".into());
+    }
+    Ok(())
+}
+
+/// Makes `slave` the controlling terminal and stdin/stdout/stderr of this (session leader)
+/// process.
+pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
+    // SAFETY: TIOCSCTTY on an fd we own, from a session leader.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "making the pty the controlling terminal".into());
+    }
+    for target in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), target).ctx(|| "attaching the pty to stdio".into())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! The container lifecycle (runtime.md "Operations"): create, start, state, kill, delete, plus
+//! runc's run and list. This is the library API the CLI, the shim and tests call.
+
+use crate::cgroups::CgroupPaths;
+use crate::error::{Context, Error, Result};
+use crate::namespaces::Plan;
+use crate::process::{self, InitConfig};
+use crate::state::{ContainerState, OciState, Status, Store, EXEC_FIFO};
+use nix::sys::signal::Signal;
+use oci_spec::runtime::Spec;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Options of `create` (and `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    /// The bundle directory (holds config.json).
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+}
+
+/// A runtime rooted at a state directory (`--root`).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub store: Store,
+}
+
+/// Loads and checks a bundle's config.json. Returns the spec and the absolute rootfs path.
+pub fn load_bundle(bundle: &Path) -> Result<(Spec, PathBuf)> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
+    let spec: Spec = serde_json::from_slice(&data).map_err(|e| Error::msg(format!("parsing {}: {e}", path.display())))?;
+    let root = spec.root().as_ref().ok_or_else(|| Error::msg("config.json has no root"))?;
+    let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+    let meta = std::fs::metadata(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
+    if !meta.is_dir() {
+        return Err(Error::msg(format!("rootfs {} is not a directory", rootfs.display())));
+    }
+    let rootfs = rootfs.canonicalize().ctx(|| format!("resolving rootfs {}", rootfs.display()))?;
+    let process = spec.process().as_ref().ok_or_else(|| Error::msg("config.json has no process"))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::msg("process.args must not be empty"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::msg(format!("process.cwd {} must be an absolute path", process.cwd().display())));
+    }
+    if spec.linux().is_none() {
+        return Err(Error::msg("config.json has no linux section"));
+    }
+    Ok((spec, rootfs))
+}
+
+/// The user name of the current uid, for the state's `owner`.
+fn owner() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
+}
+
+impl Runtime {
+    /// A runtime keeping its state under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime { store: Store::new(root) }
+    }
+
+    /// `create`: sets the container up and leaves its init waiting for `start`. Returns the
+    /// init's pid. On failure nothing is left behind: no process, mount, cgroup or state.
+    pub fn create(&self, o: &CreateOptions) -> Result<i32> {
+        crate::state::validate_id(&o.id)?;
+        let bundle = o.bundle.canonicalize().ctx(|| format!("bundle {}", o.bundle.display()))?;
+        let (spec, rootfs) = load_bundle(&bundle)?;
+        let process = spec.process().as_ref().ok_or_else(|| Error::msg("config.json has no process"))?;
+        let linux = spec.linux().as_ref().ok_or_else(|| Error::msg("config.json has no linux section"))?;
+        let terminal = process.terminal().unwrap_or(false);
+        if terminal && o.console_socket.is_none() {
+            return Err(Error::msg("process.terminal is true: a --console-socket is needed to receive the pty"));
+        }
+        if !terminal && o.console_socket.is_some() {
+            return Err(Error::msg("--console-socket given but process.terminal is false"));
+        }
+        let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
+        for k in linux.sysctl().iter().flat_map(|m| m.keys()) {
+            crate::sysctl::validate(k, &plan)?;
+        }
+        let cgroup = CgroupPaths::for_container(linux.cgroups_path().as_deref(), &o.id)?;
+
+        let dir = self.store.create_dir(&o.id)?;
+        let mut made_cgroups: Vec<PathBuf> = Vec::new();
+        let res = self.create_in(o, &dir, &bundle, spec.clone(), rootfs, plan, cgroup, &mut made_cgroups);
+        if res.is_err() {
+            for d in made_cgroups.iter().rev() {
+                let _ = crate::cgroups::remove_dir(d);
+            }
+            let _ = self.store.remove(&o.id);
+        }
+        res
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_in(
+        &self,
+        o: &CreateOptions,
+        dir: &Path,
+        bundle: &Path,
+        spec: Spec,
+        rootfs: PathBuf,
+        plan: Plan,
+        cgroup: CgroupPaths,
+        made_cgroups: &mut Vec<PathBuf>,
+    ) -> Result<i32> {
+        nix::unistd::mkfifo(&dir.join(EXEC_FIFO), nix::sys::stat::Mode::from_bits_truncate(0o622)).ctx(|| "creating exec.fifo".into())?;
+        let mut st = ContainerState {
+            id: o.id.clone(),
+            pid: 0,
+            pid_start: 0,
+            bundle: bundle.to_path_buf(),
+            rootfs: rootfs.clone(),
+            created: crate::time::now(),
+            owner: owner(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            creating: true,
+            cgroup: cgroup.clone(),
+            own_pid_ns: plan.own_pid_ns(),
+            hooks: spec.hooks().clone(),
+        };
+        self.store.save(&st)?;
+        *made_cgroups = cgroup.create()?;
+        let console = match &o.console_socket {
+            Some(p) => Some(crate::console::connect(p)?),
+            None => None,
+        };
+        let cfg = InitConfig {
+            id: o.id.clone(),
+            spec,
+            bundle: bundle.to_path_buf(),
+            rootfs,
+            plan,
+            cgroup,
+            state_dir: dir.to_path_buf(),
+            no_pivot: o.no_pivot,
+            preserve_fds: o.preserve_fds,
+            console,
+        };
+        let hooks = cfg.spec.hooks().clone();
+        let mut run_hooks = |pid: i32| -> Result<String> {
+            let mut s = st.clone();
+            s.pid = pid;
+            let json = state_json(&s.oci(Status::Creating))?;
+            if let Some(h) = &hooks {
+                crate::hooks::run_all(h.prestart().as_ref(), &json, "prestart")?;
+                crate::hooks::run_all(h.create_runtime().as_ref(), &json, "createRuntime")?;
+            }
+            Ok(state_json(&s.oci(Status::Created))?)
+        };
+        let pid = process::spawn(&cfg, &mut run_hooks)?;
+        st.pid = pid;
+        st.pid_start = crate::sys::process_start_time(pid).unwrap_or(0);
+        st.creating = false;
+        let finish = || -> Result<()> {
+            self.store.save(&st)?;
+            if let Some(pf) = &o.pid_file {
+                write_pid_file(pf, pid)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = finish() {
+            process::kill_and_reap(pid);
+            return Err(e);
+        }
+        Ok(pid)
+    }
+
+    /// `start`: lets the created init exec the user's process, then runs poststart hooks.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let _lock = self.store.lock(id)?;
+        let st = self.store.load(id)?;
+        let dir = self.store.dir(id);
+        match st.status(&dir) {
+            Status::Created => {}
+            s => return Err(Error::msg(format!("cannot start a container in the {s} state"))),
+        }
+        let fifo_path = dir.join(EXEC_FIFO);
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&fifo_path)
+            .ctx(|| "opening exec.fifo".into())?;
+        // The init opens the fifo for writing as soon as we hold it for reading, and writes one
+        // byte; until then poll, checking that the init is still alive (no fixed sleeps).
+        loop {
+            if crate::sys::poll_readable(fifo.as_raw_fd(), Some(Duration::from_millis(100))).ctx(|| "waiting on exec.fifo".into())? {
+                let mut b = [0u8; 1];
+                match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
+                    Ok(1) => break,
+                    Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                    Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
+                }
+            }
+            if !crate::sys::process_alive(st.pid, Some(st.pid_start)) {
+                return Err(Error::msg("the container's init exited before start"));
+            }
+        }
+        let _ = std::fs::remove_file(&fifo_path);
+        if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
+            let json = state_json(&st.oci(Status::Running))?;
+            crate::hooks::run_all_warn(Some(h), &json, "poststart");
+        }
+        Ok(())
+    }
+
+    /// `state`: the OCI state of a container.
+    pub fn state(&self, id: &str) -> Result<OciState> {
+        let st = self.store.load(id)?;
+        let status = st.status(&self.store.dir(id));
+        Ok(st.oci(status))
+    }
+
+    /// `kill`: sends a signal to the init, or with `all` to every process of the container.
+    pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
+        let st = self.store.load(id)?;
+        let status = st.status(&self.store.dir(id));
+        let signal = Signal::try_from(sig).map_err(|_| Error::msg(format!("invalid signal {sig}")))?;
+        if all {
+            return st.cgroup.signal_all(signal);
+        }
+        if !matches!(status, Status::Created | Status::Running) {
+            return Err(Error::msg("container not running"));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), signal).ctx(|| format!("sending signal {sig} to pid {}", st.pid))
+    }
+
+    /// `delete`: removes a stopped (or created) container; with `force` kills a running one
+    /// first. Runs the poststop hooks.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let lock = self.store.lock(id);
+        let st = match self.store.load(id) {
+            Ok(st) => st,
+            Err(e) => {
+                // A directory without a readable state (a crashed create) is removed with force.
+                if force && self.store.dir(id).exists() {
+                    drop(lock);
+                    return self.store.remove(id);
+                }
+                return Err(e);
+            }
+        };
+        let _lock = lock?;
+        match st.status(&self.store.dir(id)) {
+            Status::Stopped | Status::Created => {}
+            s if !force => return Err(Error::msg(format!("cannot delete container {id:?} that is not stopped: {s}"))),
+            _ => {}
+        }
+        self.destroy(&st)
+    }
+
+    /// Kills whatever is left of a container and removes it: processes, cgroup, state; then
+    /// runs the poststop hooks.
+    fn destroy(&self, st: &ContainerState) -> Result<()> {
+        if crate::sys::process_alive(st.pid, Some(st.pid_start)) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), Signal::SIGKILL);
+            crate::sys::wait_exit(st.pid, Some(Duration::from_secs(10)));
+        }
+        // Without a pid namespace of its own, the container's other processes outlive its init.
+        st.cgroup.signal_all(Signal::SIGKILL)?;
+        st.cgroup.remove()?;
+        let json = state_json(&st.oci(Status::Stopped))?;
+        if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
+            crate::hooks::run_all_warn(Some(h), &json, "poststop");
+        }
+        self.store.remove(&st.id)
+    }
+
+    /// `list`: the state of every container.
+    pub fn list(&self) -> Result<Vec<OciState>> {
+        let mut out = Vec::new();
+        for id in self.store.ids()? {
+            if let Ok(st) = self.store.load(&id) {
+                let s = st.status(&self.store.dir(&id));
+                out.push(st.oci(s));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `run`: create + start; in the foreground waits for the container's process, forwarding
+    /// signals to it, deletes the container, and returns the exit status (128+n for a signal).
+    /// With `detach`, returns 0 once the container runs.
+    pub fn run(&self, o: &CreateOptions, detach: bool) -> Result<i32> {
+        if detach {
+            self.create(o)?;
+            if let Err(e) = self.start(&o.id) {
+                let _ = self.delete(&o.id, true);
+                return Err(e);
+            }
+            return Ok(0);
+        }
+        // Block every forwardable signal and SIGCHLD before the fork: they queue on the
+        // signalfd, so the exit of a fast container can never be missed.
+        let mut set = nix::sys::signal::SigSet::all();
+        for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP, Signal::SIGABRT] {
+            set.remove(s);
+        }
+        let old = crate::sys::block_signals(&set)?;
+        let res = self.run_foreground(o, &set);
+        let _ = crate::sys::set_signal_mask(&old);
+        res
+    }
+
+    fn run_foreground(&self, o: &CreateOptions, set: &nix::sys::signal::SigSet) -> Result<i32> {
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        // Inits forked by an intermediate process are re-parented to us.
+        crate::sys::set_child_subreaper()?;
+        let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).ctx(|| "creating a signalfd".into())?;
+        let pid = self.create(o)?;
+        if let Err(e) = self.start(&o.id) {
+            let _ = self.delete(&o.id, true);
+            return Err(e);
+        }
+        let code = 'outer: loop {
+            let Some(info) = sfd.read_signal().ctx(|| "reading signals".into())? else { continue };
+            let signo = info.ssi_signo as i32;
+            if signo == libc::SIGCHLD {
+                loop {
+                    match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(p, c)) if p.as_raw() == pid => break 'outer c,
+                        Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => break 'outer 128 + s as i32,
+                        Ok(WaitStatus::StillAlive) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            } else if signo != libc::SIGURG {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::try_from(signo).ok());
+            }
+        };
+        self.delete(&o.id, true)?;
+        Ok(code)
+    }
+}
+
+/// The OCI state as JSON text.
+pub fn state_json(s: &OciState) -> Result<String> {
+    serde_json::to_string(s).map_err(|e| Error::msg(format!("encoding state: {e}")))
+}
+
+/// Writes the pid file atomically (runc writes it without a newline).
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("dray-tmp");
+    crate::sys::write_file(&tmp, pid.to_string())?;
+    std::fs::rename(&tmp, path).ctx(|| format!("writing pid file {}", path.display()))
+}
+
+use std::os::unix::fs::OpenOptionsExt;

@@ -1,0 +1,43 @@
+//! dray runtime: a runc-compatible OCI runtime.
+//!
+//! The library holds the whole container lifecycle so that the `dray` binary, the shim and
+//! tests can call it directly. The creation path is single-threaded by design: it forks, and
+//! a fork in a multithreaded process is unsound.
+//!
+//! Module map (where each part of the OCI runtime spec is applied):
+//! - [`container`]: lifecycle operations (create, start, state, kill, delete, run, list).
+//! - [`process`]: the cooperating processes of `create` and the messages they exchange.
+//! - [`namespaces`]: `linux.namespaces`, `linux.uidMappings`/`gidMappings`.
+//! - [`rootfs`]: `root`, `mounts`, `linux.devices`, `maskedPaths`, `readonlyPaths`, pivot_root.
+//! - [`cgroups`]: `linux.cgroupsPath` on cgroup v1, v2 and hybrid hosts.
+//! - [`capabilities`], [`rlimits`], [`user`]: `process.capabilities`, `process.rlimits`,
+//!   `process.user`.
+//! - [`hooks`]: `hooks.*`; [`console`]: `process.terminal`; [`sysctl`]: `linux.sysctl`.
+//! - [`state`]: the state directory, state JSON and locking.
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod cli;
+pub mod console;
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod rlimits;
+pub mod rootfs;
+pub mod signals;
+pub mod spec;
+pub mod state;
+pub mod sys;
+pub mod sysctl;
+pub mod time;
+pub mod user;
+
+pub use error::{Error, Result};
+
+/// Version reported by `dray --version` and in state files.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The OCI runtime-spec version this runtime implements.
+pub const OCI_VERSION: &str = "1.2.0";

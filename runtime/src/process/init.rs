@@ -1,0 +1,276 @@
+//! The container's init: everything that runs inside the new namespaces, up to the exec of the
+//! user's process. Runs in a forked copy of the runtime; it never returns.
+
+use super::message::{Channel, Msg};
+use super::InitConfig;
+use crate::error::{Context, Error, Result};
+use crate::namespaces;
+use oci_spec::runtime::{LinuxNamespaceType as Ns, Process};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Entry point of the forked child. Reports any failure on the channel and exits 1.
+pub fn child_main(cfg: &InitConfig, ch: Channel, tramp: Option<OwnedFd>, state_dir: OwnedFd, intermediate: bool) -> ! {
+    let err = match run(cfg, &ch, tramp, state_dir, intermediate) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    if ch.send(&Msg::Error(err.to_string())).is_err() {
+        // Set-up is over (the runtime is gone): the exec itself failed after `start`.
+        eprintln!("dray: container {}: {err}", cfg.id);
+    }
+    // SAFETY: _exit skips destructors and atexit handlers of the forked copy of the runtime.
+    unsafe { libc::_exit(1) }
+}
+
+enum Never {}
+
+fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedFd, intermediate: bool) -> Result<Never> {
+    // Until the exec, /proc/PID/{exe,fd,mem} of this process must not be reachable from the
+    // container (CVE-2019-5736).
+    crate::sys::set_dumpable(false)?;
+    ch.expect(&Msg::Go)?;
+    let plan = &cfg.plan;
+    if intermediate {
+        if let Some(p) = plan.joins(Ns::User) {
+            namespaces::join(Ns::User, p)?;
+        }
+        for (t, p) in plan.join.iter().filter(|(t, _)| *t != Ns::User) {
+            namespaces::join(*t, p)?;
+        }
+        if plan.creates(Ns::User) {
+            namespaces::unshare(libc::CLONE_NEWUSER)?;
+            ch.send(&Msg::NeedIdMaps)?;
+            ch.expect(&Msg::IdMapsDone)?;
+        }
+        let rest = plan.new.iter().filter(|t| **t != Ns::User).fold(0, |a, t| a | namespaces::flag(*t));
+        namespaces::unshare(rest)?;
+        // SAFETY: this process is single-threaded (a fork of the single-threaded runtime).
+        match unsafe { crate::sys::clone_fork(0) }? {
+            0 => {}
+            pid => {
+                ch.send(&Msg::InitPid(pid))?;
+                // SAFETY: see child_main.
+                unsafe { libc::_exit(0) }
+            }
+        }
+    } else {
+        for (t, p) in plan.join.iter().filter(|(t, _)| *t != Ns::Pid) {
+            namespaces::join(*t, p)?;
+        }
+        if plan.creates(Ns::Cgroup) {
+            namespaces::unshare(libc::CLONE_NEWCGROUP)?;
+        }
+    }
+    let userns = plan.creates(Ns::User) || plan.joins(Ns::User).is_some();
+    if userns {
+        // Become root of the new user namespace (when 0 is mapped) to own the mounts.
+        let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
+        let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+    }
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    let process = cfg.spec.process().as_ref().ok_or_else(|| Error::msg("config.json has no process"))?;
+
+    // Root file system.
+    let state_json;
+    if plan.creates(Ns::Mount) {
+        crate::rootfs::prepare(&crate::rootfs::Setup {
+            spec: &cfg.spec,
+            rootfs: &cfg.rootfs,
+            bundle: &cfg.bundle,
+            cgroup: &cfg.cgroup,
+            cgroupns: plan.creates(Ns::Cgroup),
+            userns,
+        })?;
+        state_json = hooks_phase(cfg, ch)?;
+        crate::rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
+        crate::rootfs::finalize(&cfg.spec)?;
+    } else if plan.joins(Ns::Mount).is_some() {
+        state_json = hooks_phase(cfg, ch)?;
+    } else {
+        return Err(Error::msg("the container needs a mount namespace (linux.namespaces has no \"mount\")"));
+    }
+
+    // Hostname, domain name, sysctls.
+    let has_uts = plan.creates(Ns::Uts) || plan.joins(Ns::Uts).is_some();
+    if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        if !has_uts {
+            return Err(Error::msg("setting the hostname needs a private UTS namespace"));
+        }
+        nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
+    }
+    if let Some(d) = cfg.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        if !has_uts {
+            return Err(Error::msg("setting the domainname needs a private UTS namespace"));
+        }
+        // SAFETY: setdomainname with a valid buffer and its length.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| format!("setting domainname {d:?}"));
+        }
+    }
+    for (k, v) in cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+        crate::sysctl::write(k, v)?;
+    }
+
+    // Terminal.
+    if process.terminal().unwrap_or(false) {
+        setup_console(cfg, process)?;
+    }
+
+    // Privileges: bounding set while still root, then the user, then the other sets.
+    if let Some(c) = process.capabilities() {
+        crate::capabilities::apply_bounding(c)?;
+    }
+    crate::sys::set_keepcaps(true)?;
+    crate::user::switch(process.user(), crate::user::setgroups_allowed())?;
+    crate::sys::set_keepcaps(false)?;
+    match process.capabilities() {
+        Some(c) => crate::capabilities::apply_sets(c)?,
+        None => {
+            let none = oci_spec::runtime::LinuxCapabilities::default();
+            let mut empty = none.clone();
+            for f in [
+                oci_spec::runtime::LinuxCapabilities::set_effective,
+                oci_spec::runtime::LinuxCapabilities::set_permitted,
+                oci_spec::runtime::LinuxCapabilities::set_inheritable,
+                oci_spec::runtime::LinuxCapabilities::set_ambient,
+            ] {
+                f(&mut empty, Some(Default::default()));
+            }
+            crate::capabilities::apply_sets(&empty)?;
+        }
+    }
+    crate::user::apply_umask(process.user());
+    enter_cwd(process.cwd())?;
+
+    // The program to run, looked up now so that a missing binary fails `create`.
+    let env = environment(process);
+    let args = process.args().as_deref().unwrap_or(&[]);
+    let first = args.first().ok_or_else(|| Error::msg("process.args is empty"))?;
+    let path = lookup(first, &env)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        crate::sys::set_no_new_privs()?;
+    }
+
+    // No host fd may survive into the container (CVE-2024-21626): everything above stdio and
+    // the preserved fds is close-on-exec; the preserved ones are made inheritable.
+    let keep = 3 + cfg.preserve_fds.max(0);
+    crate::sys::cloexec_from(keep)?;
+    for fd in 3..keep {
+        crate::sys::set_cloexec(fd, false);
+    }
+    ch.send(&Msg::Ready)?;
+
+    // Wait for `start`: opening the fifo for writing blocks until `start` opens it for reading.
+    let fifo = {
+        let name = CString::new(crate::state::EXEC_FIFO).map_err(|_| Error::msg("fifo name"))?;
+        // SAFETY: openat with a valid dirfd and C string.
+        let fd = unsafe { libc::openat(state_dir.as_raw_fd(), name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| "opening exec.fifo".into());
+        }
+        // SAFETY: new fd owned here.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    drop(state_dir);
+    nix::unistd::write(&fifo, b"0").ctx(|| "writing exec.fifo".into())?;
+    drop(fifo);
+
+    crate::hooks::run_all(cfg.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &state_json, "startContainer")?;
+
+    let argv: Vec<CString> = args.iter().map(|a| CString::new(a.as_str())).collect::<std::result::Result<_, _>>().map_err(|_| Error::msg("an argument contains a NUL byte"))?;
+    let envp: Vec<CString> = env.iter().map(|a| CString::new(a.as_str())).collect::<std::result::Result<_, _>>().map_err(|_| Error::msg("an env entry contains a NUL byte"))?;
+    let cpath = crate::sys::cstr(&path)?;
+    crate::sys::set_signal_mask(&nix::sys::signal::SigSet::empty())?;
+    Err(super::trampoline::exec(tramp.as_ref(), &cpath, &argv, &envp))
+}
+
+/// Asks the runtime to run the prestart and createRuntime hooks, then runs the createContainer
+/// hooks here (in the container's namespaces, before pivot_root). Returns the state JSON.
+fn hooks_phase(cfg: &InitConfig, ch: &Channel) -> Result<String> {
+    ch.send(&Msg::RunCreateRuntimeHooks)?;
+    let state = match ch.recv()? {
+        Some(Msg::HooksDone(s)) => s,
+        Some(m) => return Err(Error::msg(format!("protocol error: unexpected {m:?}"))),
+        None => return Err(Error::msg("the runtime went away during set-up")),
+    };
+    crate::hooks::run_all(cfg.spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &state, "createContainer")?;
+    Ok(state)
+}
+
+/// Allocates the pty, sends its master over the console socket and makes the slave the
+/// controlling terminal and stdio; also bind-mounts it on /dev/console.
+fn setup_console(cfg: &InitConfig, process: &Process) -> Result<()> {
+    let sock = cfg.console.as_ref().ok_or_else(|| Error::msg("process.terminal is set but there is no console socket"))?;
+    let (master, slave, name) = crate::console::open_pty()?;
+    if let Some(sz) = process.console_size() {
+        crate::console::set_size(master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
+    }
+    if Path::new("/dev/console").exists() || std::fs::File::create("/dev/console").is_ok() {
+        crate::rootfs::mounts::mount(Some(&name), "/dev/console", None, nix::mount::MsFlags::MS_BIND, None, Path::new("/dev/console"))?;
+    }
+    crate::console::send_fd(sock.as_raw_fd(), "/dev/ptmx", master.as_raw_fd())?;
+    drop(master);
+    crate::console::make_controlling(&slave)
+}
+
+/// Changes to `process.cwd` and checks that it is inside the container's root: a cwd that
+/// resolves outside it (e.g. through a leaked fd, CVE-2024-21626) is refused.
+fn enter_cwd(cwd: &Path) -> Result<()> {
+    if !cwd.is_absolute() {
+        return Err(Error::msg(format!("process.cwd {} is not an absolute path", cwd.display())));
+    }
+    if let Err(e) = nix::unistd::chdir(cwd) {
+        return Err(e).ctx(|| format!("changing to the working directory {}", cwd.display()));
+    }
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(Error::msg(format!("the working directory {} is outside the container's root", cwd.display()))),
+    }
+}
+
+/// The process environment, with HOME from the container's /etc/passwd when unset (as runc).
+fn environment(p: &Process) -> Vec<String> {
+    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let uid = p.user().uid();
+        let home = std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+                })
+            })
+            .unwrap_or_else(|| "/".into());
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// Finds the executable like execvp, with the container's PATH.
+fn lookup(name: &str, env: &[String]) -> Result<PathBuf> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(false) && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        if !p.exists() {
+            return Err(Error::msg(format!("exec: {name:?}: no such file or directory")));
+        }
+        if !executable(&p) {
+            return Err(Error::msg(format!("exec: {name:?}: permission denied")));
+        }
+        return Ok(p);
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let p = Path::new(dir).join(name);
+        if executable(&p) {
+            return Ok(p);
+        }
+    }
+    Err(Error::msg(format!("exec: {name:?}: executable file not found in $PATH")))
+}

@@ -1,0 +1,114 @@
+//! Typed messages between the runtime (parent) and the container's init, over a
+//! `SOCK_SEQPACKET` socket pair: one datagram per message, JSON encoded, so a message is
+//! never split or merged and a dead peer shows as end-of-file.
+
+use crate::error::{Context, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// A message of the create protocol. The phase order is documented in [`crate::process`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Parent → init: the init is in its cgroup, has its rlimits and oom score; go on.
+    Go,
+    /// Intermediate → parent: I unshared a user namespace, write my id maps.
+    NeedIdMaps,
+    /// Parent → intermediate: the id maps are written.
+    IdMapsDone,
+    /// Intermediate → parent: the init is this pid (host pid namespace).
+    InitPid(i32),
+    /// Init → parent: mounts are done, before pivot_root: run prestart and createRuntime hooks.
+    RunCreateRuntimeHooks,
+    /// Parent → init: hooks done, with the state JSON that in-container hooks receive.
+    HooksDone(String),
+    /// Init → parent: set-up complete; the init now waits on the exec fifo for `start`.
+    Ready,
+    /// Init → parent: set-up failed, with the reason.
+    Error(String),
+}
+
+/// One end of the socket pair.
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    /// A connected pair of channels (close-on-exec).
+    pub fn pair() -> Result<(Channel, Channel)> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+            .ctx(|| "creating the init socket pair".into())?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    /// Sends a message.
+    pub fn send(&self, msg: &Msg) -> Result<()> {
+        let data = serde_json::to_vec(msg).map_err(|e| Error::msg(format!("encoding {msg:?}: {e}")))?;
+        loop {
+            // SAFETY: data is a valid buffer of data.len() bytes.
+            let r = unsafe { libc::send(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e).ctx(|| "sending to the init channel".into());
+            }
+        }
+    }
+
+    /// Receives a message; None when the peer closed its end (exited).
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+            let r = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if r > 0 {
+                let msg = serde_json::from_slice(&buf[..r as usize])
+                    .map_err(|e| Error::msg(format!("bad message on the init channel: {e}")))?;
+                return Ok(Some(msg));
+            }
+            if r == 0 {
+                return Ok(None);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e).ctx(|| "receiving from the init channel".into());
+            }
+        }
+    }
+
+    /// Receives a message and fails unless it is `want`; an `Error` from the peer is returned as
+    /// an error.
+    pub fn expect(&self, want: &Msg) -> Result<()> {
+        match self.recv()? {
+            Some(m) if &m == want => Ok(()),
+            Some(Msg::Error(e)) => Err(Error::Msg(e)),
+            Some(m) => Err(Error::msg(format!("protocol error: expected {want:?}, got {m:?}"))),
+            None => Err(Error::msg("the container's init exited during set-up")),
+        }
+    }
+
+    /// The raw fd.
+    pub fn raw(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_eof_is_seen() {
+        let (a, b) = Channel::pair().unwrap();
+        a.send(&Msg::InitPid(42)).unwrap();
+        a.send(&Msg::HooksDone("{\"x\":1}".into())).unwrap();
+        assert_eq!(b.recv().unwrap(), Some(Msg::InitPid(42)));
+        assert_eq!(b.recv().unwrap(), Some(Msg::HooksDone("{\"x\":1}".into())));
+        a.send(&Msg::Error("boom".into())).unwrap();
+        assert_eq!(b.expect(&Msg::Ready).unwrap_err().to_string(), "boom");
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! The processes that cooperate during `create`, and the order of their phases.
+//!
+//! ```text
+//! runtime (parent)                         init (child)
+//! ----------------                         ------------
+//! create state dir, exec.fifo, cgroup
+//! clone(new namespaces)  ───────────────▶  non-dumpable; wait for Go
+//! [write uid/gid maps]
+//! cgroup.procs, oom_score_adj, prlimit
+//! Go  ──────────────────────────────────▶  join namespaces by path; unshare cgroupns
+//!                                          (slow path: an intermediate joins, unshares,
+//!                                           asks NeedIdMaps ◀▶ IdMapsDone, forks the init
+//!                                           and reports InitPid, then exits)
+//!                                          mounts, /dev
+//! prestart + createRuntime hooks  ◀──────  RunCreateRuntimeHooks
+//! HooksDone(state) ─────────────────────▶  createContainer hooks; pivot_root; masked and
+//!                                          read-only paths; hostname; sysctl; console;
+//!                                          capabilities, user, cwd; exec lookup
+//! save state "created"; exit  ◀──────────  Ready
+//!                                          block on exec.fifo until `start`;
+//!                                          startContainer hooks; exec via the trampoline
+//! ```
+//! Any failure in the init is sent as `Error(reason)`; the runtime then kills the init and
+//! removes everything it made. The channel is a close-on-exec SOCK_SEQPACKET pair, so a dead
+//! peer shows as end-of-file on the other side.
+
+pub mod init;
+pub mod message;
+pub mod trampoline;
+
+use crate::cgroups::CgroupPaths;
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{self, Plan};
+use message::{Channel, Msg};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+/// Everything the init needs, prepared by the runtime before the fork.
+pub struct InitConfig {
+    pub id: String,
+    pub spec: Spec,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub plan: Plan,
+    pub cgroup: CgroupPaths,
+    /// The container's state directory (holds exec.fifo).
+    pub state_dir: PathBuf,
+    pub no_pivot: bool,
+    /// Number of fds above stdio passed into the container (`--preserve-fds`).
+    pub preserve_fds: i32,
+    /// The connected console socket, when `process.terminal` is set.
+    pub console: Option<UnixStream>,
+}
+
+/// Forks the container's init and drives it through set-up until it waits for `start`.
+/// `hooks` runs the prestart and createRuntime hooks for the given init pid and returns the
+/// state JSON for the in-container hooks. Returns the init's host pid; on error, the init (if
+/// any) is killed and reaped, and the pid it had, if known, is in the error path's cleanup.
+pub fn spawn(cfg: &InitConfig, hooks: &mut dyn FnMut(i32) -> Result<String>) -> Result<i32> {
+    let (parent, child) = Channel::pair()?;
+    let tramp = trampoline::create()?;
+    let state_dir = open_path_dir(&cfg.state_dir)?;
+    let single = cfg.plan.single_clone();
+    let mut saved_ns: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
+    if single {
+        // Namespaces that only apply to children are entered by the runtime itself around the
+        // clone, then left again: the pid namespace to join, and a new time namespace.
+        if let Some(p) = cfg.plan.joins(LinuxNamespaceType::Pid) {
+            saved_ns.push((LinuxNamespaceType::Pid, open_path_dir_or_file("/proc/self/ns/pid")?));
+            namespaces::join(LinuxNamespaceType::Pid, p)?;
+        }
+        if cfg.plan.creates(LinuxNamespaceType::Time) {
+            saved_ns.push((LinuxNamespaceType::Time, open_path_dir_or_file("/proc/self/ns/time")?));
+            namespaces::unshare(namespaces::CLONE_NEWTIME)?;
+        }
+    }
+    let flags = if single { cfg.plan.clone_flags() } else { 0 };
+    // SAFETY: the runtime is single-threaded on the creation path (no threads are spawned by
+    // the library, and the CLI calls this from main).
+    let pid = unsafe { crate::sys::clone_fork(flags) };
+    let restore = |saved: &mut Vec<(LinuxNamespaceType, OwnedFd)>| -> Result<()> {
+        for (t, fd) in saved.drain(..) {
+            nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::from_bits_retain(namespaces::flag(t)))
+                .ctx(|| format!("returning to the runtime's {} namespace", namespaces::proc_name(t)))?;
+        }
+        Ok(())
+    };
+    let pid = match pid {
+        Ok(0) => {
+            drop(parent);
+            init::child_main(cfg, child, tramp, state_dir, !single)
+        }
+        Ok(pid) => pid,
+        Err(e) => {
+            restore(&mut saved_ns)?;
+            return Err(e);
+        }
+    };
+    drop(child);
+    restore(&mut saved_ns)?;
+    match drive(cfg, &parent, pid, single, hooks) {
+        Ok(init_pid) => Ok(init_pid),
+        Err((init_pid, e)) => {
+            kill_and_reap(pid);
+            if init_pid != pid && init_pid > 0 {
+                kill_and_reap(init_pid);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The parent's side of the protocol. On error, returns the init pid known so far.
+fn drive(cfg: &InitConfig, ch: &Channel, pid: i32, single: bool, hooks: &mut dyn FnMut(i32) -> Result<String>) -> Result<i32, (i32, Error)> {
+    let mut init_pid = pid;
+    let r = (|| -> Result<()> {
+        let linux = cfg.spec.linux().as_ref();
+        if single && cfg.plan.creates(LinuxNamespaceType::User) {
+            write_maps(cfg, pid)?;
+        }
+        cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?;
+        let process = cfg.spec.process().as_ref();
+        if let Some(adj) = process.and_then(|p| p.oom_score_adj()) {
+            write_oom_score_adj(pid, adj)?;
+        }
+        if let Some(l) = process.and_then(|p| p.rlimits().as_ref()) {
+            crate::rlimits::apply(pid, l)?;
+        }
+        let _ = linux;
+        ch.send(&Msg::Go)?;
+        if !single {
+            loop {
+                match ch.recv()? {
+                    Some(Msg::NeedIdMaps) => {
+                        write_maps(cfg, pid)?;
+                        ch.send(&Msg::IdMapsDone)?;
+                    }
+                    Some(Msg::InitPid(p)) => {
+                        init_pid = p;
+                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                        break;
+                    }
+                    Some(Msg::Error(e)) => return Err(Error::Msg(e)),
+                    Some(m) => return Err(Error::msg(format!("protocol error: unexpected {m:?}"))),
+                    None => return Err(Error::msg("the container's init exited during set-up")),
+                }
+            }
+        }
+        ch.expect(&Msg::RunCreateRuntimeHooks)?;
+        let state = hooks(init_pid)?;
+        ch.send(&Msg::HooksDone(state))?;
+        ch.expect(&Msg::Ready)
+    })();
+    r.map(|_| init_pid).map_err(|e| (init_pid, e))
+}
+
+fn write_maps(cfg: &InitConfig, pid: i32) -> Result<()> {
+    let linux = cfg.spec.linux().as_ref();
+    let uid = linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+    let gid = linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+    namespaces::write_id_maps(pid, &uid, &gid)
+}
+
+/// `process.oomScoreAdj`, written for the init by the runtime.
+fn write_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
+        let hint = if adj < 0 { " (lowering it needs CAP_SYS_RESOURCE)" } else { "" };
+        Error::msg(format!("setting oomScoreAdj to {adj}: {e}{hint}"))
+    })
+}
+
+/// Kills a process and reaps it if it is our child; waits for it to exit otherwise.
+pub fn kill_and_reap(pid: i32) {
+    let p = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+    match nix::sys::wait::waitpid(p, None) {
+        Ok(_) => {}
+        Err(_) => {
+            crate::sys::wait_exit(pid, Some(std::time::Duration::from_secs(5)));
+        }
+    }
+}
+
+fn open_path_dir(p: &std::path::Path) -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(p, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .ctx(|| format!("opening {}", p.display()))?;
+    // SAFETY: new fd owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn open_path_dir_or_file(p: &str) -> Result<OwnedFd> {
+    let f = std::fs::File::open(p).ctx(|| format!("opening {p}"))?;
+    Ok(OwnedFd::from(f))
+}
+
+/// The raw fd of a console socket, if any.
+pub fn console_fd(c: &Option<UnixStream>) -> Option<i32> {
+    c.as_ref().map(|s| s.as_raw_fd())
+}

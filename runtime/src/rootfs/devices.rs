@@ -1,0 +1,116 @@
+//! The container's /dev: the default devices (config-linux.md "Default Devices"), the
+//! configured `linux.devices`, and the standard symlinks.
+
+use super::paths::{self, Kind};
+use crate::error::{Context, Error, Result};
+use crate::sys::fd_path;
+use nix::mount::MsFlags;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// One device node to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub path: PathBuf,
+    /// S_IFCHR, S_IFBLK or S_IFIFO.
+    pub kind: libc::mode_t,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The default devices every container gets.
+pub fn defaults() -> Vec<Node> {
+    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+        .iter()
+        .map(|(n, ma, mi)| Node {
+            path: PathBuf::from("/dev").join(n),
+            kind: libc::S_IFCHR,
+            major: *ma,
+            minor: *mi,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        })
+        .collect()
+}
+
+/// Converts a `linux.devices` entry.
+pub fn from_spec(d: &LinuxDevice) -> Result<Node> {
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+        LinuxDeviceType::B => libc::S_IFBLK,
+        LinuxDeviceType::P => libc::S_IFIFO,
+        LinuxDeviceType::A => return Err(Error::msg(format!("device {}: type 'a' is only valid in device cgroup rules", d.path().display()))),
+    };
+    if !d.path().starts_with("/dev") {
+        return Err(Error::msg(format!("device path {} is not under /dev", d.path().display())));
+    }
+    Ok(Node {
+        path: d.path().clone(),
+        kind,
+        major: d.major() as u64,
+        minor: d.minor() as u64,
+        mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+        uid: d.uid().unwrap_or(0),
+        gid: d.gid().unwrap_or(0),
+    })
+}
+
+/// Creates a device node inside the rootfs: mknod, or (in a user namespace, where mknod is
+/// not allowed) a bind mount of the host's node onto an empty file.
+pub fn create(root: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
+    let step = || format!("creating device {}", n.path.display());
+    let parent = n.path.parent().unwrap_or(Path::new("/dev"));
+    let name = n.path.file_name().ok_or_else(|| Error::msg(format!("bad device path {}", n.path.display())))?;
+    let dir = paths::mkdir_all(root, parent).ctx(step)?;
+    let cname = crate::sys::cstr(name)?;
+    // An existing entry (from the image) is replaced.
+    // SAFETY: unlinkat with a valid C string; failure (ENOENT) is fine.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
+    if userns {
+        let host = n.path.to_string_lossy().into_owned();
+        let target = paths::open_or_create(root, &n.path, Kind::File).ctx(step)?;
+        return nix::mount::mount(Some(host.as_str()), fd_path(target.as_raw_fd()).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .ctx(step);
+    }
+    let dev = libc::makedev(n.major as u32, n.minor as u32);
+    // SAFETY: mknodat with a valid C string.
+    if unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), n.kind | n.mode, dev) } != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(step);
+    }
+    // mknod is subject to the umask; set the exact mode and owner.
+    let node = paths::open_or_create(root, &n.path, Kind::File).ctx(step)?;
+    let p = fd_path(node.as_raw_fd());
+    nix::unistd::chown(p.as_str(), Some(nix::unistd::Uid::from_raw(n.uid)), Some(nix::unistd::Gid::from_raw(n.gid))).ctx(step)?;
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(n.mode)).ctx(step)?;
+    Ok(())
+}
+
+/// The standard /dev symlinks: fd, stdin, stdout, stderr, ptmx (to the container's devpts) and
+/// core (when /proc/kcore exists).
+pub fn symlinks(root: &OwnedFd) -> Result<()> {
+    let dev = paths::mkdir_all(root, Path::new("/dev"))?;
+    let mut links = vec![("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("core", "/proc/kcore"));
+    }
+    for (name, to) in links {
+        let (n, t) = (crate::sys::cstr(name)?, crate::sys::cstr(to)?);
+        if name == "ptmx" {
+            // SAFETY: unlinkat with a valid C string; ENOENT is fine.
+            unsafe { libc::unlinkat(dev.as_raw_fd(), n.as_ptr(), 0) };
+        }
+        // SAFETY: symlinkat with valid C strings.
+        if unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e).ctx(|| format!("creating /dev/{name}"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! The container's root file system (config.md "Root", "Mounts"; config-linux.md
+//! "Rootfs Mount Propagation", "Masked Paths", "Readonly Paths", "Devices").
+//!
+//! Order, as runc: make `/` a slave (or `rootfsPropagation`) so nothing leaks to the host, bind
+//! the rootfs on itself, mount every entry, create /dev, then (after the createContainer hooks)
+//! pivot_root, then masked and read-only paths and a read-only root.
+
+pub mod devices;
+pub mod mounts;
+pub mod paths;
+
+use crate::error::{Context, Error, Result};
+use crate::sys::fd_path;
+use nix::mount::{MntFlags, MsFlags};
+use oci_spec::runtime::Spec;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// Parses `linux.rootfsPropagation`.
+pub fn propagation_flag(s: &str) -> Result<MsFlags> {
+    Ok(match s {
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        other => return Err(Error::msg(format!("invalid rootfsPropagation {other:?}"))),
+    })
+}
+
+/// What the init needs to set up the rootfs.
+pub struct Setup<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub cgroup: &'a crate::cgroups::CgroupPaths,
+    pub cgroupns: bool,
+    pub userns: bool,
+}
+
+/// Everything before pivot_root: propagation, the rootfs bind, mounts, /dev. Runs in the
+/// container's new mount namespace.
+pub fn prepare(s: &Setup) -> Result<()> {
+    let linux = s.spec.linux().as_ref();
+    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        Some(p) if !p.is_empty() => propagation_flag(p)?,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mounts::mount(None, "/", None, prop, None, Path::new("/")).ctx(|| "setting rootfs propagation".into())?;
+    make_parent_private(s.rootfs)?;
+    let root_s = s.rootfs.to_string_lossy();
+    mounts::mount(Some(&root_s), &root_s, None, MsFlags::MS_BIND | MsFlags::MS_REC, None, s.rootfs)
+        .ctx(|| "bind-mounting the rootfs on itself".into())?;
+    let root = open_dir(s.rootfs)?;
+    let ctx = mounts::Ctx { root: &root, bundle: s.bundle, cgroup: s.cgroup, cgroupns: s.cgroupns, userns: s.userns };
+    let mut dev_ro = false;
+    let mut dev_bound = false;
+    for m in s.spec.mounts().iter().flatten() {
+        if m.destination() == Path::new("/dev") {
+            let o = mounts::parse_options(m.options().as_deref().unwrap_or(&[]))?;
+            if o.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind") {
+                dev_bound = true;
+            } else if o.flags.contains(MsFlags::MS_RDONLY) {
+                // /dev is made read-only only after the device nodes were created in it.
+                dev_ro = true;
+                let mut m = m.clone();
+                m.set_options(m.options().as_ref().map(|v| v.iter().filter(|x| *x != "ro").cloned().collect()));
+                mounts::mount_entry(&ctx, &m)?;
+                continue;
+            }
+        }
+        mounts::mount_entry(&ctx, m)?;
+    }
+    if !dev_bound {
+        let mut nodes = devices::defaults();
+        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+            let n = devices::from_spec(d)?;
+            nodes.retain(|x| x.path != n.path);
+            nodes.push(n);
+        }
+        for n in &nodes {
+            devices::create(&root, n, s.userns)?;
+        }
+        devices::symlinks(&root)?;
+    }
+    if dev_ro {
+        let d = paths::mkdir_all(&root, Path::new("/dev"))?;
+        mounts::mount(None, &fd_path(d.as_raw_fd()), None, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None, Path::new("/dev"))?;
+    }
+    Ok(())
+}
+
+/// pivot_root needs the rootfs's parent mount not to be shared.
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading mountinfo".into())?;
+    let mut best: Option<(String, bool)> = None;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() < 7 {
+            continue;
+        }
+        let mp = f[4];
+        if rootfs.starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() >= b.len()) {
+            let shared = f[6..].iter().take_while(|x| **x != "-").any(|x| x.starts_with("shared:"));
+            best = Some((mp.to_string(), shared));
+        }
+    }
+    if let Some((mp, true)) = best {
+        mounts::mount(None, &mp, None, MsFlags::MS_PRIVATE, None, Path::new(&mp)).ctx(|| "making the rootfs parent mount private".into())?;
+    }
+    Ok(())
+}
+
+fn open_dir(p: &Path) -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(p, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .ctx(|| format!("opening rootfs {}", p.display()))?;
+    // SAFETY: new fd owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes the rootfs the root: pivot_root, then detach the old root (after making it a slave so
+/// that the unmount does not propagate to the host). With `no_pivot`, MS_MOVE + chroot.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    if no_pivot {
+        mounts::mount(Some("."), "/", None, MsFlags::MS_MOVE, None, rootfs).ctx(|| "moving the rootfs to /".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    } else {
+        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+        mounts::mount(None, ".", None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None, Path::new("/")).ctx(|| "making the old root a slave".into())?;
+        nix::mount::umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
+    }
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+}
+
+/// After pivot_root: masked paths, read-only paths, the read-only root and the final
+/// propagation of `/`.
+pub fn finalize(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+        readonly_path(p).ctx(|| format!("making {p} read-only"))?;
+    }
+    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+        mask_path(p).ctx(|| format!("masking {p}"))?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        mounts::remount_bind("/", MsFlags::MS_RDONLY, Path::new("/")).ctx(|| "making the root read-only".into())?;
+    }
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()).filter(|p| !p.is_empty()) {
+        mounts::mount(None, "/", None, propagation_flag(p)?, None, Path::new("/"))?;
+    }
+    Ok(())
+}
+
+/// `readonlyPaths`: bind the path on itself and remount it read-only. A missing path is fine.
+fn readonly_path(p: &str) -> Result<()> {
+    if !Path::new(p).exists() {
+        return Ok(());
+    }
+    mounts::mount(Some(p), p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None, Path::new(p))?;
+    mounts::remount_bind(p, MsFlags::MS_RDONLY, Path::new(p))
+}
+
+/// `maskedPaths`: /dev/null over a file, an empty read-only tmpfs over a directory.
+fn mask_path(p: &str) -> Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).ctx(|| format!("stat {p}")),
+        Ok(m) if m.is_dir() => mounts::mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, None, Path::new(p)),
+        Ok(_) => mounts::mount(Some("/dev/null"), p, None, MsFlags::MS_BIND, None, Path::new(p)),
+    }
+}

@@ -1,0 +1,285 @@
+//! `mounts` (config.md "Mounts"): mount options, and mounting each entry on a target resolved
+//! inside the rootfs.
+
+use super::paths::{self, Kind};
+use crate::cgroups::CgroupPaths;
+use crate::error::{Context, Error, Result};
+use crate::sys::fd_path;
+use nix::mount::MsFlags;
+use oci_spec::runtime::Mount;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// A mount's options, split as mount(2) wants them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Flags set by options (MS_RDONLY, MS_NOSUID, MS_BIND, ...).
+    pub flags: MsFlags,
+    /// Flags explicitly cleared by options (`rw`, `suid`, ...), used when remounting.
+    pub cleared: MsFlags,
+    /// Propagation changes, applied one by one after the mount.
+    pub propagation: Vec<MsFlags>,
+    /// Everything else, passed as file-system data.
+    pub data: Vec<String>,
+    /// runc's `tmpcopyup`: copy the original contents into a new tmpfs.
+    pub tmpcopyup: bool,
+}
+
+/// Parses mount options as runc does (`ro`, `nosuid`, `rbind`, `rprivate`, ..., data).
+pub fn parse_options(opts: &[String]) -> Result<Options> {
+    let mut o = Options { flags: MsFlags::empty(), cleared: MsFlags::empty(), propagation: Vec::new(), data: Vec::new(), tmpcopyup: false };
+    for opt in opts {
+        let (set, clear) = match opt.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
+            "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
+            "iversion" => (MsFlags::MS_I_VERSION, MsFlags::empty()),
+            "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "tmpcopyup" => {
+                o.tmpcopyup = true;
+                continue;
+            }
+            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable") => {
+                let base = match p.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "shared" => MsFlags::MS_SHARED,
+                    "slave" => MsFlags::MS_SLAVE,
+                    _ => MsFlags::MS_UNBINDABLE,
+                };
+                let rec = if p.starts_with('r') { MsFlags::MS_REC } else { MsFlags::empty() };
+                o.propagation.push(base | rec);
+                continue;
+            }
+            "idmap" | "ridmap" => return Err(Error::msg(format!("mount option {opt:?} (idmapped mounts) is not supported"))),
+            r if r.starts_with('r') && RECURSIVE_ATTRS.contains(&&r[1..]) => {
+                return Err(Error::msg(format!("recursive mount option {opt:?} is not supported")))
+            }
+            other => {
+                o.data.push(other.to_string());
+                continue;
+            }
+        };
+        o.flags = (o.flags | set) & !clear;
+        o.cleared = (o.cleared | clear) & !set;
+    }
+    Ok(o)
+}
+
+const RECURSIVE_ATTRS: &[&str] = &["ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "atime", "noatime", "relatime", "norelatime", "strictatime", "nodiratime", "diratime", "nosymfollow", "symfollow"];
+
+/// The flags a bind remount must keep because the kernel locks them (nosuid, nodev, noexec,
+/// read-only and atime flags of the source mount), read with statvfs.
+pub fn locked_flags(path: &str) -> MsFlags {
+    use nix::sys::statvfs::FsFlags;
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else { return MsFlags::empty() };
+    let f = st.flags();
+    let mut m = MsFlags::empty();
+    for (a, b) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(a) {
+            m |= b;
+        }
+    }
+    m
+}
+
+/// mount(2) with optional strings, naming the target in the error.
+pub fn mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: MsFlags, data: Option<&str>, what: &Path) -> Result<()> {
+    nix::mount::mount(src, target, fstype, flags, data).ctx(|| format!("mounting {}", what.display()))
+}
+
+/// Remounts a bind mount with `flags` (plus the flags the kernel locks on it).
+pub fn remount_bind(target: &str, flags: MsFlags, what: &Path) -> Result<()> {
+    let keep = locked_flags(target) & !MsFlags::MS_RDONLY;
+    let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)) | keep;
+    mount(None, target, None, f, None, what).ctx(|| "remounting with its options".into())
+}
+
+/// Mount set-up context shared by every entry.
+pub struct Ctx<'a> {
+    /// O_PATH fd of the rootfs (after it was bind-mounted on itself).
+    pub root: &'a OwnedFd,
+    /// The bundle directory: relative bind sources are relative to it.
+    pub bundle: &'a Path,
+    pub cgroup: &'a CgroupPaths,
+    /// True when the container has a new cgroup namespace.
+    pub cgroupns: bool,
+    /// True when the container runs in a new user namespace (sysfs may need a bind instead).
+    pub userns: bool,
+}
+
+/// Mounts one `mounts` entry.
+pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
+    let dest = m.destination();
+    if !dest.is_absolute() {
+        return Err(Error::msg(format!("mount destination {} is not absolute", dest.display())));
+    }
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]))?;
+    let typ = m.typ().as_deref().unwrap_or("");
+    let is_bind = opts.flags.contains(MsFlags::MS_BIND) || typ == "bind";
+    let step = || format!("mount {} ({})", dest.display(), if typ.is_empty() { "bind" } else { typ });
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(ctx, dest, &opts).ctx(step);
+    }
+    let data = opts.data.join(",");
+    if is_bind {
+        let src = source_path(ctx.bundle, m)?;
+        let meta = std::fs::metadata(&src).ctx(|| format!("bind source {}", src.display())).ctx(step)?;
+        let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+        let target = paths::open_or_create(ctx.root, dest, kind).ctx(step)?;
+        let tpath = fd_path(target.as_raw_fd());
+        let src_s = src.to_string_lossy();
+        let rec = opts.flags & MsFlags::MS_REC;
+        mount(Some(&src_s), &tpath, None, MsFlags::MS_BIND | rec, None, dest).ctx(step)?;
+        // Bind mounts ignore most flags on the first call: remount to apply them. The target
+        // fd still names the covered directory, so reopen it to reach the new mount.
+        let target = paths::open_or_create(ctx.root, dest, kind).ctx(step)?;
+        let tpath = fd_path(target.as_raw_fd());
+        if !(opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)).is_empty() {
+            remount_bind(&tpath, opts.flags, dest).ctx(step)?;
+        }
+        apply_propagation(&tpath, &opts, dest).ctx(step)?;
+        return Ok(());
+    }
+    let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
+    let tpath = fd_path(target.as_raw_fd());
+    let src = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| typ.to_string());
+    let data_opt = if data.is_empty() { None } else { Some(data.as_str()) };
+    let flags = opts.flags & !MsFlags::MS_REMOUNT;
+    let res = mount(Some(&src), &tpath, Some(typ), flags, data_opt, dest);
+    match res {
+        Ok(()) => {}
+        // In a user namespace without its own network namespace the kernel refuses sysfs:
+        // fall back to a recursive read-only bind of the host's /sys, as runc does.
+        Err(e) if typ == "sysfs" && ctx.userns && e.errno() == Some(libc::EPERM) => {
+            mount(Some("/sys"), &tpath, None, MsFlags::MS_BIND | MsFlags::MS_REC, None, dest).ctx(step)?;
+            let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
+            remount_bind(&fd_path(target.as_raw_fd()), flags | MsFlags::MS_RDONLY, dest).ctx(step)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e).ctx(step),
+    }
+    if !opts.propagation.is_empty() {
+        let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
+        apply_propagation(&fd_path(target.as_raw_fd()), &opts, dest).ctx(step)?;
+    }
+    Ok(())
+}
+
+/// The host path of a bind source (relative sources are relative to the bundle, as in runc).
+fn source_path(bundle: &Path, m: &Mount) -> Result<PathBuf> {
+    let src = m
+        .source()
+        .as_ref()
+        .ok_or_else(|| Error::msg(format!("bind mount {} has no source", m.destination().display())))?;
+    Ok(if src.is_absolute() { src.clone() } else { bundle.join(src) })
+}
+
+fn apply_propagation(target: &str, opts: &Options, what: &Path) -> Result<()> {
+    for p in &opts.propagation {
+        mount(None, target, None, *p, None, what).ctx(|| "setting mount propagation".into())?;
+    }
+    Ok(())
+}
+
+/// A `cgroup`/`cgroup2` mount: the container's own cgroup, read-only if asked.
+///
+/// On a pure v2 host with a cgroup namespace a fresh cgroup2 is mounted; otherwise the
+/// container's cgroup directories are bind-mounted (v1 and hybrid: a tmpfs with one directory
+/// per hierarchy, named like on the host).
+fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
+    let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    let pure_v2 = ctx.cgroup.dirs.len() == 1 && ctx.cgroup.dirs[0].v2;
+    let target = paths::open_or_create(ctx.root, dest, Kind::Dir)?;
+    let tpath = fd_path(target.as_raw_fd());
+    if pure_v2 {
+        if ctx.cgroupns {
+            return mount(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None, dest);
+        }
+        let d = &ctx.cgroup.dirs[0];
+        mount(Some(&d.path.to_string_lossy()), &tpath, None, MsFlags::MS_BIND | MsFlags::MS_REC, None, dest)?;
+        let target = paths::open_or_create(ctx.root, dest, Kind::Dir)?;
+        return remount_bind(&fd_path(target.as_raw_fd()), flags, dest);
+    }
+    let tflags = flags & !MsFlags::MS_RDONLY;
+    mount(Some("tmpfs"), &tpath, Some("tmpfs"), tflags, Some("mode=755"), dest)?;
+    for d in &ctx.cgroup.dirs {
+        let Some(name) = d.mountpoint.file_name() else { continue };
+        let sub = dest.join(name);
+        let t = paths::mkdir_all(ctx.root, &sub)?;
+        mount(Some(&d.path.to_string_lossy()), &fd_path(t.as_raw_fd()), None, MsFlags::MS_BIND | MsFlags::MS_REC, None, &sub)?;
+        let t = paths::mkdir_all(ctx.root, &sub)?;
+        remount_bind(&fd_path(t.as_raw_fd()), flags, &sub)?;
+        // Co-mounted controllers ("cpu,cpuacct") are also reachable by each name.
+        let n = name.to_string_lossy();
+        if n.contains(',') {
+            let dir = paths::mkdir_all(ctx.root, dest)?;
+            for c in n.split(',') {
+                let link = crate::sys::cstr(c)?;
+                let to = crate::sys::cstr(&*n)?;
+                // SAFETY: symlinkat with valid C strings; an existing link is fine.
+                unsafe { libc::symlinkat(to.as_ptr(), dir.as_raw_fd(), link.as_ptr()) };
+            }
+        }
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let target = paths::open_or_create(ctx.root, dest, Kind::Dir)?;
+        mount(None, &fd_path(target.as_raw_fd()), None, MsFlags::MS_REMOUNT | flags, Some("mode=755"), dest)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_flags_propagation_and_data() {
+        let o = parse_options(&s(&["rbind", "ro", "nosuid", "rprivate", "mode=755", "size=65536k"])).unwrap();
+        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+        assert_eq!(o.data, s(&["mode=755", "size=65536k"]));
+        let o = parse_options(&s(&["ro", "rw"])).unwrap();
+        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
+        assert!(o.cleared.contains(MsFlags::MS_RDONLY));
+        assert!(parse_options(&s(&["rro"])).is_err());
+        assert!(parse_options(&s(&["idmap"])).is_err());
+    }
+}

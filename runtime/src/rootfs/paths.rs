@@ -1,0 +1,104 @@
+//! Paths inside the container's root file system, resolved so that the image cannot redirect
+//! them: every lookup goes through `openat2(RESOLVE_IN_ROOT)` from an fd of the rootfs, so a
+//! symlink or `..` in the image is resolved as if the rootfs were `/`. Mounts are then made on
+//! the opened fd (`/proc/self/fd/N`), never on a path that could be swapped in between.
+
+use crate::error::{Context, Error, Result};
+use crate::sys::openat2_in_root;
+use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+/// What to create at a missing mount target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// The path of `p` relative to the root, without a leading `/`; `..` is kept (resolved by the
+/// kernel inside the root).
+pub fn relative(p: &Path) -> PathBuf {
+    p.components().filter(|c| !matches!(c, Component::RootDir | Component::CurDir)).collect()
+}
+
+/// Opens `path` inside `root` with O_PATH, creating missing directories (and, if `kind` is
+/// File, the last component as an empty file). Returns an O_PATH fd of the target.
+pub fn open_or_create(root: &OwnedFd, path: &Path, kind: Kind) -> Result<OwnedFd> {
+    let rel = relative(path);
+    match openat2_in_root(root.as_raw_fd(), &rel, libc::O_PATH, 0) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e).ctx(|| format!("resolving {} in the rootfs", path.display())),
+    }
+    let comps: Vec<&OsStr> = rel.iter().collect();
+    let mut cur = PathBuf::new();
+    let mut dir = openat2_in_root(root.as_raw_fd(), Path::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .ctx(|| "opening the rootfs".into())?;
+    for (i, c) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        cur.push(c);
+        match openat2_in_root(root.as_raw_fd(), &cur, libc::O_PATH, 0) {
+            Ok(fd) => {
+                dir = fd;
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e).ctx(|| format!("resolving {} in the rootfs", cur.display())),
+        }
+        if *c == OsStr::new("..") {
+            return Err(Error::msg(format!("cannot create {} in the rootfs", path.display())));
+        }
+        let name = crate::sys::cstr(c)?;
+        if last && kind == Kind::File {
+            // SAFETY: openat with a valid C string; the new fd is closed right away.
+            let fd = unsafe {
+                libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644)
+            };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error()).ctx(|| format!("creating {} in the rootfs", cur.display()));
+            }
+            // SAFETY: fd is a new fd we own.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        } else {
+            // SAFETY: mkdirat with a valid C string.
+            if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(e).ctx(|| format!("creating directory {} in the rootfs", cur.display()));
+                }
+            }
+        }
+        dir = openat2_in_root(root.as_raw_fd(), &cur, libc::O_PATH, 0).ctx(|| format!("opening {} in the rootfs", cur.display()))?;
+    }
+    Ok(dir)
+}
+
+/// Creates directories for `path` inside `root` and returns an O_PATH fd of the last one.
+pub fn mkdir_all(root: &OwnedFd, path: &Path) -> Result<OwnedFd> {
+    open_or_create(root, path, Kind::Dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creation_follows_symlinks_inside_the_root_only() {
+        let base = std::env::temp_dir().join(format!("dray-paths-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (root, outside) = (base.join("root"), base.join("outside"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // A hostile image: /evil -> the absolute host path of `outside`.
+        std::os::unix::fs::symlink(&outside, root.join("evil")).unwrap();
+        let rfd = nix::fcntl::open(&root, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty()).unwrap();
+        // SAFETY: new fd owned here.
+        let rfd = unsafe { OwnedFd::from_raw_fd(rfd) };
+        let fd = open_or_create(&rfd, Path::new("/evil/x/y"), Kind::File).unwrap();
+        let target = std::fs::read_link(crate::sys::fd_path(fd.as_raw_fd())).unwrap();
+        assert!(target.starts_with(&root), "{target:?} escaped the root");
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "something was created outside");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,269 @@
+//! Thin wrappers over the system calls that `nix` does not cover (or covers awkwardly), each
+//! small enough to test on its own.
+
+use crate::error::{Context, Error, Result};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+/// Forks with `flags` (namespace flags) using the raw `clone` system call with no new stack,
+/// which behaves like `fork(2)` but can create namespaces at the same time. The child gets
+/// `SIGCHLD` as exit signal so that `waitpid` works as for `fork`.
+///
+/// Returns 0 in the child and the child's pid in the parent.
+///
+/// # Safety
+/// The caller must be single-threaded: the child continues on a copy of the caller's stack
+/// and memory, with only the calling thread.
+pub unsafe fn clone_fork(flags: libc::c_ulong) -> Result<libc::pid_t> {
+    let flags = flags | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: a null child stack makes clone copy the parent's stack like fork; the caller
+    // guarantees that the process is single-threaded. The unused pointer arguments are null.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            0usize,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "clone".into());
+    }
+    Ok(r as libc::pid_t)
+}
+
+/// `pidfd_open(2)`: a file descriptor that becomes readable when the process exits, which lets
+/// us wait for processes that are not our children without sleeping.
+pub fn pidfd_open(pid: libc::pid_t) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain system call with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new, owned file descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Waits until `fd` is readable, at most `timeout` (None: forever). Returns false on timeout.
+pub fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> std::io::Result<bool> {
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    loop {
+        // SAFETY: pfd is a valid pollfd array of length 1.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(r > 0);
+    }
+}
+
+/// Waits for a process (not necessarily our child) to exit, up to `timeout`. Returns true when
+/// it has exited (or is a zombie).
+pub fn wait_exit(pid: libc::pid_t, timeout: Option<Duration>) -> bool {
+    match pidfd_open(pid) {
+        Ok(fd) => poll_readable(fd.as_raw_fd(), timeout).unwrap_or(true),
+        Err(_) => true,
+    }
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`), used to
+/// tell a live container init from an unrelated process that reused its pid.
+pub fn process_start_time(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // Fields after the comm: state is field 3, so start time (22) is index 19 here.
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// The one-letter state of a process (`R`, `S`, `Z`, ...), or None if it does not exist.
+pub fn process_state(pid: libc::pid_t) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// True when `pid` is alive, not a zombie, and (if given) started at `start_time`.
+pub fn process_alive(pid: libc::pid_t, start_time: Option<u64>) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match process_state(pid) {
+        None | Some('Z') | Some('X') | Some('x') => false,
+        Some(_) => start_time.is_none_or(|t| process_start_time(pid) == Some(t)),
+    }
+}
+
+/// Marks every fd from `first` upwards close-on-exec, so no host fd survives into the container
+/// (CVE-2024-21626). Uses `close_range(CLOSE_RANGE_CLOEXEC)` and falls back to /proc/self/fd.
+pub fn cloexec_from(first: RawFd) -> Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags here.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return Ok(());
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .ctx(|| "listing /proc/self/fd".into())?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds.into_iter().filter(|fd| *fd >= first) {
+        set_cloexec(fd, true);
+    }
+    Ok(())
+}
+
+/// Sets or clears FD_CLOEXEC on `fd`, ignoring fds that are already closed.
+pub fn set_cloexec(fd: RawFd, on: bool) {
+    // SAFETY: fcntl on an integer fd has no memory effects; errors (EBADF) are ignored.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+            libc::fcntl(fd, libc::F_SETFD, new);
+        }
+    }
+}
+
+/// `prctl(PR_SET_DUMPABLE)`: a non-dumpable process's /proc files (exe, fd, mem) cannot be
+/// opened by container processes without CAP_SYS_PTRACE in the host user namespace.
+pub fn set_dumpable(on: bool) -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "prctl(PR_SET_DUMPABLE)".into());
+    }
+    Ok(())
+}
+
+/// `prctl(PR_SET_CHILD_SUBREAPER)`: orphaned descendants are re-parented to us.
+pub fn set_child_subreaper() -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "prctl(PR_SET_CHILD_SUBREAPER)".into());
+    }
+    Ok(())
+}
+
+/// `prctl(PR_SET_KEEPCAPS)`: keep permitted capabilities across the switch to a non-zero uid.
+pub fn set_keepcaps(on: bool) -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, libc::c_ulong::from(on), 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "prctl(PR_SET_KEEPCAPS)".into());
+    }
+    Ok(())
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS)` (`process.noNewPrivileges`).
+pub fn set_no_new_privs() -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into());
+    }
+    Ok(())
+}
+
+/// A path as a C string, with a clear error for an interior NUL.
+pub fn cstr(p: impl AsRef<Path>) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_ref().as_os_str().as_bytes())
+        .map_err(|_| Error::msg(format!("path {:?} contains a NUL byte", p.as_ref())))
+}
+
+/// `openat2(2)` with `RESOLVE_IN_ROOT`: opens `path` as if `dirfd` were the root directory, so
+/// that symlinks and `..` in an untrusted tree cannot lead outside it.
+pub fn openat2_in_root(dirfd: RawFd, path: &Path, flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    let c = cstr(path).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: u64::from(mode),
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: `c` is a valid C string and `how` a valid open_how of the given size.
+        let fd = unsafe {
+            libc::syscall(libc::SYS_openat2, dirfd, c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel returned a new, owned file descriptor.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        let e = std::io::Error::last_os_error();
+        // EAGAIN: a concurrent rename raced the lookup; the kernel asks us to retry.
+        if e.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(e);
+        }
+    }
+}
+
+/// The path of an fd through the host's /proc, for system calls that take a path (mount).
+pub fn fd_path(fd: RawFd) -> String {
+    format!("/proc/self/fd/{fd}")
+}
+
+/// Blocks the given signals in this thread and returns the previous mask.
+pub fn block_signals(set: &nix::sys::signal::SigSet) -> Result<nix::sys::signal::SigSet> {
+    let mut old = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(set), Some(&mut old))
+        .ctx(|| "blocking signals".into())?;
+    Ok(old)
+}
+
+/// Restores a signal mask saved by [`block_signals`].
+pub fn set_signal_mask(set: &nix::sys::signal::SigSet) -> Result<()> {
+    nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(set), None)
+        .ctx(|| "restoring the signal mask".into())
+}
+
+/// Writes a whole file, naming the file in the error.
+pub fn write_file(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> Result<()> {
+    let path = path.as_ref();
+    std::fs::write(path, data).ctx(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_with_matching_start_time() {
+        let pid = std::process::id() as i32;
+        let st = process_start_time(pid).expect("start time");
+        assert!(process_alive(pid, Some(st)));
+        assert!(!process_alive(pid, Some(st + 1)));
+        assert!(!process_alive(0, None));
+    }
+
+    #[test]
+    fn openat2_stays_in_root() {
+        let dir = std::env::temp_dir().join(format!("dray-sys-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        std::os::unix::fs::symlink("/../../..", dir.join("a/up")).unwrap();
+        std::fs::write(dir.join("f"), "x").unwrap();
+        let root = std::fs::File::open(&dir).unwrap();
+        // `a/up/f` climbs above the root through a symlink: it must resolve to <root>/f.
+        let fd = openat2_in_root(root.as_raw_fd(), Path::new("a/up/f"), libc::O_RDONLY, 0).unwrap();
+        let target = std::fs::read_link(fd_path(fd.as_raw_fd())).unwrap();
+        assert_eq!(target, dir.join("f"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
