@@ -163,7 +163,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             let msg = match cmd_id(cmd) {
-                Some((verb, id)) => format!("container {id:?}: {verb}: {e}"),
+                Some((verb, id)) => format!("{verb} {id}: {e}"),
                 None => e.to_string(),
             };
             tracing::error!("{msg}");

@@ -113,7 +113,10 @@ impl Runtime {
         cgroup: CgroupPaths,
         made_cgroups: &mut Vec<PathBuf>,
     ) -> Result<i32> {
-        nix::unistd::mkfifo(&dir.join(EXEC_FIFO), nix::sys::stat::Mode::from_bits_truncate(0o622)).ctx(|| "creating exec.fifo".into())?;
+        // 0622 whatever the umask: the init may have dropped to any uid before it opens the fifo.
+        let fifo = dir.join(EXEC_FIFO);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).ctx(|| "creating exec.fifo".into())?;
+        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| "chmod exec.fifo".into())?;
         let mut st = ContainerState {
             id: o.id.clone(),
             pid: 0,

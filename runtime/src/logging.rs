@@ -11,8 +11,12 @@ use tracing_subscriber::prelude::*;
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// runc's logrus text: `time="..." level=error msg="..."`.
     Text,
+    /// One JSON object per line.
     Json,
+    /// `dray: error: message`, for a terminal (stderr when no --log is given).
+    Plain,
 }
 
 struct Sink {
@@ -54,6 +58,8 @@ pub fn line(format: Format, level: &str, msg: &str, time: &str) -> String {
     match format {
         Format::Json => serde_json::json!({"level": level, "msg": msg, "time": time}).to_string(),
         Format::Text => format!("time={time:?} level={level} msg={msg:?}"),
+        Format::Plain if level == "error" => format!("dray: {msg}"),
+        Format::Plain => format!("dray: {level}: {msg}"),
     }
 }
 
@@ -68,12 +74,12 @@ impl<S: Subscriber> Layer<S> for Sink {
     }
 }
 
-/// Installs the logger: to `file` (appending) or stderr, at debug level with `debug`, else
+/// Installs the logger: to `file` (appending) in `format`, or plainly to stderr, at debug level with `debug`, else
 /// warnings and errors.
 pub fn init(file: Option<&std::path::Path>, format: Format, debug: bool) -> std::io::Result<()> {
-    let out: Box<dyn Write + Send> = match file {
-        Some(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
-        None => Box::new(std::io::stderr()),
+    let (out, format): (Box<dyn Write + Send>, Format) = match file {
+        Some(p) => (Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?), format),
+        None => (Box::new(std::io::stderr()), Format::Plain),
     };
     let max = if debug { Level::DEBUG } else { Level::WARN };
     let sink = Sink { out: Mutex::new(out), format };

@@ -16,8 +16,9 @@ pub fn child_main(cfg: &InitConfig, ch: Channel, tramp: Option<OwnedFd>, state_d
         Ok(never) => match never {},
         Err(e) => e,
     };
-    if ch.send(&Msg::Error(err.to_string())).is_err() {
-        // Set-up is over (the runtime is gone): the exec itself failed after `start`.
+    // Before Ready the runtime reports the error; after it (the runtime may be gone), the
+    // container's stderr is the only place left to say why the process did not start.
+    if READY.load(std::sync::atomic::Ordering::Relaxed) || ch.send(&Msg::Error(err.to_string())).is_err() {
         eprintln!("dray: container {}: {err}", cfg.id);
     }
     // SAFETY: _exit skips destructors and atexit handlers of the forked copy of the runtime.
@@ -25,6 +26,9 @@ pub fn child_main(cfg: &InitConfig, ch: Channel, tramp: Option<OwnedFd>, state_d
 }
 
 enum Never {}
+
+/// Set once `Ready` was sent.
+static READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedFd, intermediate: bool) -> Result<Never> {
     // Until the exec, /proc/PID/{exe,fd,mem} of this process must not be reachable from the
@@ -85,7 +89,6 @@ fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedF
         })?;
         state_json = hooks_phase(cfg, ch)?;
         crate::rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
-        crate::rootfs::finalize(&cfg.spec)?;
     } else if plan.joins(Ns::Mount).is_some() {
         state_json = hooks_phase(cfg, ch)?;
     } else {
@@ -111,6 +114,11 @@ fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedF
     }
     for (k, v) in cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
         crate::sysctl::write(k, v)?;
+    }
+    // Read-only and masked paths and the read-only root come after the sysctls, which are
+    // written through /proc/sys (usually read-only), as runc orders them.
+    if plan.creates(Ns::Mount) {
+        crate::rootfs::finalize(&cfg.spec)?;
     }
 
     // Terminal.
@@ -161,6 +169,7 @@ fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedF
         crate::sys::set_cloexec(fd, false);
     }
     ch.send(&Msg::Ready)?;
+    READY.store(true, std::sync::atomic::Ordering::Relaxed);
 
     // Wait for `start`: opening the fifo for writing blocks until `start` opens it for reading.
     let fifo = {

@@ -1,0 +1,54 @@
+# dray: the front door. `make` builds, `make test` installs what the tests need and runs them
+# (as root), `make demo` runs a container, `make install` installs the binary.
+
+PREFIX ?= /usr/local
+CARGO ?= cargo
+RELEASE_BIN := target/release/dray
+FIXTURES := target/fixtures
+# Debian packages the tests use: busybox-static (test images), jq (fixture script), tini (a
+# child subreaper: PID 1 here reaps orphans late).
+TEST_PACKAGES := busybox-static jq tini
+
+.PHONY: all build test unit e2e lint demo install deps fixtures clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+deps:
+	@missing=""; \
+	for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+fixtures: build deps
+	tests/fixtures/mkbundle.sh $(FIXTURES)/busybox $(RELEASE_BIN)
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+# End-to-end tests run real containers as root, under tini as child subreaper.
+e2e: fixtures
+	DRAY_BIN=$(CURDIR)/$(RELEASE_BIN) DRAY_TEMPLATE=$(CURDIR)/$(FIXTURES)/busybox \
+		tini -s -- $(CARGO) test -p dray-e2e --tests -- --test-threads=2
+
+test: deps build unit e2e
+
+demo: build deps
+	@rm -rf $(FIXTURES)/demo
+	@tests/fixtures/mkbundle.sh $(FIXTURES)/demo $(RELEASE_BIN) -- sh -c 'echo "hostname: $$(hostname)"; echo "pid: $$$$"; id'
+	@echo "+ dray run demo (bundle $(FIXTURES)/demo)"
+	@cd $(FIXTURES)/demo && $(CURDIR)/$(RELEASE_BIN) --root $(CURDIR)/target/demo-state run dray-demo-$$$$
+
+install: build
+	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/dray
+
+clean:
+	$(CARGO) clean
