@@ -37,7 +37,7 @@ unit:
 # End-to-end tests run real containers as root, under tini as child subreaper.
 e2e: fixtures
 	DRAY_BIN=$(CURDIR)/$(RELEASE_BIN) DRAY_TEMPLATE=$(CURDIR)/$(FIXTURES)/busybox \
-		tini -s -- $(CARGO) test -p dray-e2e --tests -- --test-threads=2
+		tini -s -- $(CARGO) test -p dray-e2e --tests --no-fail-fast -- --test-threads=2
 
 test: deps build unit e2e
 

@@ -25,6 +25,16 @@ pub fn relative(p: &Path) -> PathBuf {
 /// Opens `path` inside `root` with O_PATH, creating missing directories (and, if `kind` is
 /// File, the last component as an empty file). Returns an O_PATH fd of the target.
 pub fn open_or_create(root: &OwnedFd, path: &Path, kind: Kind) -> Result<OwnedFd> {
+    open_or_create_at(root, path, kind, 0)
+}
+
+/// Symlinks followed while creating one target, at most (as the kernel's MAXSYMLINKS).
+const MAX_LINKS: usize = 40;
+
+fn open_or_create_at(root: &OwnedFd, path: &Path, kind: Kind, links: usize) -> Result<OwnedFd> {
+    if links > MAX_LINKS {
+        return Err(Error::msg(format!("too many levels of symbolic links creating {}", path.display())));
+    }
     let rel = relative(path);
     match openat2_in_root(root.as_raw_fd(), &rel, libc::O_PATH, 0) {
         Ok(fd) => return Ok(fd),
@@ -66,6 +76,16 @@ pub fn open_or_create(root: &OwnedFd, path: &Path, kind: Kind) -> Result<OwnedFd
                 let e = std::io::Error::last_os_error();
                 if e.raw_os_error() != Some(libc::EEXIST) {
                     return Err(e).ctx(|| format!("creating directory {} in the rootfs", cur.display()));
+                }
+                // A dangling symlink: create what it points to, resolved inside the root.
+                if let Ok(target) = nix::fcntl::readlinkat(Some(dir.as_raw_fd()), c.as_ref() as &Path) {
+                    let target = PathBuf::from(target);
+                    let base = if target.is_absolute() { PathBuf::from("/") } else { Path::new("/").join(cur.parent().unwrap_or(Path::new(""))) };
+                    let mut next = base.join(target);
+                    for rest in &comps[i + 1..] {
+                        next.push(rest);
+                    }
+                    return open_or_create_at(root, &next, kind, links + 1);
                 }
             }
         }

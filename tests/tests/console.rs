@@ -1,0 +1,69 @@
+//! `process.terminal` with `--console-socket`: the pty master arrives over the socket and is a
+//! working terminal for the container.
+
+use dray_e2e::*;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+fn recv_fd(sock: i32) -> OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel gave us this fd.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd received");
+}
+
+#[test]
+fn console_socket_receives_a_working_pty() {
+    let mut b = Bundle::new("tty", &["sh", "-c", "tty; test -t 0 && echo stdin-is-a-tty; stty size; read line; echo got:$line"]);
+    b.config["process"]["terminal"] = serde_json::json!(true);
+    b.config["process"]["consoleSize"] = serde_json::json!({"height": 30, "width": 100});
+    let sock = b.dir.join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let id = b.id.clone();
+    let cmd = b.cmd(&["create", "--console-socket", sock.to_str().unwrap(), &id]);
+    let creator = std::thread::spawn(move || run_with_timeout(cmd, Duration::from_secs(30)));
+    let (conn, _) = listener.accept().unwrap();
+    let master = recv_fd(conn.as_raw_fd());
+    let o = creator.join().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(b.dray(&["start", &b.id]).status.success());
+    let mut f = std::fs::File::from(master);
+    f.write_all(b"hello\n").unwrap();
+    let mut out = Vec::new();
+    let t = Instant::now();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&out).contains("got:hello") {
+        assert!(t.elapsed() < Duration::from_secs(20), "no output: {}", String::from_utf8_lossy(&out));
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("stdin-is-a-tty"), "{out}");
+    assert!(out.contains("30 100"), "{out}");
+    assert!(out.contains("got:hello"), "{out}");
+    b.wait_status("stopped");
+    b.cleanup();
+}
+
+#[test]
+fn terminal_without_console_socket_is_refused() {
+    let mut b = Bundle::new("ttynosock", &["true"]);
+    b.config["process"]["terminal"] = serde_json::json!(true);
+    let o = b.dray(&["create", &b.id.clone()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("console-socket"), "{}", stderr(&o));
+    assert_no_leaks(&b);
+}

@@ -1,0 +1,140 @@
+//! `root`, `mounts`, `/dev`, `linux.devices`, `maskedPaths`, `readonlyPaths`, `--no-pivot`,
+//! and mount targets that the image tries to redirect.
+
+use dray_e2e::*;
+use serde_json::json;
+
+fn mountinfo_line<'a>(mi: &'a str, mountpoint: &str) -> Option<&'a str> {
+    mi.lines().find(|l| l.split(' ').nth(4) == Some(mountpoint))
+}
+
+#[test]
+fn default_mounts_are_in_place() {
+    let b = Bundle::new("mounts", &["cat", "/proc/self/mountinfo"]);
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mi = stdout(&o);
+    for (mp, fs) in [("/proc", "proc"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"), ("/dev/shm", "tmpfs"), ("/dev/mqueue", "mqueue"), ("/sys", "sysfs"), ("/sys/fs/cgroup", "")] {
+        let l = mountinfo_line(&mi, mp).unwrap_or_else(|| panic!("{mp} not mounted:\n{mi}"));
+        assert!(l.contains(&format!(" - {fs}")), "{mp}: {l}");
+    }
+    let sys = mountinfo_line(&mi, "/sys").unwrap();
+    assert!(sys.split(' ').nth(5).unwrap().starts_with("ro"), "/sys must be read-only: {sys}");
+    // Only the container's own files are visible: no host mount made it in.
+    assert!(!mi.contains(" /run/dray"), "{mi}");
+}
+
+#[test]
+fn cgroup_mount_shows_the_container_cgroup_read_only() {
+    let b = Bundle::new("cgmount", &["sh", "-c", "ls /sys/fs/cgroup; cat /sys/fs/cgroup/memory/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup/cgroup.procs; touch /sys/fs/cgroup/x 2>&1 || true"]);
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // The container's only process is its pid 1.
+    assert!(out.lines().any(|l| l == "1"), "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+}
+
+#[test]
+fn readonly_root_and_readonly_paths() {
+    let mut b = Bundle::new("ro", &["sh", "-c", "touch /x 2>&1; { echo 1 > /proc/sys/kernel/ostype; } 2>&1; touch /tmp/y 2>&1; true"]);
+    b.config["root"]["readonly"] = json!(true);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}));
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "only / and /proc/sys refuse writes; /tmp is a writable tmpfs: {out}");
+    assert!(lines.iter().all(|l| l.contains("Read-only file system")), "{out}");
+}
+
+#[test]
+fn masked_paths_are_unreadable() {
+    let b = Bundle::new("masked", &["sh", "-c", "echo firmware $(ls /sys/firmware | wc -l); for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do [ -e $f ] && echo \"$f $(cat $f | wc -c)\"; done; true"]);
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // Masked files that exist on this kernel read as empty; the masked directory is empty.
+    assert!(out.lines().count() >= 2, "{out}");
+    assert!(out.lines().all(|l| l.ends_with(" 0")), "masked paths must show nothing: {out}");
+}
+
+#[test]
+fn default_devices_and_linux_devices() {
+    let mut b = Bundle::new("devices", &["sh", "-c", "for d in null zero full random urandom tty mydev; do stat -c '%n %t:%T %a %u' /dev/$d; done; for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c"]);
+    b.config["linux"]["devices"] = json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 0, "gid": 0}]);
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in ["/dev/null 1:3 666 0", "/dev/zero 1:5 666", "/dev/full 1:7", "/dev/random 1:8", "/dev/urandom 1:9", "/dev/tty 5:0", "/dev/mydev 1:3 600 0", "pts/ptmx", "/proc/self/fd\n", "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2"] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    assert!(out.ends_with("4\n"));
+}
+
+#[test]
+fn bind_mounts_with_options_and_propagation() {
+    let mut b = Bundle::new("bind", &["sh", "-c", "cat /data/f; touch /data/g 2>&1; cat /file; grep ' /data ' /proc/self/mountinfo"]);
+    let host = b.dir.join("hostdata");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "hello\n").unwrap();
+    std::fs::write(b.dir.join("hostfile"), "file\n").unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": host, "options": ["rbind", "ro", "nosuid", "rprivate"]}));
+    // A relative source is relative to the bundle; a file over a missing target creates it.
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/file", "type": "bind", "source": "hostfile", "options": ["bind"]}));
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("hello\n"), "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.contains("file\n"), "{out}");
+    let l = out.lines().last().unwrap();
+    let opts = l.split(' ').nth(5).unwrap();
+    assert!(opts.contains("ro") && opts.contains("nosuid"), "{l}");
+    assert!(!l.contains("shared:") && !l.contains("master:"), "rprivate: {l}");
+}
+
+#[test]
+fn mount_targets_cannot_be_redirected_outside_the_rootfs() {
+    let mut b = Bundle::new("symlink", &["sh", "-c", "grep tmpfs /proc/self/mountinfo"]);
+    let outside = b.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    // The image points /evil at an absolute host path, and /up at the rootfs' parent.
+    std::os::unix::fs::symlink(&outside, b.dir.join("rootfs/evil")).unwrap();
+    std::os::unix::fs::symlink("../../..", b.dir.join("rootfs/up")).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/evil/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/up/esc", "type": "tmpfs", "source": "tmpfs", "options": ["size=2m"]}));
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "something was created outside the rootfs");
+    assert!(!b.dir.join("esc").exists() && !std::path::Path::new("/esc").exists(), "a target escaped through ..");
+    let out = stdout(&o);
+    // Both mounts landed inside the container's tree.
+    assert!(out.contains(&format!(" {}/sub ", outside.display())), "{out}");
+    assert!(out.contains(" /esc "), "{out}");
+}
+
+#[test]
+fn no_pivot_uses_move_and_chroot() {
+    let b = Bundle::new("nopivot", &["sh", "-c", "ls /bin/busybox && cat /proc/self/mountinfo | wc -l"]);
+    let o = run_with_timeout(b.cmd(&["run", "--no-pivot", &b.id]), std::time::Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("/bin/busybox"));
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn a_bad_mount_fails_cleanly() {
+    let mut b = Bundle::new("badmount", &["true"]);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "nosuchfs", "source": "none"}));
+    let o = b.dray(&["create", &b.id.clone()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/x"), "{}", stderr(&o));
+    assert_no_leaks(&b);
+    let mut b = Bundle::new("badbind", &["true"]);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]}));
+    let o = b.dray(&["create", &b.id.clone()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/no/such/source"), "{}", stderr(&o));
+    assert_no_leaks(&b);
+}
