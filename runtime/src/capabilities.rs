@@ -31,7 +31,8 @@ pub fn apply_bounding(c: &LinuxCapabilities) -> Result<()> {
     let want = to_caps(c.bounding().as_ref());
     let have = caps::read(None, CapSet::Bounding).map_err(|e| Error::msg(format!("reading the bounding set: {e}")))?;
     for cap in have.difference(&want) {
-        caps::drop(None, CapSet::Bounding, *cap).map_err(|e| Error::msg(format!("dropping {cap} from the bounding set: {e}")))?;
+        caps::drop(None, CapSet::Bounding, *cap)
+            .map_err(|e| Error::msg(format!("dropping {cap} from the bounding set: {e}")))?;
     }
     Ok(())
 }
@@ -45,7 +46,9 @@ pub fn apply_sets(c: &LinuxCapabilities) -> Result<()> {
     let permitted = to_caps(c.permitted().as_ref());
     let effective = to_caps(c.effective().as_ref());
     if let Some(x) = effective.difference(&permitted).next() {
-        return Err(Error::msg(format!("effective capability {x} is not in the permitted set")));
+        return Err(Error::msg(format!(
+            "effective capability {x} is not in the permitted set"
+        )));
     }
     set(CapSet::Effective, effective, "effective")?;
     set(CapSet::Permitted, permitted, "permitted")?;

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "dray", about = "dray: a runc-compatible OCI container runtime", disable_version_flag = true)]
+#[command(
+    name = "dray",
+    about = "dray: a runc-compatible OCI container runtime",
+    disable_version_flag = true
+)]
 pub struct Cli {
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/dray")]
@@ -150,7 +154,11 @@ pub fn main() -> i32 {
         println!("dray version {}\nspec: {}", crate::VERSION, crate::OCI_VERSION);
         return 0;
     }
-    let format = if cli.log_format == LogFormat::Json { Format::Json } else { Format::Text };
+    let format = if cli.log_format == LogFormat::Json {
+        Format::Json
+    } else {
+        Format::Text
+    };
     if let Err(e) = crate::logging::init(cli.log.as_deref(), format, cli.debug) {
         eprintln!("dray: opening log file: {e}");
         return 1;
@@ -191,7 +199,9 @@ fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
     let rt = Runtime::new(&cli.root);
     let no_systemd = || {
         if cli.systemd_cgroup {
-            Err(Error::msg("--systemd-cgroup: the systemd cgroup driver is not supported by dray; use cgroupfs"))
+            Err(Error::msg(
+                "--systemd-cgroup: the systemd cgroup driver is not supported by dray; use cgroupfs",
+            ))
         } else {
             Ok(())
         }
@@ -208,7 +218,10 @@ fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         Cmd::Start { id } => rt.start(id)?,
         Cmd::State { id } => {
             let s = rt.state(id)?;
-            println!("{}", serde_json::to_string_pretty(&s).map_err(|e| Error::msg(e.to_string()))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&s).map_err(|e| Error::msg(e.to_string()))?
+            );
         }
         Cmd::Kill { id, signal, all } => {
             let sig = crate::signals::parse(signal.as_deref().unwrap_or("SIGTERM"))?;
@@ -222,7 +235,10 @@ fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
                     println!("{}", s.id);
                 }
             } else if *format == ListFormat::Json {
-                println!("{}", serde_json::to_string(&list).map_err(|e| Error::msg(e.to_string()))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&list).map_err(|e| Error::msg(e.to_string()))?
+                );
             } else {
                 print!("{}", table(&list));
             }
@@ -243,11 +259,22 @@ fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
 
 /// `list` as runc prints it (Go's tabwriter: min width 12, padding 3).
 pub fn table(list: &[crate::state::OciState]) -> String {
-    let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from).to_vec()];
+    let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        .map(String::from)
+        .to_vec()];
     for s in list {
-        rows.push(vec![s.id.clone(), s.pid.to_string(), s.status.to_string(), s.bundle.display().to_string(), s.created.clone(), s.owner.clone()]);
+        rows.push(vec![
+            s.id.clone(),
+            s.pid.to_string(),
+            s.status.to_string(),
+            s.bundle.display().to_string(),
+            s.created.clone(),
+            s.owner.clone(),
+        ]);
     }
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].len() + 3).max().unwrap_or(0).max(12)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].len() + 3).max().unwrap_or(0).max(12))
+        .collect();
     let mut out = String::new();
     for r in &rows {
         for (c, cell) in r.iter().enumerate() {

@@ -19,7 +19,8 @@ pub fn send_fd(sock: RawFd, name: &str, fd: RawFd) -> Result<()> {
     let fds = [fd];
     let iov = [IoSlice::new(name.as_bytes())];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    nix::sys::socket::sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::empty(), None).ctx(|| "sending the pty master over the console socket".into())?;
+    nix::sys::socket::sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::empty(), None)
+        .ctx(|| "sending the pty master over the console socket".into())?;
     Ok(())
 }
 
@@ -30,7 +31,10 @@ pub fn recv_fd(sock: RawFd) -> Result<OwnedFd> {
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let msg = nix::sys::socket::recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
         .ctx(|| "receiving from the console socket".into())?;
-    for c in msg.cmsgs().map_err(|e| Error::msg(format!("reading control messages: {e}")))? {
+    for c in msg
+        .cmsgs()
+        .map_err(|e| Error::msg(format!("reading control messages: {e}")))?
+    {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
                 // SAFETY: the kernel installed this fd in our table for us.
@@ -44,12 +48,17 @@ pub fn recv_fd(sock: RawFd) -> Result<OwnedFd> {
 /// Allocates a pty from the container's /dev/ptmx. Returns (master, slave, slave path).
 pub fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
     use nix::fcntl::OFlag;
-    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx(|| "opening /dev/ptmx".into())?;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .ctx(|| "opening /dev/ptmx".into())?;
     nix::pty::grantpt(&master).ctx(|| "grantpt".into())?;
     nix::pty::unlockpt(&master).ctx(|| "unlockpt".into())?;
     let name = nix::pty::ptsname_r(&master).ctx(|| "ptsname".into())?;
-    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .ctx(|| format!("opening pty slave {name}"))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("opening pty slave {name}"))?;
     // SAFETY: the raw fds are new and owned here.
     let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
     // SAFETY: `slave` is a new fd owned here.
@@ -59,7 +68,12 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd, String)> {
 
 /// Sets the window size of a terminal.
 pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ with a valid winsize pointer.
     if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "setting the terminal size".into());

@@ -35,20 +35,36 @@ pub struct Runtime {
 pub fn load_bundle(bundle: &Path) -> Result<(Spec, PathBuf)> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
-    let spec: Spec = serde_json::from_slice(&data).map_err(|e| Error::msg(format!("parsing {}: {e}", path.display())))?;
-    let root = spec.root().as_ref().ok_or_else(|| Error::msg("config.json has no root"))?;
-    let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+    let spec: Spec =
+        serde_json::from_slice(&data).map_err(|e| Error::msg(format!("parsing {}: {e}", path.display())))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::msg("config.json has no root"))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
     let meta = std::fs::metadata(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
     if !meta.is_dir() {
         return Err(Error::msg(format!("rootfs {} is not a directory", rootfs.display())));
     }
-    let rootfs = rootfs.canonicalize().ctx(|| format!("resolving rootfs {}", rootfs.display()))?;
-    let process = spec.process().as_ref().ok_or_else(|| Error::msg("config.json has no process"))?;
+    let rootfs = rootfs
+        .canonicalize()
+        .ctx(|| format!("resolving rootfs {}", rootfs.display()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::msg("config.json has no process"))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::msg("process.args must not be empty"));
     }
     if !process.cwd().is_absolute() {
-        return Err(Error::msg(format!("process.cwd {} must be an absolute path", process.cwd().display())));
+        return Err(Error::msg(format!(
+            "process.cwd {} must be an absolute path",
+            process.cwd().display()
+        )));
     }
     if spec.linux().is_none() {
         return Err(Error::msg("config.json has no linux section"));
@@ -59,26 +75,43 @@ pub fn load_bundle(bundle: &Path) -> Result<(Spec, PathBuf)> {
 /// The user name of the current uid, for the state's `owner`.
 fn owner() -> String {
     let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
 }
 
 impl Runtime {
     /// A runtime keeping its state under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Runtime { store: Store::new(root) }
+        Runtime {
+            store: Store::new(root),
+        }
     }
 
     /// `create`: sets the container up and leaves its init waiting for `start`. Returns the
     /// init's pid. On failure nothing is left behind: no process, mount, cgroup or state.
     pub fn create(&self, o: &CreateOptions) -> Result<i32> {
         crate::state::validate_id(&o.id)?;
-        let bundle = o.bundle.canonicalize().ctx(|| format!("bundle {}", o.bundle.display()))?;
+        let bundle = o
+            .bundle
+            .canonicalize()
+            .ctx(|| format!("bundle {}", o.bundle.display()))?;
         let (spec, rootfs) = load_bundle(&bundle)?;
-        let process = spec.process().as_ref().ok_or_else(|| Error::msg("config.json has no process"))?;
-        let linux = spec.linux().as_ref().ok_or_else(|| Error::msg("config.json has no linux section"))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::msg("config.json has no process"))?;
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| Error::msg("config.json has no linux section"))?;
         let terminal = process.terminal().unwrap_or(false);
         if terminal && o.console_socket.is_none() {
-            return Err(Error::msg("process.terminal is true: a --console-socket is needed to receive the pty"));
+            return Err(Error::msg(
+                "process.terminal is true: a --console-socket is needed to receive the pty",
+            ));
         }
         if !terminal && o.console_socket.is_some() {
             return Err(Error::msg("--console-socket given but process.terminal is false"));
@@ -115,8 +148,10 @@ impl Runtime {
     ) -> Result<i32> {
         // 0622 whatever the umask: the init may have dropped to any uid before it opens the fifo.
         let fifo = dir.join(EXEC_FIFO);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).ctx(|| "creating exec.fifo".into())?;
-        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622)).ctx(|| "chmod exec.fifo".into())?;
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .ctx(|| "creating exec.fifo".into())?;
+        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+            .ctx(|| "chmod exec.fifo".into())?;
         let mut st = ContainerState {
             id: o.id.clone(),
             pid: 0,
@@ -158,7 +193,7 @@ impl Runtime {
                 crate::hooks::run_all(h.prestart().as_ref(), &json, "prestart")?;
                 crate::hooks::run_all(h.create_runtime().as_ref(), &json, "createRuntime")?;
             }
-            Ok(state_json(&s.oci(Status::Created))?)
+            state_json(&s.oci(Status::Created))
         };
         let pid = process::spawn(&cfg, &mut run_hooks)?;
         st.pid = pid;
@@ -196,7 +231,9 @@ impl Runtime {
         // The init opens the fifo for writing as soon as we hold it for reading, and writes one
         // byte; until then poll, checking that the init is still alive (no fixed sleeps).
         loop {
-            if crate::sys::poll_readable(fifo.as_raw_fd(), Some(Duration::from_millis(100))).ctx(|| "waiting on exec.fifo".into())? {
+            if crate::sys::poll_readable(fifo.as_raw_fd(), Some(Duration::from_millis(100)))
+                .ctx(|| "waiting on exec.fifo".into())?
+            {
                 let mut b = [0u8; 1];
                 match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
                     Ok(1) => break,
@@ -234,7 +271,8 @@ impl Runtime {
         if !matches!(status, Status::Created | Status::Running) {
             return Err(Error::msg("container not running"));
         }
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), signal).ctx(|| format!("sending signal {sig} to pid {}", st.pid))
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), signal)
+            .ctx(|| format!("sending signal {sig} to pid {}", st.pid))
     }
 
     /// `delete`: removes a stopped (or created) container; with `force` kills a running one
@@ -255,7 +293,11 @@ impl Runtime {
         let _lock = lock?;
         match st.status(&self.store.dir(id)) {
             Status::Stopped | Status::Created => {}
-            s if !force => return Err(Error::msg(format!("cannot delete container {id:?} that is not stopped: {s}"))),
+            s if !force => {
+                return Err(Error::msg(format!(
+                    "cannot delete container {id:?} that is not stopped: {s}"
+                )))
+            }
             _ => {}
         }
         self.destroy(&st)
@@ -305,7 +347,16 @@ impl Runtime {
         // Block every forwardable signal and SIGCHLD before the fork: they queue on the
         // signalfd, so the exit of a fast container can never be missed.
         let mut set = nix::sys::signal::SigSet::all();
-        for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP, Signal::SIGABRT] {
+        for s in [
+            Signal::SIGKILL,
+            Signal::SIGSTOP,
+            Signal::SIGSEGV,
+            Signal::SIGBUS,
+            Signal::SIGILL,
+            Signal::SIGFPE,
+            Signal::SIGTRAP,
+            Signal::SIGABRT,
+        ] {
             set.remove(s);
         }
         let old = crate::sys::block_signals(&set)?;
@@ -326,7 +377,9 @@ impl Runtime {
             return Err(e);
         }
         let code = 'outer: loop {
-            let Some(info) = sfd.read_signal().ctx(|| "reading signals".into())? else { continue };
+            let Some(info) = sfd.read_signal().ctx(|| "reading signals".into())? else {
+                continue;
+            };
             let signo = info.ssi_signo as i32;
             if signo == libc::SIGCHLD {
                 loop {

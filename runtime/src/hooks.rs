@@ -66,7 +66,10 @@ pub fn run(hook: &Hook, state: &str) -> Result<()> {
     } else if let Some(sig) = status.signal() {
         Err(Error::msg(format!("hook {name} was killed by signal {sig}")))
     } else {
-        Err(Error::msg(format!("hook {name} exited with status {}", status.code().unwrap_or(-1))))
+        Err(Error::msg(format!(
+            "hook {name} exited with status {}",
+            status.code().unwrap_or(-1)
+        )))
     }
 }
 

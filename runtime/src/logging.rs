@@ -67,7 +67,12 @@ impl<S: Subscriber> Layer<S> for Sink {
     fn on_event(&self, event: &Event<'_>, _ctx: LayerCtx<'_, S>) {
         let mut v = MsgVisitor(String::new());
         event.record(&mut v);
-        let l = line(self.format, level_name(event.metadata().level()), &v.0, &crate::time::now());
+        let l = line(
+            self.format,
+            level_name(event.metadata().level()),
+            &v.0,
+            &crate::time::now(),
+        );
         if let Ok(mut out) = self.out.lock() {
             let _ = writeln!(out, "{l}");
         }
@@ -78,12 +83,20 @@ impl<S: Subscriber> Layer<S> for Sink {
 /// warnings and errors.
 pub fn init(file: Option<&std::path::Path>, format: Format, debug: bool) -> std::io::Result<()> {
     let (out, format): (Box<dyn Write + Send>, Format) = match file {
-        Some(p) => (Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?), format),
+        Some(p) => (
+            Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+            format,
+        ),
         None => (Box::new(std::io::stderr()), Format::Plain),
     };
     let max = if debug { Level::DEBUG } else { Level::WARN };
-    let sink = Sink { out: Mutex::new(out), format };
-    let _ = tracing_subscriber::registry().with(sink.with_filter(tracing_subscriber::filter::LevelFilter::from_level(max))).try_init();
+    let sink = Sink {
+        out: Mutex::new(out),
+        format,
+    };
+    let _ = tracing_subscriber::registry()
+        .with(sink.with_filter(tracing_subscriber::filter::LevelFilter::from_level(max)))
+        .try_init();
     Ok(())
 }
 

@@ -65,12 +65,19 @@ impl Plan {
             }
             seen.push(t);
             if !std::path::Path::new("/proc/self/ns").join(proc_name(t)).exists() {
-                return Err(Error::msg(format!("namespace {:?} is not supported by this kernel", proc_name(t))));
+                return Err(Error::msg(format!(
+                    "namespace {:?} is not supported by this kernel",
+                    proc_name(t)
+                )));
             }
             match ns.path() {
                 Some(p) if !p.as_os_str().is_empty() => {
                     if !p.exists() {
-                        return Err(Error::msg(format!("{} namespace path {} does not exist", proc_name(t), p.display())));
+                        return Err(Error::msg(format!(
+                            "{} namespace path {} does not exist",
+                            proc_name(t),
+                            p.display()
+                        )));
                     }
                     plan.join.push((t, p.clone()))
                 }
@@ -99,8 +106,7 @@ impl Plan {
     /// join that a new user namespace would have to own.
     pub fn single_clone(&self) -> bool {
         self.joins(LinuxNamespaceType::User).is_none()
-            && !(self.creates(LinuxNamespaceType::User)
-                && self.join.iter().any(|(t, _)| *t != LinuxNamespaceType::Pid))
+            && !(self.creates(LinuxNamespaceType::User) && self.join.iter().any(|(t, _)| *t != LinuxNamespaceType::Pid))
     }
 
     /// Flags for the fast-path clone. The cgroup namespace is left out (it is unshared after
@@ -135,14 +141,18 @@ pub fn unshare(flags: libc::c_int) -> Result<()> {
 
 /// The text written to /proc/PID/{uid,gid}_map.
 pub fn map_text(maps: &[LinuxIdMapping]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
 }
 
 /// Writes the uid and gid mappings of process `pid`'s user namespace (config-linux.md "User
 /// namespace mappings"). Written by the parent, which is privileged in the parent namespace.
 pub fn write_id_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<()> {
     if uid.is_empty() || gid.is_empty() {
-        return Err(Error::msg("a new user namespace needs linux.uidMappings and linux.gidMappings"));
+        return Err(Error::msg(
+            "a new user namespace needs linux.uidMappings and linux.gidMappings",
+        ));
     }
     crate::sys::write_file(format!("/proc/{pid}/uid_map"), map_text(uid)).ctx(|| "writing uid_map".into())?;
     crate::sys::write_file(format!("/proc/{pid}/gid_map"), map_text(gid)).ctx(|| "writing gid_map".into())
@@ -163,7 +173,10 @@ mod tests {
     fn plans_fast_and_slow_paths() {
         let p = Plan::from_spec(&[ns(LinuxNamespaceType::Pid, None), ns(LinuxNamespaceType::Mount, None)]).unwrap();
         assert!(p.single_clone());
-        assert_eq!(p.clone_flags(), (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as libc::c_ulong);
+        assert_eq!(
+            p.clone_flags(),
+            (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as libc::c_ulong
+        );
         let p = Plan::from_spec(&[
             ns(LinuxNamespaceType::User, None),
             ns(LinuxNamespaceType::Network, Some("/proc/self/ns/net")),

@@ -29,7 +29,10 @@ pub fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 
 /// The spec name of an rlimit type (`RLIMIT_NOFILE`).
 pub fn name(t: PosixRlimitType) -> String {
-    serde_json::to_value(t).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_else(|| format!("{t:?}"))
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| format!("{t:?}"))
 }
 
 /// Applies the rlimits to process `pid`.
@@ -43,7 +46,10 @@ pub fn apply(pid: i32, limits: &[PosixRlimit]) -> Result<()> {
                 l.hard()
             )));
         }
-        let new = libc::rlimit { rlim_cur: l.soft(), rlim_max: l.hard() };
+        let new = libc::rlimit {
+            rlim_cur: l.soft(),
+            rlim_max: l.hard(),
+        };
         // SAFETY: prlimit with a valid rlimit pointer and a null old-limit pointer.
         if unsafe { libc::prlimit(pid, resource(l.typ()), &new, std::ptr::null_mut()) } != 0 {
             let e = std::io::Error::last_os_error();

@@ -71,7 +71,10 @@ mod tests {
         for rootless in [false, true] {
             let v = default_spec(rootless, 1000, 1000);
             let s: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
-            assert_eq!(s.process().as_ref().unwrap().args().as_ref().unwrap(), &vec!["sh".to_string()]);
+            assert_eq!(
+                s.process().as_ref().unwrap().args().as_ref().unwrap(),
+                &vec!["sh".to_string()]
+            );
         }
     }
 }

@@ -125,7 +125,9 @@ pub fn validate_id(id: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::msg(format!("invalid container id {id:?}: an id may only contain letters, digits, '_', '+', '-' and '.'")))
+        Err(Error::msg(format!(
+            "invalid container id {id:?}: an id may only contain letters, digits, '_', '+', '-' and '.'"
+        )))
     }
 }
 
@@ -175,7 +177,10 @@ impl Store {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::msg(format!("container {id:?} does not exist"))
             } else {
-                Error::Os { step: format!("opening {}", dir.display()), source: e }
+                Error::Os {
+                    step: format!("opening {}", dir.display()),
+                    source: e,
+                }
             }
         })?;
         // SAFETY: flock on an fd we own.
@@ -193,7 +198,10 @@ impl Store {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::msg(format!("container {id:?} does not exist"))
             } else {
-                Error::Os { step: format!("reading {}", path.display()), source: e }
+                Error::Os {
+                    step: format!("reading {}", path.display()),
+                    source: e,
+                }
             }
         })?;
         serde_json::from_slice(&data).map_err(|e| Error::msg(format!("corrupt state file {}: {e}", path.display())))

@@ -51,7 +51,11 @@ pub fn pidfd_open(pid: libc::pid_t) -> std::io::Result<OwnedFd> {
 /// Waits until `fd` is readable, at most `timeout` (None: forever). Returns false on timeout.
 pub fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> std::io::Result<bool> {
     let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
         // SAFETY: pfd is a valid pollfd array of length 1.
         let r = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -106,7 +110,14 @@ pub fn process_alive(pid: libc::pid_t, start_time: Option<u64>) -> bool {
 pub fn cloexec_from(first: RawFd) -> Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes fd flags here.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if r == 0 {
         return Ok(());
     }
@@ -126,7 +137,11 @@ pub fn set_cloexec(fd: RawFd, on: bool) {
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
         if flags >= 0 {
-            let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+            let new = if on {
+                flags | libc::FD_CLOEXEC
+            } else {
+                flags & !libc::FD_CLOEXEC
+            };
             libc::fcntl(fd, libc::F_SETFD, new);
         }
     }
@@ -200,7 +215,13 @@ pub fn openat2_in_root(dirfd: RawFd, path: &Path, flags: i32, mode: u32) -> std:
     loop {
         // SAFETY: `c` is a valid C string and `how` a valid open_how of the given size.
         let fd = unsafe {
-            libc::syscall(libc::SYS_openat2, dirfd, c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
         };
         if fd >= 0 {
             // SAFETY: the kernel returned a new, owned file descriptor.

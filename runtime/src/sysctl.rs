@@ -9,7 +9,16 @@ use oci_spec::runtime::LinuxNamespaceType as Ns;
 /// Checks that `key` may be set for a container with these namespaces.
 pub fn validate(key: &str, plan: &Plan) -> Result<()> {
     let has = |t: Ns| plan.creates(t) || plan.joins(t).is_some();
-    let ipc = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
     let (ok, ns) = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
         (has(Ns::Ipc), "ipc")
     } else if key.starts_with("net.") {
@@ -17,7 +26,9 @@ pub fn validate(key: &str, plan: &Plan) -> Result<()> {
     } else if key == "kernel.hostname" || key == "kernel.domainname" {
         (has(Ns::Uts), "uts")
     } else {
-        return Err(Error::msg(format!("sysctl {key:?} is not namespaced and cannot be set in a container")));
+        return Err(Error::msg(format!(
+            "sysctl {key:?} is not namespaced and cannot be set in a container"
+        )));
     };
     if ok {
         Ok(())

@@ -8,7 +8,12 @@ use oci_spec::runtime::User;
 /// step still has the privilege it needs.
 pub fn switch(user: &User, setgroups_allowed: bool) -> Result<()> {
     if setgroups_allowed {
-        let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+        let gids: Vec<Gid> = user
+            .additional_gids()
+            .iter()
+            .flatten()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
         nix::unistd::setgroups(&gids).ctx(|| format!("setgroups({:?})", user.additional_gids()))?;
     }
     let gid = Gid::from_raw(user.gid());
@@ -27,5 +32,7 @@ pub fn apply_umask(user: &User) {
 /// True unless /proc/self/setgroups says "deny" (in a user namespace whose gid map was written
 /// without privilege, setgroups is refused).
 pub fn setgroups_allowed() -> bool {
-    std::fs::read_to_string("/proc/self/setgroups").map(|s| s.trim() != "deny").unwrap_or(true)
+    std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() != "deny")
+        .unwrap_or(true)
 }

@@ -36,7 +36,11 @@ pub fn template() -> &'static Path {
             }
         }
         let dir = std::env::temp_dir().join(format!("dray-e2e-template-{}", std::process::id()));
-        let st = Command::new(workspace().join("tests/fixtures/mkbundle.sh")).arg(&dir).arg(dray_bin()).status().unwrap();
+        let st = Command::new(workspace().join("tests/fixtures/mkbundle.sh"))
+            .arg(&dir)
+            .arg(dray_bin())
+            .status()
+            .unwrap();
         assert!(st.success(), "building the busybox fixture failed");
         dir
     })
@@ -61,12 +65,18 @@ impl Bundle {
         let dir = std::env::temp_dir().join("dray-e2e").join(&id);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let st = Command::new("cp").arg("-a").arg(template().join("rootfs")).arg(dir.join("rootfs")).status().unwrap();
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(template().join("rootfs"))
+            .arg(dir.join("rootfs"))
+            .status()
+            .unwrap();
         assert!(st.success());
         let out = dir.join("out");
         std::fs::create_dir_all(&out).unwrap();
         std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut config: Value = serde_json::from_slice(&std::fs::read(template().join("config.json")).unwrap()).unwrap();
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(template().join("config.json")).unwrap()).unwrap();
         config["process"]["args"] = json!(args);
         config["root"]["readonly"] = json!(false);
         config["mounts"].as_array_mut().unwrap().push(json!({
@@ -83,7 +93,11 @@ impl Bundle {
 
     /// Writes config.json.
     pub fn save(&self) {
-        std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
     }
 
     /// A dray command with this bundle's --root, run in the bundle directory.
@@ -109,13 +123,21 @@ impl Bundle {
     /// `dray create ID` which must succeed.
     pub fn create(&self) {
         let o = self.dray(&["create", &self.id.clone()]);
-        assert!(o.status.success(), "create failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "create failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     /// The state JSON of the container.
     pub fn state(&self) -> Value {
         let o = self.dray(&["state", &self.id.clone()]);
-        assert!(o.status.success(), "state failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "state failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         serde_json::from_slice(&o.stdout).unwrap()
     }
 
@@ -142,7 +164,11 @@ impl Bundle {
 
 impl Drop for Bundle {
     fn drop(&mut self) {
-        let _ = Command::new(dray_bin()).arg("--root").arg(&self.root).args(["delete", "--force", &self.id]).output();
+        let _ = Command::new(dray_bin())
+            .arg("--root")
+            .arg(&self.root)
+            .args(["delete", "--force", &self.id])
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(&self.root);
     }
@@ -165,7 +191,11 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
     });
     let status = child.wait().unwrap();
     let _ = tx.send(());
-    let out = Output { status, stdout: std::fs::read(&outp).unwrap(), stderr: std::fs::read(&errp).unwrap() };
+    let out = Output {
+        status,
+        stdout: std::fs::read(&outp).unwrap(),
+        stderr: std::fs::read(&errp).unwrap(),
+    };
     let _ = std::fs::remove_file(&outp);
     let _ = std::fs::remove_file(&errp);
     out
@@ -206,7 +236,9 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
 pub fn processes_in(dir: &Path) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         if st.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) {
             continue;
@@ -230,18 +262,30 @@ pub fn assert_no_leaks(b: &Bundle) {
         if procs.is_empty() && cgs.is_empty() {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(5), "leaked processes {procs:?} or cgroups {cgs:?} of {}", b.id);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "leaked processes {procs:?} or cgroups {cgs:?} of {}",
+            b.id
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mi.contains(&*b.dir.to_string_lossy()), "mounts of {} left on the host", b.id);
+    assert!(
+        !mi.contains(&*b.dir.to_string_lossy()),
+        "mounts of {} left on the host",
+        b.id
+    );
 }
 
 /// Waits until `path` exists.
 pub fn wait_for_file(path: &Path) {
     let t = Instant::now();
     while !path.exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "{} never appeared", path.display());
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -249,6 +293,11 @@ pub fn wait_for_file(path: &Path) {
 /// True when this process has `cap` (a bit number) in its effective set.
 pub fn have_cap(cap: u32) -> bool {
     let st = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hex = st.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim().to_string();
+    let hex = st
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim()
+        .to_string();
     u64::from_str_radix(&hex, 16).unwrap() & (1 << cap) != 0
 }

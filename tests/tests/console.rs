@@ -24,7 +24,14 @@ fn recv_fd(sock: i32) -> OwnedFd {
 
 #[test]
 fn console_socket_receives_a_working_pty() {
-    let mut b = Bundle::new("tty", &["sh", "-c", "tty; test -t 0 && echo stdin-is-a-tty; stty size; read line; echo got:$line"]);
+    let mut b = Bundle::new(
+        "tty",
+        &[
+            "sh",
+            "-c",
+            "tty; test -t 0 && echo stdin-is-a-tty; stty size; read line; echo got:$line",
+        ],
+    );
     b.config["process"]["terminal"] = serde_json::json!(true);
     b.config["process"]["consoleSize"] = serde_json::json!({"height": 30, "width": 100});
     let sock = b.dir.join("console.sock");
@@ -43,7 +50,11 @@ fn console_socket_receives_a_working_pty() {
     let t = Instant::now();
     let mut buf = [0u8; 1024];
     while !String::from_utf8_lossy(&out).contains("got:hello") {
-        assert!(t.elapsed() < Duration::from_secs(20), "no output: {}", String::from_utf8_lossy(&out));
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no output: {}",
+            String::from_utf8_lossy(&out)
+        );
         match f.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),

@@ -8,7 +8,13 @@ fn create_fails(b: &Bundle, needle: &str) {
     assert_eq!(o.status.code(), Some(1), "create unexpectedly succeeded");
     let e = stderr(&o);
     assert!(e.contains(needle), "error should mention {needle:?}: {e}");
-    assert_eq!(e.lines().filter(|l| l.starts_with("dray: ") && !l.contains("warning")).count(), 1, "{e}");
+    assert_eq!(
+        e.lines()
+            .filter(|l| l.starts_with("dray: ") && !l.contains("warning"))
+            .count(),
+        1,
+        "{e}"
+    );
     assert_no_leaks(b);
 }
 
@@ -36,7 +42,9 @@ fn missing_config_and_missing_rootfs() {
     let o = run_with_timeout(
         {
             let mut c = std::process::Command::new(dray_bin());
-            c.arg("--root").arg(&b.root).args(["create", "--bundle", "/nonexistent-bundle", &b.id]);
+            c.arg("--root")
+                .arg(&b.root)
+                .args(["create", "--bundle", "/nonexistent-bundle", &b.id]);
             c
         },
         std::time::Duration::from_secs(20),
@@ -52,14 +60,26 @@ fn missing_config_and_missing_rootfs() {
 #[test]
 fn unknown_or_duplicate_namespace() {
     let mut b = Bundle::new("badns", &["true"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "nosuchns"}));
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "nosuchns"}));
     create_fails(&b, "nosuchns");
     let mut b = Bundle::new("dupns", &["true"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "pid"}));
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "pid"}));
     create_fails(&b, "listed twice");
     let mut b = Bundle::new("nsnopath", &["true"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "network");
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "network", "path": "/proc/no/ns/net"}));
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "network");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "network", "path": "/proc/no/ns/net"}));
     create_fails(&b, "/proc/no/ns/net");
 }
 
@@ -85,7 +105,10 @@ fn invalid_and_duplicate_ids() {
 fn a_failure_inside_the_init_after_mounts_cleans_up() {
     // The hostname needs a UTS namespace: the init fails late, after all mounts were made.
     let mut b = Bundle::new("latefail", &["true"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "uts");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "uts");
     b.config["hostname"] = json!("x");
     create_fails(&b, "UTS namespace");
 }

@@ -31,7 +31,18 @@ fn all_six_hooks_run_in_order_with_the_state() {
     // poststart runs after the process started; it may finish before or after the process.
     let mut sorted = phases.clone();
     sorted.retain(|p| *p != "poststart");
-    assert_eq!(sorted, ["prestart", "createRuntime", "createContainer", "startContainer", "process", "poststop"], "{text}");
+    assert_eq!(
+        sorted,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "process",
+            "poststop"
+        ],
+        "{text}"
+    );
     assert!(phases.contains(&"poststart"), "{text}");
     for l in text.lines().filter(|l| !l.starts_with("process")) {
         let mut parts = l.splitn(3, ' ');
@@ -62,7 +73,11 @@ fn a_failing_hook_aborts_create_and_cleans_up() {
         b.config["hooks"] = json!({ phase: [{"path": "/bin/false"}] });
         let o = b.dray(&["create", &b.id.clone()]);
         assert_eq!(o.status.code(), Some(1), "{phase}");
-        assert!(stderr(&o).contains(phase) && stderr(&o).contains("exited with status 1"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(phase) && stderr(&o).contains("exited with status 1"),
+            "{}",
+            stderr(&o)
+        );
         assert_no_leaks(&b);
     }
 }
@@ -85,6 +100,10 @@ fn failing_poststart_and_poststop_only_warn() {
     b.config["hooks"] = json!({"poststart": [{"path": "/bin/false"}], "poststop": [{"path": "/bin/false"}]});
     let o = b.run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("poststart hook failed") && stderr(&o).contains("poststop hook failed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("poststart hook failed") && stderr(&o).contains("poststop hook failed"),
+        "{}",
+        stderr(&o)
+    );
     assert_no_leaks(&b);
 }

@@ -57,7 +57,12 @@ fn delete_of_a_created_container_kills_its_init() {
     let pid = b.state()["pid"].as_i64().unwrap() as i32;
     let o = b.dray(&["delete", &b.id]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/exe")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z"));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/exe")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    );
     assert_no_leaks(&b);
 }
 
@@ -79,7 +84,10 @@ fn run_returns_the_exit_status() {
     assert_no_leaks(&b);
     // pid 1 of a pid namespace cannot be killed from inside it: use the host's pid namespace.
     let mut b = Bundle::new("exitsig", &["sh", "-c", "kill -9 $$"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "pid");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
     let o = b.run();
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
     assert_no_leaks(&b);
@@ -96,10 +104,25 @@ fn run_passes_stdio_through() {
 
 #[test]
 fn run_forwards_signals_to_the_container() {
-    let b = Bundle::new("sigfwd", &["sh", "-c", "trap 'exit 7' TERM; touch /out/ready; while :; do sleep 0.05; done"]);
-    let mut child = b.cmd(&["run", &b.id]).stdin(std::process::Stdio::null()).spawn().unwrap();
+    let b = Bundle::new(
+        "sigfwd",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; touch /out/ready; while :; do sleep 0.05; done",
+        ],
+    );
+    let mut child = b
+        .cmd(&["run", &b.id])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for_file(&b.out().join("ready"));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(7));
     assert_no_leaks(&b);
@@ -176,7 +199,12 @@ fn list_shows_containers_in_table_json_and_quiet_forms() {
 #[test]
 fn state_of_a_missing_container_fails_clearly() {
     let b = Bundle::new("missing", &["true"]);
-    for cmd in [vec!["state", "nope"], vec!["start", "nope"], vec!["kill", "nope"], vec!["delete", "nope"]] {
+    for cmd in [
+        vec!["state", "nope"],
+        vec!["start", "nope"],
+        vec!["kill", "nope"],
+        vec!["delete", "nope"],
+    ] {
         let o = b.dray(&cmd);
         assert_eq!(o.status.code(), Some(1));
         let e = stderr(&o);
@@ -198,7 +226,10 @@ fn concurrent_creates_of_one_id_let_exactly_one_win() {
     let results: Vec<_> = children.into_iter().map(|c| c.join().unwrap()).collect();
     let ok = results.iter().filter(|o| o.status.success()).count();
     assert_eq!(ok, 1, "{:?}", results.iter().map(stderr).collect::<Vec<_>>());
-    assert!(results.iter().filter(|o| !o.status.success()).all(|o| stderr(o).contains("already exists")));
+    assert!(results
+        .iter()
+        .filter(|o| !o.status.success())
+        .all(|o| stderr(o).contains("already exists")));
     assert_eq!(b.status(), "created");
     b.cleanup();
 }

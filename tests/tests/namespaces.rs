@@ -5,12 +5,22 @@ use serde_json::json;
 use std::time::Duration;
 
 fn ns_inode(pid: &str, ns: &str) -> String {
-    std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap().to_string_lossy().into_owned()
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
 fn new_namespaces_differ_from_the_host() {
-    let b = Bundle::new("nsnew", &["sh", "-c", "for n in pid mnt uts ipc net cgroup; do readlink /proc/self/ns/$n; done"]);
+    let b = Bundle::new(
+        "nsnew",
+        &[
+            "sh",
+            "-c",
+            "for n in pid mnt uts ipc net cgroup; do readlink /proc/self/ns/$n; done",
+        ],
+    );
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
@@ -21,7 +31,10 @@ fn new_namespaces_differ_from_the_host() {
 
 #[test]
 fn joining_a_network_namespace_by_path() {
-    let mut holder = std::process::Command::new("unshare").args(["--net", "sleep", "60"]).spawn().unwrap();
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "60"])
+        .spawn()
+        .unwrap();
     let hpid = holder.id().to_string();
     let t = std::time::Instant::now();
     while ns_inode(&hpid, "net") == ns_inode("self", "net") {
@@ -44,12 +57,26 @@ fn joining_a_network_namespace_by_path() {
 
 #[test]
 fn user_namespace_with_mappings() {
-    let mut b = Bundle::new("userns", &["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/f && stat -c %u /tmp/f"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    let mut b = Bundle::new(
+        "userns",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/f && stat -c %u /tmp/f",
+        ],
+    );
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
     b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     // The rootfs must be owned by the mapped root for the container to write to it.
-    let st = std::process::Command::new("chown").args(["-R", "200000:200000"]).arg(b.dir.join("rootfs")).status().unwrap();
+    let st = std::process::Command::new("chown")
+        .args(["-R", "200000:200000"])
+        .arg(b.dir.join("rootfs"))
+        .status()
+        .unwrap();
     assert!(st.success());
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -67,7 +94,10 @@ fn user_namespace_owning_a_joined_network_namespace_uses_the_slow_path() {
     // A new user namespace plus a namespace joined by path: an intermediate process joins
     // first, then creates the user namespace, then forks the init.
     let mut b = Bundle::new("userjoin", &["sh", "-c", "id -u; readlink /proc/self/ns/uts"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
     for ns in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
         if ns["type"] == "uts" {
             ns["path"] = json!("/proc/self/ns/uts");
@@ -92,7 +122,10 @@ fn time_namespace() {
         return;
     }
     let mut b = Bundle::new("timens", &["readlink", "/proc/self/ns/time"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_ne!(stdout(&o).trim(), ns_inode("self", "time"));

@@ -5,12 +5,23 @@ use dray_e2e::*;
 use serde_json::json;
 
 fn status_field(text: &str, key: &str) -> String {
-    text.lines().find_map(|l| l.strip_prefix(&format!("{key}:"))).unwrap_or_else(|| panic!("{key} missing in {text}")).trim().to_string()
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("{key} missing in {text}"))
+        .trim()
+        .to_string()
 }
 
 #[test]
 fn hostname_pid_one_and_id() {
-    let mut b = Bundle::new("ident", &["sh", "-c", "hostname; cat /proc/sys/kernel/domainname; echo $$; id -u; id -g; grep Groups /proc/self/status"]);
+    let mut b = Bundle::new(
+        "ident",
+        &[
+            "sh",
+            "-c",
+            "hostname; cat /proc/sys/kernel/domainname; echo $$; id -u; id -g; grep Groups /proc/self/status",
+        ],
+    );
     b.config["hostname"] = json!("box1");
     b.config["domainname"] = json!("example.org");
     b.config["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20]});
@@ -60,12 +71,23 @@ fn root_gets_the_bounding_set_and_nothing_more() {
     let s = stdout(&o);
     assert_eq!(status_field(&s, "CapBnd"), "0000000000000021");
     assert_eq!(status_field(&s, "CapEff"), "0000000000000021");
-    assert_eq!(status_field(&s, "NoNewPrivs"), "1", "the default spec sets noNewPrivileges");
+    assert_eq!(
+        status_field(&s, "NoNewPrivs"),
+        "1",
+        "the default spec sets noNewPrivileges"
+    );
 }
 
 #[test]
 fn rlimits_are_seen_inside() {
-    let mut b = Bundle::new("rlimits", &["sh", "-c", "ulimit -n; ulimit -Hn; grep 'Max processes' /proc/self/limits"]);
+    let mut b = Bundle::new(
+        "rlimits",
+        &[
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn; grep 'Max processes' /proc/self/limits",
+        ],
+    );
     b.config["process"]["rlimits"] = json!([
         {"type": "RLIMIT_NOFILE", "soft": 777, "hard": 888},
         {"type": "RLIMIT_NPROC", "soft": 500, "hard": 600}
@@ -139,7 +161,10 @@ fn a_missing_executable_fails_create() {
 
 #[test]
 fn namespaced_sysctls_are_set_and_others_refused() {
-    let mut b = Bundle::new("sysctl", &["cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni"]);
+    let mut b = Bundle::new(
+        "sysctl",
+        &["cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni"],
+    );
     b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
     // /proc/sys is read-only in the default spec; sysctls are written before that.
     let o = b.run();

@@ -14,12 +14,23 @@ fn default_mounts_are_in_place() {
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     let mi = stdout(&o);
-    for (mp, fs) in [("/proc", "proc"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"), ("/dev/shm", "tmpfs"), ("/dev/mqueue", "mqueue"), ("/sys", "sysfs"), ("/sys/fs/cgroup", "")] {
+    for (mp, fs) in [
+        ("/proc", "proc"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+        ("/sys", "sysfs"),
+        ("/sys/fs/cgroup", ""),
+    ] {
         let l = mountinfo_line(&mi, mp).unwrap_or_else(|| panic!("{mp} not mounted:\n{mi}"));
         assert!(l.contains(&format!(" - {fs}")), "{mp}: {l}");
     }
     let sys = mountinfo_line(&mi, "/sys").unwrap();
-    assert!(sys.split(' ').nth(5).unwrap().starts_with("ro"), "/sys must be read-only: {sys}");
+    assert!(
+        sys.split(' ').nth(5).unwrap().starts_with("ro"),
+        "/sys must be read-only: {sys}"
+    );
     // Only the container's own files are visible: no host mount made it in.
     assert!(!mi.contains(" /run/dray"), "{mi}");
 }
@@ -37,14 +48,28 @@ fn cgroup_mount_shows_the_container_cgroup_read_only() {
 
 #[test]
 fn readonly_root_and_readonly_paths() {
-    let mut b = Bundle::new("ro", &["sh", "-c", "touch /x 2>&1; { echo 1 > /proc/sys/kernel/ostype; } 2>&1; touch /tmp/y 2>&1; true"]);
+    let mut b = Bundle::new(
+        "ro",
+        &[
+            "sh",
+            "-c",
+            "touch /x 2>&1; { echo 1 > /proc/sys/kernel/ostype; } 2>&1; touch /tmp/y 2>&1; true",
+        ],
+    );
     b.config["root"]["readonly"] = json!(true);
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}));
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "only / and /proc/sys refuse writes; /tmp is a writable tmpfs: {out}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "only / and /proc/sys refuse writes; /tmp is a writable tmpfs: {out}"
+    );
     assert!(lines.iter().all(|l| l.contains("Read-only file system")), "{out}");
 }
 
@@ -56,17 +81,34 @@ fn masked_paths_are_unreadable() {
     let out = stdout(&o);
     // Masked files that exist on this kernel read as empty; the masked directory is empty.
     assert!(out.lines().count() >= 2, "{out}");
-    assert!(out.lines().all(|l| l.ends_with(" 0")), "masked paths must show nothing: {out}");
+    assert!(
+        out.lines().all(|l| l.ends_with(" 0")),
+        "masked paths must show nothing: {out}"
+    );
 }
 
 #[test]
 fn default_devices_and_linux_devices() {
     let mut b = Bundle::new("devices", &["sh", "-c", "for d in null zero full random urandom tty mydev; do stat -c '%n %t:%T %a %u' /dev/$d; done; for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c"]);
-    b.config["linux"]["devices"] = json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 0, "gid": 0}]);
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 0, "gid": 0}]);
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for want in ["/dev/null 1:3 666 0", "/dev/zero 1:5 666", "/dev/full 1:7", "/dev/random 1:8", "/dev/urandom 1:9", "/dev/tty 5:0", "/dev/mydev 1:3 600 0", "pts/ptmx", "/proc/self/fd\n", "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2"] {
+    for want in [
+        "/dev/null 1:3 666 0",
+        "/dev/zero 1:5 666",
+        "/dev/full 1:7",
+        "/dev/random 1:8",
+        "/dev/urandom 1:9",
+        "/dev/tty 5:0",
+        "/dev/mydev 1:3 600 0",
+        "pts/ptmx",
+        "/proc/self/fd\n",
+        "/proc/self/fd/0",
+        "/proc/self/fd/1",
+        "/proc/self/fd/2",
+    ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
     assert!(out.ends_with("4\n"));
@@ -74,14 +116,24 @@ fn default_devices_and_linux_devices() {
 
 #[test]
 fn bind_mounts_with_options_and_propagation() {
-    let mut b = Bundle::new("bind", &["sh", "-c", "cat /data/f; touch /data/g 2>&1; cat /file; grep ' /data ' /proc/self/mountinfo"]);
+    let mut b = Bundle::new(
+        "bind",
+        &[
+            "sh",
+            "-c",
+            "cat /data/f; touch /data/g 2>&1; cat /file; grep ' /data ' /proc/self/mountinfo",
+        ],
+    );
     let host = b.dir.join("hostdata");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("f"), "hello\n").unwrap();
     std::fs::write(b.dir.join("hostfile"), "file\n").unwrap();
     b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": host, "options": ["rbind", "ro", "nosuid", "rprivate"]}));
     // A relative source is relative to the bundle; a file over a missing target creates it.
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/file", "type": "bind", "source": "hostfile", "options": ["bind"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/file", "type": "bind", "source": "hostfile", "options": ["bind"]}));
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
@@ -102,12 +154,24 @@ fn mount_targets_cannot_be_redirected_outside_the_rootfs() {
     // The image points /evil at an absolute host path, and /up at the rootfs' parent.
     std::os::unix::fs::symlink(&outside, b.dir.join("rootfs/evil")).unwrap();
     std::os::unix::fs::symlink("../../..", b.dir.join("rootfs/up")).unwrap();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/evil/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/up/esc", "type": "tmpfs", "source": "tmpfs", "options": ["size=2m"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/evil/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/up/esc", "type": "tmpfs", "source": "tmpfs", "options": ["size=2m"]}));
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "something was created outside the rootfs");
-    assert!(!b.dir.join("esc").exists() && !std::path::Path::new("/esc").exists(), "a target escaped through ..");
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "something was created outside the rootfs"
+    );
+    assert!(
+        !b.dir.join("esc").exists() && !std::path::Path::new("/esc").exists(),
+        "a target escaped through .."
+    );
     let out = stdout(&o);
     // Both mounts landed inside the container's tree.
     assert!(out.contains(&format!(" {}/sub ", outside.display())), "{out}");
@@ -116,7 +180,10 @@ fn mount_targets_cannot_be_redirected_outside_the_rootfs() {
 
 #[test]
 fn no_pivot_uses_move_and_chroot() {
-    let b = Bundle::new("nopivot", &["sh", "-c", "ls /bin/busybox && cat /proc/self/mountinfo | wc -l"]);
+    let b = Bundle::new(
+        "nopivot",
+        &["sh", "-c", "ls /bin/busybox && cat /proc/self/mountinfo | wc -l"],
+    );
     let o = run_with_timeout(b.cmd(&["run", "--no-pivot", &b.id]), std::time::Duration::from_secs(30));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("/bin/busybox"));
@@ -126,13 +193,19 @@ fn no_pivot_uses_move_and_chroot() {
 #[test]
 fn a_bad_mount_fails_cleanly() {
     let mut b = Bundle::new("badmount", &["true"]);
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "nosuchfs", "source": "none"}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/x", "type": "nosuchfs", "source": "none"}));
     let o = b.dray(&["create", &b.id.clone()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/x"), "{}", stderr(&o));
     assert_no_leaks(&b);
     let mut b = Bundle::new("badbind", &["true"]);
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]}));
     let o = b.dray(&["create", &b.id.clone()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/no/such/source"), "{}", stderr(&o));

@@ -16,18 +16,38 @@ fn a_shebang_to_proc_self_exe_never_runs_the_host_binary() {
     // container process, which can then be reopened and overwritten through /proc/PID/exe.
     let b = Bundle::new("cve5736", &["/evil"]);
     std::fs::write(b.dir.join("rootfs/evil"), "#!/proc/self/exe\n").unwrap();
-    std::fs::set_permissions(b.dir.join("rootfs/evil"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        b.dir.join("rootfs/evil"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let before = sha(&dray_bin());
     let o = b.run();
     // The interpreter is the sealed exec trampoline, which refuses to run with no program.
-    assert_eq!(o.status.code(), Some(127), "stdout {} stderr {}", stdout(&o), stderr(&o));
-    assert!(!stdout(&o).contains("Usage") && !stderr(&o).contains("Usage"), "the dray binary ran inside the container");
+    assert_eq!(
+        o.status.code(),
+        Some(127),
+        "stdout {} stderr {}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        !stdout(&o).contains("Usage") && !stderr(&o).contains("Usage"),
+        "the dray binary ran inside the container"
+    );
     assert_eq!(sha(&dray_bin()), before);
 }
 
 #[test]
 fn the_exe_of_a_running_container_is_not_the_runtime() {
-    let b = Bundle::new("exe", &["sh", "-c", "readlink /proc/self/exe; ls -l /proc/1/exe; echo x >> /proc/1/exe 2>&1 || echo write-refused"]);
+    let b = Bundle::new(
+        "exe",
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/exe; ls -l /proc/1/exe; echo x >> /proc/1/exe 2>&1 || echo write-refused",
+        ],
+    );
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
@@ -58,9 +78,15 @@ fn a_waiting_init_cannot_be_reached_from_a_container_sharing_its_pid_namespace()
         std::thread::sleep(Duration::from_millis(20));
     }
     let text = std::fs::read_to_string(&scan).unwrap();
-    assert!(!text.contains("dray"), "container A reached the runtime binary:\n{text}");
+    assert!(
+        !text.contains("dray"),
+        "container A reached the runtime binary:\n{text}"
+    );
     let readable = text.lines().filter(|l| l.starts_with("readable")).count();
-    let linked = text.lines().filter(|l| !l.starts_with("readable") && *l != "done").count();
+    let linked = text
+        .lines()
+        .filter(|l| !l.starts_with("readable") && *l != "done")
+        .count();
     assert!(readable <= linked, "{text}");
     b.cleanup();
     a.cleanup();
@@ -108,7 +134,10 @@ fn a_cwd_through_a_leaked_fd_is_refused() {
         b.config["process"]["cwd"] = json!(format!("/proc/self/fd/{n}"));
         let o = b.run();
         let out = stdout(&o);
-        assert!(!out.contains("state.json") && !out.contains("exec.fifo") && !out.contains("(unreachable)"), "fd {n}: {out}");
+        assert!(
+            !out.contains("state.json") && !out.contains("exec.fifo") && !out.contains("(unreachable)"),
+            "fd {n}: {out}"
+        );
         if !o.status.success() {
             assert_no_leaks(&b);
         }

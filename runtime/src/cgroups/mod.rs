@@ -50,7 +50,9 @@ pub struct CgroupPaths {
 pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
     for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
         if pre.len() < 5 || post.len() < 3 {
@@ -58,7 +60,12 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
         }
         let (root, mountpoint) = (unescape(pre[3]), PathBuf::from(unescape(pre[4])));
         let h = match post[0] {
-            "cgroup2" => Hierarchy { mountpoint, root, controllers: Vec::new(), v2: true },
+            "cgroup2" => Hierarchy {
+                mountpoint,
+                root,
+                controllers: Vec::new(),
+                v2: true,
+            },
             "cgroup" => {
                 let controllers: Vec<String> = post[2]
                     .split(',')
@@ -68,7 +75,12 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
                 if controllers.is_empty() {
                     continue;
                 }
-                Hierarchy { mountpoint, root, controllers, v2: false }
+                Hierarchy {
+                    mountpoint,
+                    root,
+                    controllers,
+                    v2: false,
+                }
             }
             _ => continue,
         };
@@ -86,7 +98,10 @@ fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 3 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4]).ok().and_then(|d| u8::from_str_radix(d, 8).ok()) {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+            {
                 out.push(v);
                 i += 4;
                 continue;
@@ -213,7 +228,9 @@ impl CgroupPaths {
     /// Pids of every process in the container's cgroup.
     pub fn pids(&self) -> Result<Vec<i32>> {
         // Any hierarchy holds every process of the container; prefer one that always exists.
-        let Some(d) = self.dirs.iter().find(|d| d.path.exists()) else { return Ok(Vec::new()) };
+        let Some(d) = self.dirs.iter().find(|d| d.path.exists()) else {
+            return Ok(Vec::new());
+        };
         let text = match std::fs::read_to_string(d.path.join("cgroup.procs")) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -11,8 +11,20 @@ pub fn is_controller_option(opt: &str) -> bool {
     }
     matches!(
         opt,
-        "cpu" | "cpuacct" | "cpuset" | "memory" | "devices" | "freezer" | "blkio" | "pids" | "net_cls"
-            | "net_prio" | "perf_event" | "hugetlb" | "rdma" | "misc"
+        "cpu"
+            | "cpuacct"
+            | "cpuset"
+            | "memory"
+            | "devices"
+            | "freezer"
+            | "blkio"
+            | "pids"
+            | "net_cls"
+            | "net_prio"
+            | "perf_event"
+            | "hugetlb"
+            | "rdma"
+            | "misc"
     )
 }
 

@@ -30,7 +30,13 @@ enum Never {}
 /// Set once `Ready` was sent.
 static READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedFd, intermediate: bool) -> Result<Never> {
+fn run(
+    cfg: &InitConfig,
+    ch: &Channel,
+    tramp: Option<OwnedFd>,
+    state_dir: OwnedFd,
+    intermediate: bool,
+) -> Result<Never> {
     // Until the exec, /proc/PID/{exe,fd,mem} of this process must not be reachable from the
     // container (CVE-2019-5736).
     crate::sys::set_dumpable(false)?;
@@ -48,7 +54,11 @@ fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedF
             ch.send(&Msg::NeedIdMaps)?;
             ch.expect(&Msg::IdMapsDone)?;
         }
-        let rest = plan.new.iter().filter(|t| **t != Ns::User).fold(0, |a, t| a | namespaces::flag(*t));
+        let rest = plan
+            .new
+            .iter()
+            .filter(|t| **t != Ns::User)
+            .fold(0, |a, t| a | namespaces::flag(*t));
         namespaces::unshare(rest)?;
         // SAFETY: this process is single-threaded (a fork of the single-threaded runtime).
         match unsafe { crate::sys::clone_fork(0) }? {
@@ -74,7 +84,11 @@ fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedF
         let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
-    let process = cfg.spec.process().as_ref().ok_or_else(|| Error::msg("config.json has no process"))?;
+    let process = cfg
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::msg("config.json has no process"))?;
 
     // Root file system.
     let state_json;
@@ -92,7 +106,9 @@ fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedF
     } else if plan.joins(Ns::Mount).is_some() {
         state_json = hooks_phase(cfg, ch)?;
     } else {
-        return Err(Error::msg("the container needs a mount namespace (linux.namespaces has no \"mount\")"));
+        return Err(Error::msg(
+            "the container needs a mount namespace (linux.namespaces has no \"mount\")",
+        ));
     }
 
     // Hostname, domain name, sysctls.
@@ -112,7 +128,14 @@ fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedF
             return Err(std::io::Error::last_os_error()).ctx(|| format!("setting domainname {d:?}"));
         }
     }
-    for (k, v) in cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (k, v) in cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         crate::sysctl::write(k, v)?;
     }
     // Read-only and masked paths and the read-only root come after the sysctls, which are
@@ -186,10 +209,22 @@ fn run(cfg: &InitConfig, ch: &Channel, tramp: Option<OwnedFd>, state_dir: OwnedF
     nix::unistd::write(&fifo, b"0").ctx(|| "writing exec.fifo".into())?;
     drop(fifo);
 
-    crate::hooks::run_all(cfg.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &state_json, "startContainer")?;
+    crate::hooks::run_all(
+        cfg.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()),
+        &state_json,
+        "startContainer",
+    )?;
 
-    let argv: Vec<CString> = args.iter().map(|a| CString::new(a.as_str())).collect::<std::result::Result<_, _>>().map_err(|_| Error::msg("an argument contains a NUL byte"))?;
-    let envp: Vec<CString> = env.iter().map(|a| CString::new(a.as_str())).collect::<std::result::Result<_, _>>().map_err(|_| Error::msg("an env entry contains a NUL byte"))?;
+    let argv: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::msg("an argument contains a NUL byte"))?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::msg("an env entry contains a NUL byte"))?;
     let cpath = crate::sys::cstr(&path)?;
     crate::sys::set_signal_mask(&nix::sys::signal::SigSet::empty())?;
     Err(super::trampoline::exec(tramp.as_ref(), &cpath, &argv, &envp))
@@ -204,20 +239,34 @@ fn hooks_phase(cfg: &InitConfig, ch: &Channel) -> Result<String> {
         Some(m) => return Err(Error::msg(format!("protocol error: unexpected {m:?}"))),
         None => return Err(Error::msg("the runtime went away during set-up")),
     };
-    crate::hooks::run_all(cfg.spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &state, "createContainer")?;
+    crate::hooks::run_all(
+        cfg.spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()),
+        &state,
+        "createContainer",
+    )?;
     Ok(state)
 }
 
 /// Allocates the pty, sends its master over the console socket and makes the slave the
 /// controlling terminal and stdio; also bind-mounts it on /dev/console.
 fn setup_console(cfg: &InitConfig, process: &Process) -> Result<()> {
-    let sock = cfg.console.as_ref().ok_or_else(|| Error::msg("process.terminal is set but there is no console socket"))?;
+    let sock = cfg
+        .console
+        .as_ref()
+        .ok_or_else(|| Error::msg("process.terminal is set but there is no console socket"))?;
     let (master, slave, name) = crate::console::open_pty()?;
     if let Some(sz) = process.console_size() {
         crate::console::set_size(master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
     }
     if Path::new("/dev/console").exists() || std::fs::File::create("/dev/console").is_ok() {
-        crate::rootfs::mounts::mount(Some(&name), "/dev/console", None, nix::mount::MsFlags::MS_BIND, None, Path::new("/dev/console"))?;
+        crate::rootfs::mounts::mount(
+            Some(&name),
+            "/dev/console",
+            None,
+            nix::mount::MsFlags::MS_BIND,
+            None,
+            Path::new("/dev/console"),
+        )?;
     }
     crate::console::send_fd(sock.as_raw_fd(), "/dev/ptmx", master.as_raw_fd())?;
     drop(master);
@@ -228,14 +277,20 @@ fn setup_console(cfg: &InitConfig, process: &Process) -> Result<()> {
 /// resolves outside it (e.g. through a leaked fd, CVE-2024-21626) is refused.
 fn enter_cwd(cwd: &Path) -> Result<()> {
     if !cwd.is_absolute() {
-        return Err(Error::msg(format!("process.cwd {} is not an absolute path", cwd.display())));
+        return Err(Error::msg(format!(
+            "process.cwd {} is not an absolute path",
+            cwd.display()
+        )));
     }
     if let Err(e) = nix::unistd::chdir(cwd) {
         return Err(e).ctx(|| format!("changing to the working directory {}", cwd.display()));
     }
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
-        _ => Err(Error::msg(format!("the working directory {} is outside the container's root", cwd.display()))),
+        _ => Err(Error::msg(format!(
+            "the working directory {} is outside the container's root",
+            cwd.display()
+        ))),
     }
 }
 
@@ -261,7 +316,8 @@ fn environment(p: &Process) -> Vec<String> {
 /// Finds the executable like execvp, with the container's PATH.
 fn lookup(name: &str, env: &[String]) -> Result<PathBuf> {
     let executable = |p: &Path| {
-        std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(false) && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+        std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(false)
+            && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
     };
     if name.contains('/') {
         let p = PathBuf::from(name);
@@ -273,7 +329,10 @@ fn lookup(name: &str, env: &[String]) -> Result<PathBuf> {
         }
         return Ok(p);
     }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let p = Path::new(dir).join(name);
@@ -281,5 +340,7 @@ fn lookup(name: &str, env: &[String]) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    Err(Error::msg(format!("exec: {name:?}: executable file not found in $PATH")))
+    Err(Error::msg(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    )))
 }

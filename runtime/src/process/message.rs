@@ -46,7 +46,14 @@ impl Channel {
         let data = serde_json::to_vec(msg).map_err(|e| Error::msg(format!("encoding {msg:?}: {e}")))?;
         loop {
             // SAFETY: data is a valid buffer of data.len() bytes.
-            let r = unsafe { libc::send(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+            let r = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
             if r >= 0 {
                 return Ok(());
             }

@@ -82,8 +82,11 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut dyn FnMut(i32) -> Result<String>) -> 
     let pid = unsafe { crate::sys::clone_fork(flags) };
     let restore = |saved: &mut Vec<(LinuxNamespaceType, OwnedFd)>| -> Result<()> {
         for (t, fd) in saved.drain(..) {
-            nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::from_bits_retain(namespaces::flag(t)))
-                .ctx(|| format!("returning to the runtime's {} namespace", namespaces::proc_name(t)))?;
+            nix::sched::setns(
+                fd.as_fd(),
+                nix::sched::CloneFlags::from_bits_retain(namespaces::flag(t)),
+            )
+            .ctx(|| format!("returning to the runtime's {} namespace", namespaces::proc_name(t)))?;
         }
         Ok(())
     };
@@ -113,7 +116,13 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut dyn FnMut(i32) -> Result<String>) -> 
 }
 
 /// The parent's side of the protocol. On error, returns the init pid known so far.
-fn drive(cfg: &InitConfig, ch: &Channel, pid: i32, single: bool, hooks: &mut dyn FnMut(i32) -> Result<String>) -> Result<i32, (i32, Error)> {
+fn drive(
+    cfg: &InitConfig,
+    ch: &Channel,
+    pid: i32,
+    single: bool,
+    hooks: &mut dyn FnMut(i32) -> Result<String>,
+) -> Result<i32, (i32, Error)> {
     let mut init_pid = pid;
     let r = (|| -> Result<()> {
         let linux = cfg.spec.linux().as_ref();
@@ -166,7 +175,11 @@ fn write_maps(cfg: &InitConfig, pid: i32) -> Result<()> {
 /// `process.oomScoreAdj`, written for the init by the runtime.
 fn write_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
     std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
-        let hint = if adj < 0 { " (lowering it needs CAP_SYS_RESOURCE)" } else { "" };
+        let hint = if adj < 0 {
+            " (lowering it needs CAP_SYS_RESOURCE)"
+        } else {
+            ""
+        };
         Error::msg(format!("setting oomScoreAdj to {adj}: {e}{hint}"))
     })
 }
@@ -184,8 +197,12 @@ pub fn kill_and_reap(pid: i32) {
 }
 
 fn open_path_dir(p: &std::path::Path) -> Result<OwnedFd> {
-    let fd = nix::fcntl::open(p, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .ctx(|| format!("opening {}", p.display()))?;
+    let fd = nix::fcntl::open(
+        p,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", p.display()))?;
     // SAFETY: new fd owned here.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -109,7 +109,11 @@ pub fn create() -> Result<Option<OwnedFd>> {
 /// Execs `path` with `args` and `env` through the trampoline `tramp` (or directly without one).
 /// Returns only on failure.
 pub fn exec(tramp: Option<&OwnedFd>, path: &CString, args: &[CString], env: &[CString]) -> Error {
-    let envp: Vec<*const libc::c_char> = env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let envp: Vec<*const libc::c_char> = env
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     match tramp {
         Some(fd) => {
             let argv: Vec<*const libc::c_char> = std::iter::once(path.as_ptr())
@@ -119,17 +123,30 @@ pub fn exec(tramp: Option<&OwnedFd>, path: &CString, args: &[CString], env: &[CS
             // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive
             // the call; the empty path with AT_EMPTY_PATH executes the fd itself.
             unsafe {
-                libc::syscall(libc::SYS_execveat, fd.as_raw_fd(), c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH)
+                libc::syscall(
+                    libc::SYS_execveat,
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                )
             };
         }
         None => {
-            let argv: Vec<*const libc::c_char> =
-                args.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+            let argv: Vec<*const libc::c_char> = args
+                .iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect();
             // SAFETY: as above.
             unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         }
     }
-    Error::Os { step: format!("exec {:?}", path), source: std::io::Error::last_os_error() }
+    Error::Os {
+        step: format!("exec {:?}", path),
+        source: std::io::Error::last_os_error(),
+    }
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -144,7 +161,9 @@ mod tests {
         // The fd is close-on-exec; clear it for the child so it can exec the memfd by path.
         let raw = fd.as_raw_fd();
         let mut cmd = std::process::Command::new(&path);
-        cmd.arg0("/bin/sh").args(["sh", "-c", "echo hello-$X"]).env("X", "tramp");
+        cmd.arg0("/bin/sh")
+            .args(["sh", "-c", "echo hello-$X"])
+            .env("X", "tramp");
         // SAFETY: pre_exec runs in the forked child; fcntl is async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {

@@ -24,18 +24,25 @@ pub struct Node {
 
 /// The default devices every container gets.
 pub fn defaults() -> Vec<Node> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .iter()
-        .map(|(n, ma, mi)| Node {
-            path: PathBuf::from("/dev").join(n),
-            kind: libc::S_IFCHR,
-            major: *ma,
-            minor: *mi,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .iter()
+    .map(|(n, ma, mi)| Node {
+        path: PathBuf::from("/dev").join(n),
+        kind: libc::S_IFCHR,
+        major: *ma,
+        minor: *mi,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 /// Converts a `linux.devices` entry.
@@ -44,10 +51,18 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Node> {
         LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
         LinuxDeviceType::B => libc::S_IFBLK,
         LinuxDeviceType::P => libc::S_IFIFO,
-        LinuxDeviceType::A => return Err(Error::msg(format!("device {}: type 'a' is only valid in device cgroup rules", d.path().display()))),
+        LinuxDeviceType::A => {
+            return Err(Error::msg(format!(
+                "device {}: type 'a' is only valid in device cgroup rules",
+                d.path().display()
+            )))
+        }
     };
     if !d.path().starts_with("/dev") {
-        return Err(Error::msg(format!("device path {} is not under /dev", d.path().display())));
+        return Err(Error::msg(format!(
+            "device path {} is not under /dev",
+            d.path().display()
+        )));
     }
     Ok(Node {
         path: d.path().clone(),
@@ -65,7 +80,10 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Node> {
 pub fn create(root: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
     let step = || format!("creating device {}", n.path.display());
     let parent = n.path.parent().unwrap_or(Path::new("/dev"));
-    let name = n.path.file_name().ok_or_else(|| Error::msg(format!("bad device path {}", n.path.display())))?;
+    let name = n
+        .path
+        .file_name()
+        .ok_or_else(|| Error::msg(format!("bad device path {}", n.path.display())))?;
     let dir = paths::mkdir_all(root, parent).ctx(step)?;
     let cname = crate::sys::cstr(name)?;
     // An existing entry (from the image) is replaced.
@@ -74,8 +92,14 @@ pub fn create(root: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
     if userns {
         let host = n.path.to_string_lossy().into_owned();
         let target = paths::open_or_create(root, &n.path, Kind::File).ctx(step)?;
-        return nix::mount::mount(Some(host.as_str()), fd_path(target.as_raw_fd()).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .ctx(step);
+        return nix::mount::mount(
+            Some(host.as_str()),
+            fd_path(target.as_raw_fd()).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(step);
     }
     let dev = libc::makedev(n.major as u32, n.minor as u32);
     // SAFETY: mknodat with a valid C string.
@@ -85,7 +109,12 @@ pub fn create(root: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
     // mknod is subject to the umask; set the exact mode and owner.
     let node = paths::open_or_create(root, &n.path, Kind::File).ctx(step)?;
     let p = fd_path(node.as_raw_fd());
-    nix::unistd::chown(p.as_str(), Some(nix::unistd::Uid::from_raw(n.uid)), Some(nix::unistd::Gid::from_raw(n.gid))).ctx(step)?;
+    nix::unistd::chown(
+        p.as_str(),
+        Some(nix::unistd::Uid::from_raw(n.uid)),
+        Some(nix::unistd::Gid::from_raw(n.gid)),
+    )
+    .ctx(step)?;
     std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(n.mode)).ctx(step)?;
     Ok(())
 }
@@ -94,7 +123,13 @@ pub fn create(root: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
 /// core (when /proc/kcore exists).
 pub fn symlinks(root: &OwnedFd) -> Result<()> {
     let dev = paths::mkdir_all(root, Path::new("/dev"))?;
-    let mut links = vec![("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")];
+    let mut links = vec![
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ];
     if Path::new("/proc/kcore").exists() {
         links.push(("core", "/proc/kcore"));
     }

@@ -52,10 +52,23 @@ pub fn prepare(s: &Setup) -> Result<()> {
     mounts::mount(None, "/", None, prop, None, Path::new("/")).ctx(|| "setting rootfs propagation".into())?;
     make_parent_private(s.rootfs)?;
     let root_s = s.rootfs.to_string_lossy();
-    mounts::mount(Some(&root_s), &root_s, None, MsFlags::MS_BIND | MsFlags::MS_REC, None, s.rootfs)
-        .ctx(|| "bind-mounting the rootfs on itself".into())?;
+    mounts::mount(
+        Some(&root_s),
+        &root_s,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+        s.rootfs,
+    )
+    .ctx(|| "bind-mounting the rootfs on itself".into())?;
     let root = open_dir(s.rootfs)?;
-    let ctx = mounts::Ctx { root: &root, bundle: s.bundle, cgroup: s.cgroup, cgroupns: s.cgroupns, userns: s.userns };
+    let ctx = mounts::Ctx {
+        root: &root,
+        bundle: s.bundle,
+        cgroup: s.cgroup,
+        cgroupns: s.cgroupns,
+        userns: s.userns,
+    };
     let mut dev_ro = false;
     let mut dev_bound = false;
     for m in s.spec.mounts().iter().flatten() {
@@ -67,7 +80,11 @@ pub fn prepare(s: &Setup) -> Result<()> {
                 // /dev is made read-only only after the device nodes were created in it.
                 dev_ro = true;
                 let mut m = m.clone();
-                m.set_options(m.options().as_ref().map(|v| v.iter().filter(|x| *x != "ro").cloned().collect()));
+                m.set_options(
+                    m.options()
+                        .as_ref()
+                        .map(|v| v.iter().filter(|x| *x != "ro").cloned().collect()),
+                );
                 mounts::mount_entry(&ctx, &m)?;
                 continue;
             }
@@ -88,7 +105,14 @@ pub fn prepare(s: &Setup) -> Result<()> {
     }
     if dev_ro {
         let d = paths::mkdir_all(&root, Path::new("/dev"))?;
-        mounts::mount(None, &fd_path(d.as_raw_fd()), None, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None, Path::new("/dev"))?;
+        mounts::mount(
+            None,
+            &fd_path(d.as_raw_fd()),
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+            Path::new("/dev"),
+        )?;
     }
     Ok(())
 }
@@ -104,19 +128,27 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
         }
         let mp = f[4];
         if rootfs.starts_with(mp) && best.as_ref().is_none_or(|(b, _)| mp.len() >= b.len()) {
-            let shared = f[6..].iter().take_while(|x| **x != "-").any(|x| x.starts_with("shared:"));
+            let shared = f[6..]
+                .iter()
+                .take_while(|x| **x != "-")
+                .any(|x| x.starts_with("shared:"));
             best = Some((mp.to_string(), shared));
         }
     }
     if let Some((mp, true)) = best {
-        mounts::mount(None, &mp, None, MsFlags::MS_PRIVATE, None, Path::new(&mp)).ctx(|| "making the rootfs parent mount private".into())?;
+        mounts::mount(None, &mp, None, MsFlags::MS_PRIVATE, None, Path::new(&mp))
+            .ctx(|| "making the rootfs parent mount private".into())?;
     }
     Ok(())
 }
 
 fn open_dir(p: &Path) -> Result<OwnedFd> {
-    let fd = nix::fcntl::open(p, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .ctx(|| format!("opening rootfs {}", p.display()))?;
+    let fd = nix::fcntl::open(
+        p,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("opening rootfs {}", p.display()))?;
     // SAFETY: new fd owned here.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -130,7 +162,15 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
         nix::unistd::chroot(".").ctx(|| "chroot".into())?;
     } else {
         nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
-        mounts::mount(None, ".", None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None, Path::new("/")).ctx(|| "making the old root a slave".into())?;
+        mounts::mount(
+            None,
+            ".",
+            None,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None,
+            Path::new("/"),
+        )
+        .ctx(|| "making the old root a slave".into())?;
         nix::mount::umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
     }
     nix::unistd::chdir("/").ctx(|| "chdir /".into())
@@ -149,7 +189,10 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
         mounts::remount_bind("/", MsFlags::MS_RDONLY, Path::new("/")).ctx(|| "making the root read-only".into())?;
     }
-    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()).filter(|p| !p.is_empty()) {
+    if let Some(p) = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|p| !p.is_empty())
+    {
         mounts::mount(None, "/", None, propagation_flag(p)?, None, Path::new("/"))?;
     }
     Ok(())

@@ -27,7 +27,13 @@ pub struct Options {
 
 /// Parses mount options as runc does (`ro`, `nosuid`, `rbind`, `rprivate`, ..., data).
 pub fn parse_options(opts: &[String]) -> Result<Options> {
-    let mut o = Options { flags: MsFlags::empty(), cleared: MsFlags::empty(), propagation: Vec::new(), data: Vec::new(), tmpcopyup: false };
+    let mut o = Options {
+        flags: MsFlags::empty(),
+        cleared: MsFlags::empty(),
+        propagation: Vec::new(),
+        data: Vec::new(),
+        tmpcopyup: false,
+    };
     for opt in opts {
         let (set, clear) = match opt.as_str() {
             "defaults" => (MsFlags::empty(), MsFlags::empty()),
@@ -72,11 +78,19 @@ pub fn parse_options(opts: &[String]) -> Result<Options> {
                     "slave" => MsFlags::MS_SLAVE,
                     _ => MsFlags::MS_UNBINDABLE,
                 };
-                let rec = if p.starts_with('r') { MsFlags::MS_REC } else { MsFlags::empty() };
+                let rec = if p.starts_with('r') {
+                    MsFlags::MS_REC
+                } else {
+                    MsFlags::empty()
+                };
                 o.propagation.push(base | rec);
                 continue;
             }
-            "idmap" | "ridmap" => return Err(Error::msg(format!("mount option {opt:?} (idmapped mounts) is not supported"))),
+            "idmap" | "ridmap" => {
+                return Err(Error::msg(format!(
+                    "mount option {opt:?} (idmapped mounts) is not supported"
+                )))
+            }
             r if r.starts_with('r') && RECURSIVE_ATTRS.contains(&&r[1..]) => {
                 return Err(Error::msg(format!("recursive mount option {opt:?} is not supported")))
             }
@@ -91,13 +105,33 @@ pub fn parse_options(opts: &[String]) -> Result<Options> {
     Ok(o)
 }
 
-const RECURSIVE_ATTRS: &[&str] = &["ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "atime", "noatime", "relatime", "norelatime", "strictatime", "nodiratime", "diratime", "nosymfollow", "symfollow"];
+const RECURSIVE_ATTRS: &[&str] = &[
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nodiratime",
+    "diratime",
+    "nosymfollow",
+    "symfollow",
+];
 
 /// The flags a bind remount must keep because the kernel locks them (nosuid, nodev, noexec,
 /// read-only and atime flags of the source mount), read with statvfs.
 pub fn locked_flags(path: &str) -> MsFlags {
     use nix::sys::statvfs::FsFlags;
-    let Ok(st) = nix::sys::statvfs::statvfs(path) else { return MsFlags::empty() };
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+        return MsFlags::empty();
+    };
     let f = st.flags();
     let mut m = MsFlags::empty();
     for (a, b) in [
@@ -117,14 +151,24 @@ pub fn locked_flags(path: &str) -> MsFlags {
 }
 
 /// mount(2) with optional strings, naming the target in the error.
-pub fn mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: MsFlags, data: Option<&str>, what: &Path) -> Result<()> {
+pub fn mount(
+    src: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+    what: &Path,
+) -> Result<()> {
     nix::mount::mount(src, target, fstype, flags, data).ctx(|| format!("mounting {}", what.display()))
 }
 
 /// Remounts a bind mount with `flags` (plus the flags the kernel locks on it).
 pub fn remount_bind(target: &str, flags: MsFlags, what: &Path) -> Result<()> {
     let keep = locked_flags(target) & !MsFlags::MS_RDONLY;
-    let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)) | keep;
+    let f = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | (flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT))
+        | keep;
     mount(None, target, None, f, None, what).ctx(|| "remounting with its options".into())
 }
 
@@ -145,19 +189,30 @@ pub struct Ctx<'a> {
 pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
-        return Err(Error::msg(format!("mount destination {} is not absolute", dest.display())));
+        return Err(Error::msg(format!(
+            "mount destination {} is not absolute",
+            dest.display()
+        )));
     }
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]))?;
     let typ = m.typ().as_deref().unwrap_or("");
     let is_bind = opts.flags.contains(MsFlags::MS_BIND) || typ == "bind";
-    let step = || format!("mount {} ({})", dest.display(), if typ.is_empty() { "bind" } else { typ });
+    let step = || {
+        format!(
+            "mount {} ({})",
+            dest.display(),
+            if typ.is_empty() { "bind" } else { typ }
+        )
+    };
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, dest, &opts).ctx(step);
     }
     let data = opts.data.join(",");
     if is_bind {
         let src = source_path(ctx.bundle, m)?;
-        let meta = std::fs::metadata(&src).ctx(|| format!("bind source {}", src.display())).ctx(step)?;
+        let meta = std::fs::metadata(&src)
+            .ctx(|| format!("bind source {}", src.display()))
+            .ctx(step)?;
         let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
         let target = paths::open_or_create(ctx.root, dest, kind).ctx(step)?;
         let tpath = fd_path(target.as_raw_fd());
@@ -176,7 +231,11 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
     }
     let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
     let tpath = fd_path(target.as_raw_fd());
-    let src = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| typ.to_string());
+    let src = m
+        .source()
+        .as_ref()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| typ.to_string());
     let data_opt = if data.is_empty() { None } else { Some(data.as_str()) };
     let flags = opts.flags & !MsFlags::MS_REMOUNT;
     let res = mount(Some(&src), &tpath, Some(typ), flags, data_opt, dest);
@@ -185,7 +244,15 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
         // In a user namespace without its own network namespace the kernel refuses sysfs:
         // fall back to a recursive read-only bind of the host's /sys, as runc does.
         Err(e) if typ == "sysfs" && ctx.userns && e.errno() == Some(libc::EPERM) => {
-            mount(Some("/sys"), &tpath, None, MsFlags::MS_BIND | MsFlags::MS_REC, None, dest).ctx(step)?;
+            mount(
+                Some("/sys"),
+                &tpath,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                dest,
+            )
+            .ctx(step)?;
             let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
             remount_bind(&fd_path(target.as_raw_fd()), flags | MsFlags::MS_RDONLY, dest).ctx(step)?;
             return Ok(());
@@ -205,7 +272,11 @@ fn source_path(bundle: &Path, m: &Mount) -> Result<PathBuf> {
         .source()
         .as_ref()
         .ok_or_else(|| Error::msg(format!("bind mount {} has no source", m.destination().display())))?;
-    Ok(if src.is_absolute() { src.clone() } else { bundle.join(src) })
+    Ok(if src.is_absolute() {
+        src.clone()
+    } else {
+        bundle.join(src)
+    })
 }
 
 fn apply_propagation(target: &str, opts: &Options, what: &Path) -> Result<()> {
@@ -230,7 +301,14 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
             return mount(Some("cgroup2"), &tpath, Some("cgroup2"), flags, None, dest);
         }
         let d = &ctx.cgroup.dirs[0];
-        mount(Some(&d.path.to_string_lossy()), &tpath, None, MsFlags::MS_BIND | MsFlags::MS_REC, None, dest)?;
+        mount(
+            Some(&d.path.to_string_lossy()),
+            &tpath,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+            dest,
+        )?;
         let target = paths::open_or_create(ctx.root, dest, Kind::Dir)?;
         return remount_bind(&fd_path(target.as_raw_fd()), flags, dest);
     }
@@ -240,7 +318,14 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
         let Some(name) = d.mountpoint.file_name() else { continue };
         let sub = dest.join(name);
         let t = paths::mkdir_all(ctx.root, &sub)?;
-        mount(Some(&d.path.to_string_lossy()), &fd_path(t.as_raw_fd()), None, MsFlags::MS_BIND | MsFlags::MS_REC, None, &sub)?;
+        mount(
+            Some(&d.path.to_string_lossy()),
+            &fd_path(t.as_raw_fd()),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+            &sub,
+        )?;
         let t = paths::mkdir_all(ctx.root, &sub)?;
         remount_bind(&fd_path(t.as_raw_fd()), flags, &sub)?;
         // Co-mounted controllers ("cpu,cpuacct") are also reachable by each name.
@@ -257,7 +342,14 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let target = paths::open_or_create(ctx.root, dest, Kind::Dir)?;
-        mount(None, &fd_path(target.as_raw_fd()), None, MsFlags::MS_REMOUNT | flags, Some("mode=755"), dest)?;
+        mount(
+            None,
+            &fd_path(target.as_raw_fd()),
+            None,
+            MsFlags::MS_REMOUNT | flags,
+            Some("mode=755"),
+            dest,
+        )?;
     }
     Ok(())
 }
@@ -273,7 +365,10 @@ mod tests {
     #[test]
     fn parses_flags_propagation_and_data() {
         let o = parse_options(&s(&["rbind", "ro", "nosuid", "rprivate", "mode=755", "size=65536k"])).unwrap();
-        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        );
         assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
         assert_eq!(o.data, s(&["mode=755", "size=65536k"]));
         let o = parse_options(&s(&["ro", "rw"])).unwrap();

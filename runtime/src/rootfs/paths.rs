@@ -19,7 +19,9 @@ pub enum Kind {
 /// The path of `p` relative to the root, without a leading `/`; `..` is kept (resolved by the
 /// kernel inside the root).
 pub fn relative(p: &Path) -> PathBuf {
-    p.components().filter(|c| !matches!(c, Component::RootDir | Component::CurDir)).collect()
+    p.components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir))
+        .collect()
 }
 
 /// Opens `path` inside `root` with O_PATH, creating missing directories (and, if `kind` is
@@ -33,7 +35,10 @@ const MAX_LINKS: usize = 40;
 
 fn open_or_create_at(root: &OwnedFd, path: &Path, kind: Kind, links: usize) -> Result<OwnedFd> {
     if links > MAX_LINKS {
-        return Err(Error::msg(format!("too many levels of symbolic links creating {}", path.display())));
+        return Err(Error::msg(format!(
+            "too many levels of symbolic links creating {}",
+            path.display()
+        )));
     }
     let rel = relative(path);
     match openat2_in_root(root.as_raw_fd(), &rel, libc::O_PATH, 0) {
@@ -63,10 +68,16 @@ fn open_or_create_at(root: &OwnedFd, path: &Path, kind: Kind, links: usize) -> R
         if last && kind == Kind::File {
             // SAFETY: openat with a valid C string; the new fd is closed right away.
             let fd = unsafe {
-                libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o644)
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    0o644,
+                )
             };
             if fd < 0 {
-                return Err(std::io::Error::last_os_error()).ctx(|| format!("creating {} in the rootfs", cur.display()));
+                return Err(std::io::Error::last_os_error())
+                    .ctx(|| format!("creating {} in the rootfs", cur.display()));
             }
             // SAFETY: fd is a new fd we own.
             drop(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -80,7 +91,11 @@ fn open_or_create_at(root: &OwnedFd, path: &Path, kind: Kind, links: usize) -> R
                 // A dangling symlink: create what it points to, resolved inside the root.
                 if let Ok(target) = nix::fcntl::readlinkat(Some(dir.as_raw_fd()), c.as_ref() as &Path) {
                     let target = PathBuf::from(target);
-                    let base = if target.is_absolute() { PathBuf::from("/") } else { Path::new("/").join(cur.parent().unwrap_or(Path::new(""))) };
+                    let base = if target.is_absolute() {
+                        PathBuf::from("/")
+                    } else {
+                        Path::new("/").join(cur.parent().unwrap_or(Path::new("")))
+                    };
                     let mut next = base.join(target);
                     for rest in &comps[i + 1..] {
                         next.push(rest);
@@ -89,7 +104,8 @@ fn open_or_create_at(root: &OwnedFd, path: &Path, kind: Kind, links: usize) -> R
                 }
             }
         }
-        dir = openat2_in_root(root.as_raw_fd(), &cur, libc::O_PATH, 0).ctx(|| format!("opening {} in the rootfs", cur.display()))?;
+        dir = openat2_in_root(root.as_raw_fd(), &cur, libc::O_PATH, 0)
+            .ctx(|| format!("opening {} in the rootfs", cur.display()))?;
     }
     Ok(dir)
 }
@@ -112,13 +128,21 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         // A hostile image: /evil -> the absolute host path of `outside`.
         std::os::unix::fs::symlink(&outside, root.join("evil")).unwrap();
-        let rfd = nix::fcntl::open(&root, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty()).unwrap();
+        let rfd = nix::fcntl::open(
+            &root,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
         // SAFETY: new fd owned here.
         let rfd = unsafe { OwnedFd::from_raw_fd(rfd) };
         let fd = open_or_create(&rfd, Path::new("/evil/x/y"), Kind::File).unwrap();
         let target = std::fs::read_link(crate::sys::fd_path(fd.as_raw_fd())).unwrap();
         assert!(target.starts_with(&root), "{target:?} escaped the root");
-        assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "something was created outside");
+        assert!(
+            std::fs::read_dir(&outside).unwrap().next().is_none(),
+            "something was created outside"
+        );
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
