@@ -93,3 +93,129 @@ pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
     }
     Ok(())
 }
+
+/// Relays a pty master to this process's stdin/stdout (foreground `run` with a terminal). Puts
+/// stdin in raw mode when it is a terminal and restores it on drop.
+pub struct Relay {
+    master: OwnedFd,
+    saved: Option<nix::sys::termios::Termios>,
+    stdin_open: bool,
+}
+
+impl Relay {
+    /// Starts relaying `master`; copies the window size of our stdin to it.
+    pub fn new(master: OwnedFd) -> Result<Relay> {
+        use nix::sys::termios;
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut raw = t.clone();
+            termios::cfmakeraw(&mut raw);
+            termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw)
+                .ctx(|| "setting the terminal to raw mode".into())?;
+        }
+        let r = Relay {
+            master,
+            saved,
+            stdin_open: true,
+        };
+        r.resize();
+        Ok(r)
+    }
+
+    /// Copies the window size of our stdin (if a terminal) to the pty.
+    pub fn resize(&self) {
+        let mut ws: libc::winsize = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ with a valid winsize pointer.
+        if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            let _ = set_size(self.master.as_raw_fd(), ws.ws_row, ws.ws_col);
+        }
+    }
+
+    /// Copies data both ways until `wake` (the signal fd) is readable.
+    pub fn pump_until_readable(&mut self, wake: RawFd) -> Result<()> {
+        let mut buf = [0u8; 8192];
+        loop {
+            let mut fds = vec![
+                libc::pollfd {
+                    fd: wake,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.master.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            if self.stdin_open {
+                fds.push(libc::pollfd {
+                    fd: 0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            // SAFETY: fds is a valid array of fds.len() pollfd structs.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e).ctx(|| "polling the terminal".into());
+            }
+            if fds[1].revents != 0 && !copy(self.master.as_raw_fd(), 1, &mut buf) {
+                // The container closed its terminal; only signals are left to wait for.
+                return Ok(());
+            }
+            if self.stdin_open && fds.len() > 2 && fds[2].revents != 0 && !copy(0, self.master.as_raw_fd(), &mut buf) {
+                self.stdin_open = false;
+            }
+            if fds[0].revents != 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Copies what is left in the pty to stdout.
+    pub fn drain(&mut self) {
+        let mut buf = [0u8; 8192];
+        while crate::sys::poll_readable(self.master.as_raw_fd(), Some(std::time::Duration::ZERO)).unwrap_or(false) {
+            if !copy(self.master.as_raw_fd(), 1, &mut buf) {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, t);
+        }
+    }
+}
+
+/// Copies one read's worth from `from` to `to`; false on end of file or error.
+fn copy(from: RawFd, to: RawFd, buf: &mut [u8]) -> bool {
+    // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return false;
+    }
+    let mut off = 0usize;
+    while off < n as usize {
+        // SAFETY: the slice buf[off..n] is valid and initialised.
+        let w = unsafe { libc::write(to, buf[off..].as_ptr().cast(), n as usize - off) };
+        if w <= 0 {
+            return false;
+        }
+        off += w as usize;
+    }
+    true
+}

@@ -9,6 +9,7 @@ use crate::state::{ContainerState, OciState, Status, Store, EXEC_FIFO};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::Spec;
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,6 +94,12 @@ impl Runtime {
     /// `create`: sets the container up and leaves its init waiting for `start`. Returns the
     /// init's pid. On failure nothing is left behind: no process, mount, cgroup or state.
     pub fn create(&self, o: &CreateOptions) -> Result<i32> {
+        self.create_with(o, None)
+    }
+
+    /// `create`, with an already connected console socket instead of `o.console_socket` (used
+    /// by a foreground `run` that proxies the terminal itself).
+    fn create_with(&self, o: &CreateOptions, console: Option<UnixStream>) -> Result<i32> {
         crate::state::validate_id(&o.id)?;
         let bundle = o
             .bundle
@@ -108,12 +115,13 @@ impl Runtime {
             .as_ref()
             .ok_or_else(|| Error::msg("config.json has no linux section"))?;
         let terminal = process.terminal().unwrap_or(false);
-        if terminal && o.console_socket.is_none() {
+        let has_console = o.console_socket.is_some() || console.is_some();
+        if terminal && !has_console {
             return Err(Error::msg(
                 "process.terminal is true: a --console-socket is needed to receive the pty",
             ));
         }
-        if !terminal && o.console_socket.is_some() {
+        if !terminal && has_console {
             return Err(Error::msg("--console-socket given but process.terminal is false"));
         }
         let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
@@ -124,7 +132,17 @@ impl Runtime {
 
         let dir = self.store.create_dir(&o.id)?;
         let mut made_cgroups: Vec<PathBuf> = Vec::new();
-        let res = self.create_in(o, &dir, &bundle, spec.clone(), rootfs, plan, cgroup, &mut made_cgroups);
+        let res = self.create_in(
+            o,
+            &dir,
+            &bundle,
+            spec.clone(),
+            rootfs,
+            plan,
+            cgroup,
+            console,
+            &mut made_cgroups,
+        );
         if res.is_err() {
             for d in made_cgroups.iter().rev() {
                 let _ = crate::cgroups::remove_dir(d);
@@ -144,6 +162,7 @@ impl Runtime {
         rootfs: PathBuf,
         plan: Plan,
         cgroup: CgroupPaths,
+        console: Option<UnixStream>,
         made_cgroups: &mut Vec<PathBuf>,
     ) -> Result<i32> {
         // 0622 whatever the umask: the init may have dropped to any uid before it opens the fifo.
@@ -168,9 +187,10 @@ impl Runtime {
         };
         self.store.save(&st)?;
         *made_cgroups = cgroup.create()?;
-        let console = match &o.console_socket {
-            Some(p) => Some(crate::console::connect(p)?),
-            None => None,
+        let console = match (&o.console_socket, console) {
+            (_, Some(c)) => Some(c),
+            (Some(p), None) => Some(crate::console::connect(p)?),
+            (None, None) => None,
         };
         let cfg = InitConfig {
             id: o.id.clone(),
@@ -371,12 +391,37 @@ impl Runtime {
         // Inits forked by an intermediate process are re-parented to us.
         crate::sys::set_child_subreaper()?;
         let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).ctx(|| "creating a signalfd".into())?;
-        let pid = self.create(o)?;
+        // With a terminal and no console socket, dray allocates the pty itself (through a
+        // socket pair) and relays it to its own stdio, as `runc run` does.
+        let (bundle_spec, _) = load_bundle(&o.bundle)?;
+        let own_tty = o.console_socket.is_none()
+            && bundle_spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+        let (pid, mut relay) = if own_tty {
+            let (ours, theirs) = UnixStream::pair().ctx(|| "creating the console socket pair".into())?;
+            let pid = self.create_with(o, Some(theirs))?;
+            match crate::console::recv_fd(ours.as_raw_fd()).and_then(crate::console::Relay::new) {
+                Ok(r) => (pid, Some(r)),
+                Err(e) => {
+                    let _ = self.delete(&o.id, true);
+                    return Err(e);
+                }
+            }
+        } else {
+            (self.create(o)?, None)
+        };
         if let Err(e) = self.start(&o.id) {
+            drop(relay);
             let _ = self.delete(&o.id, true);
             return Err(e);
         }
         let code = 'outer: loop {
+            if let Some(r) = relay.as_mut() {
+                r.pump_until_readable(sfd.as_raw_fd())?;
+            }
             let Some(info) = sfd.read_signal().ctx(|| "reading signals".into())? else {
                 continue;
             };
@@ -390,10 +435,18 @@ impl Runtime {
                         Ok(_) => {}
                     }
                 }
+            } else if signo == libc::SIGWINCH && relay.is_some() {
+                if let Some(r) = relay.as_ref() {
+                    r.resize();
+                }
             } else if signo != libc::SIGURG {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::try_from(signo).ok());
             }
         };
+        if let Some(r) = relay.as_mut() {
+            r.drain();
+        }
+        drop(relay);
         self.delete(&o.id, true)?;
         Ok(code)
     }

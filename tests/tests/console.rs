@@ -78,3 +78,18 @@ fn terminal_without_console_socket_is_refused() {
     assert!(stderr(&o).contains("console-socket"), "{}", stderr(&o));
     assert_no_leaks(&b);
 }
+
+#[test]
+fn foreground_run_with_a_terminal_relays_the_pty() {
+    // Without --console-socket, `run` allocates the pty itself and relays it to its stdio.
+    let mut b = Bundle::new(
+        "ttyrun",
+        &["sh", "-c", "tty; test -t 1 && echo stdout-is-a-tty; exit 3"],
+    );
+    b.config["process"]["terminal"] = serde_json::json!(true);
+    let o = b.run();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let out = stdout(&o).replace('\r', "");
+    assert!(out.contains("/dev/pts/0\nstdout-is-a-tty\n"), "{out:?}");
+    assert_no_leaks(&b);
+}

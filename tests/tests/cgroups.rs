@@ -1,0 +1,86 @@
+//! cgroups on the host layouts dray must handle: this host's v1/hybrid layout is covered by
+//! the other tests; here a private mount namespace shows only a cgroup2 hierarchy at
+//! /sys/fs/cgroup, as on a pure v2 host.
+
+use dray_e2e::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn v2_mount_available() -> bool {
+    Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+#[test]
+fn pure_cgroup_v2_layout() {
+    if !v2_mount_available() {
+        eprintln!("skipped: no cgroup2 hierarchy on this host");
+        return;
+    }
+    let b = Bundle::new(
+        "cgv2",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mountinfo; cat /sys/fs/cgroup/cgroup.procs",
+        ],
+    );
+    b.save();
+    let script = format!(
+        "mount --make-rprivate / && umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && \
+         grep -c cgroup /proc/self/mountinfo && exec {} --root {} run {}",
+        dray_bin().display(),
+        b.root.display(),
+        b.id
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script]).current_dir(&b.dir);
+    let o = run_with_timeout(cmd, Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // The kernel still lists the (unmounted) v1 hierarchies in /proc/self/cgroup: look at the
+    // cgroup2 line only.
+    assert_eq!(
+        out.lines().next(),
+        Some("1"),
+        "only the cgroup2 mount is visible: {out}"
+    );
+    // In its cgroup namespace the container is at the root of a fresh cgroup2 mount, alone.
+    assert_eq!(out.lines().find(|l| l.starts_with("0::")), Some("0::/"), "{out}");
+    assert!(out.lines().any(|l| l.contains(" - cgroup2 ")), "{out}");
+    assert_eq!(out.lines().last(), Some("1"), "{out}");
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn pure_cgroup_v2_layout_without_cgroup_namespace() {
+    if !v2_mount_available() {
+        eprintln!("skipped: no cgroup2 hierarchy on this host");
+        return;
+    }
+    let mut b = Bundle::new(
+        "cgv2nons",
+        &["sh", "-c", "cat /proc/self/cgroup; cat /sys/fs/cgroup/cgroup.procs"],
+    );
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "cgroup");
+    b.save();
+    let script = format!(
+        "mount --make-rprivate / && umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec {} --root {} run {}",
+        dray_bin().display(),
+        b.root.display(),
+        b.id
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script]).current_dir(&b.dir);
+    let o = run_with_timeout(cmd, Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let v2 = out.lines().find(|l| l.starts_with("0::")).unwrap();
+    // Without a cgroup namespace the path shows; /sys/fs/cgroup is a bind of its directory.
+    assert!(v2.ends_with(&format!("/{}", b.id)), "{out}");
+    assert_eq!(out.lines().last().unwrap(), "1", "{out}");
+    assert_no_leaks(&b);
+}
