@@ -203,6 +203,7 @@ impl Runtime {
             no_pivot: o.no_pivot,
             preserve_fds: o.preserve_fds,
             console,
+            no_new_keyring: o.no_new_keyring,
         };
         let hooks = cfg.spec.hooks().clone();
         let mut run_hooks = |pid: i32| -> Result<String> {

@@ -177,3 +177,28 @@ fn namespaced_sysctls_are_set_and_others_refused() {
     assert!(stderr(&o).contains("vm.swappiness"), "{}", stderr(&o));
     assert_no_leaks(&b);
 }
+
+#[test]
+fn a_new_session_keyring_unless_no_new_keyring() {
+    let keys = || std::fs::read_to_string("/proc/keys").unwrap_or_default();
+    if keys().is_empty() {
+        eprintln!("skipped: no /proc/keys on this kernel");
+        return;
+    }
+    let b = Bundle::new("keyring", &["sleep", "100"]);
+    b.create();
+    assert!(
+        keys()
+            .lines()
+            .any(|l| l.ends_with(&format!("keyring   {}: empty", b.id)) || l.contains(&format!(" {}: ", b.id))),
+        "no session keyring named {} in\n{}",
+        b.id,
+        keys()
+    );
+    b.cleanup();
+    let b = Bundle::new("nokeyring", &["sleep", "100"]);
+    let o = b.dray(&["create", "--no-new-keyring", &b.id.clone()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!keys().contains(&format!(" {}: ", b.id)));
+    b.cleanup();
+}

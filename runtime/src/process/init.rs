@@ -84,6 +84,9 @@ fn run(
         let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
+    if !cfg.no_new_keyring {
+        join_session_keyring(&cfg.id)?;
+    }
     let process = cfg
         .spec
         .process()
@@ -343,4 +346,36 @@ fn lookup(name: &str, env: &[String]) -> Result<PathBuf> {
     Err(Error::msg(format!(
         "exec: {name:?}: executable file not found in $PATH"
     )))
+}
+
+/// Joins a new session keyring named after the container, as runc does unless
+/// `--no-new-keyring`: the container must not share the caller's keys. Kernels without keyrings
+/// (ENOSYS) are fine.
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEYCTL_SETPERM: libc::c_long = 5;
+    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    let name = CString::new(id).map_err(|_| Error::msg("container id contains a NUL byte"))?;
+    // SAFETY: keyctl with a valid C string.
+    let key = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if key < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            return Ok(());
+        }
+        return Err(e).ctx(|| "joining a new session keyring".into());
+    }
+    // Let the container's user search its keyring: add "user search" to the permissions, which
+    // the description ("type;uid;gid;perm;name") gives in hex.
+    let mut buf = [0u8; 512];
+    // SAFETY: keyctl writes at most buf.len() bytes into buf.
+    let n = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_DESCRIBE, key, buf.as_mut_ptr(), buf.len()) };
+    if n > 0 {
+        let desc = String::from_utf8_lossy(&buf[..(n as usize).min(buf.len())]).into_owned();
+        if let Some(perm) = desc.split(';').nth(3).and_then(|p| u32::from_str_radix(p, 16).ok()) {
+            // SAFETY: keyctl with integer arguments.
+            unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, key, perm | 0x0008_0000) };
+        }
+    }
+    Ok(())
 }

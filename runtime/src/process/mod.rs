@@ -52,6 +52,8 @@ pub struct InitConfig {
     pub preserve_fds: i32,
     /// The connected console socket, when `process.terminal` is set.
     pub console: Option<UnixStream>,
+    /// `--no-new-keyring`: keep the caller's session keyring instead of a new one.
+    pub no_new_keyring: bool,
 }
 
 /// Forks the container's init and drives it through set-up until it waits for `start`.
