@@ -211,3 +211,49 @@ fn a_bad_mount_fails_cleanly() {
     assert!(stderr(&o).contains("/no/such/source"), "{}", stderr(&o));
     assert_no_leaks(&b);
 }
+
+#[test]
+fn recursive_read_only_bind_and_tmpcopyup() {
+    let mut b = Bundle::new(
+        "rro",
+        &[
+            "sh",
+            "-c",
+            "touch /data/sub/x 2>&1; cat /etc2/hello; stat -c '%a' /etc2; touch /etc2/new && echo tmpfs-writable",
+        ],
+    );
+    let host = b.dir.join("hostdata");
+    std::fs::create_dir_all(host.join("sub")).unwrap();
+    // A submount below the bind: `ro` would leave it writable, `rro` does not.
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(host.join("sub"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::create_dir_all(b.dir.join("rootfs/etc2")).unwrap();
+    std::fs::write(b.dir.join("rootfs/etc2/hello"), "from-image\n").unwrap();
+    std::fs::set_permissions(
+        b.dir.join("rootfs/etc2"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/data", "type": "bind", "source": host, "options": ["rbind", "rro"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/etc2", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}));
+    let o = b.run();
+    let _ = std::process::Command::new("umount").arg(host.join("sub")).status();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(
+        out,
+        "touch: /data/sub/x: Read-only file system\nfrom-image\n750\ntmpfs-writable\n"
+    );
+    // The image's file is untouched under the tmpfs.
+    assert!(!b.dir.join("rootfs/etc2/new").exists());
+}

@@ -23,6 +23,89 @@ pub struct Options {
     pub data: Vec<String>,
     /// runc's `tmpcopyup`: copy the original contents into a new tmpfs.
     pub tmpcopyup: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, ...), applied with mount_setattr(AT_RECURSIVE).
+    pub rec_set: u64,
+    pub rec_clear: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+/// runc's recursive mount options: (clear?, attribute).
+fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
+    Some(match opt {
+        "rro" => (false, MOUNT_ATTR_RDONLY),
+        "rrw" => (true, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (false, MOUNT_ATTR_NOSUID),
+        "rsuid" => (true, MOUNT_ATTR_NOSUID),
+        "rnodev" => (false, MOUNT_ATTR_NODEV),
+        "rdev" => (true, MOUNT_ATTR_NODEV),
+        "rnoexec" => (false, MOUNT_ATTR_NOEXEC),
+        "rexec" => (true, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (false, MOUNT_ATTR_NODIRATIME),
+        "rdiratime" => (true, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (false, MOUNT_ATTR_RELATIME | ATIME_CHANGE),
+        "rnorelatime" => (true, MOUNT_ATTR_RELATIME | ATIME_CHANGE),
+        "rnoatime" => (false, MOUNT_ATTR_NOATIME),
+        "ratime" => (true, MOUNT_ATTR_NOATIME),
+        "rstrictatime" => (false, MOUNT_ATTR_STRICTATIME),
+        "rnostrictatime" => (true, MOUNT_ATTR_STRICTATIME),
+        "rnosymfollow" => (false, MOUNT_ATTR_NOSYMFOLLOW),
+        "rsymfollow" => (true, MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// Marks relatime changes, whose attribute value is 0 (internal bit, never passed on).
+const ATIME_CHANGE: u64 = 1 << 63;
+
+/// mount_setattr(2) with AT_RECURSIVE on the mount at `path`.
+pub fn set_recursive_attrs(path: &str, set: u64, clear: u64, what: &Path) -> Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let atime = (set | clear) & (MOUNT_ATTR_ATIME_MASK | ATIME_CHANGE) != 0;
+    let mut attr = MountAttr {
+        attr_set: set & !ATIME_CHANGE,
+        attr_clr: clear & !ATIME_CHANGE,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    if atime {
+        // Changing the atime mode needs the whole atime field cleared first.
+        attr.attr_clr |= MOUNT_ATTR_ATIME_MASK;
+        attr.attr_set &= !(clear & MOUNT_ATTR_ATIME_MASK);
+    }
+    let c = crate::sys::cstr(path)?;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    // SAFETY: mount_setattr with a valid C string and a mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error())
+            .ctx(|| format!("setting recursive mount attributes on {}", what.display()));
+    }
+    Ok(())
 }
 
 /// Parses mount options as runc does (`ro`, `nosuid`, `rbind`, `rprivate`, ..., data).
@@ -33,6 +116,8 @@ pub fn parse_options(opts: &[String]) -> Result<Options> {
         propagation: Vec::new(),
         data: Vec::new(),
         tmpcopyup: false,
+        rec_set: 0,
+        rec_clear: 0,
     };
     for opt in opts {
         let (set, clear) = match opt.as_str() {
@@ -91,8 +176,17 @@ pub fn parse_options(opts: &[String]) -> Result<Options> {
                     "mount option {opt:?} (idmapped mounts) is not supported"
                 )))
             }
-            r if r.starts_with('r') && RECURSIVE_ATTRS.contains(&&r[1..]) => {
-                return Err(Error::msg(format!("recursive mount option {opt:?} is not supported")))
+            r if recursive_attr(r).is_some() => {
+                if let Some((clear, attr)) = recursive_attr(r) {
+                    if clear {
+                        o.rec_clear |= attr;
+                        o.rec_set &= !attr;
+                    } else {
+                        o.rec_set |= attr;
+                        o.rec_clear &= !attr;
+                    }
+                }
+                continue;
             }
             other => {
                 o.data.push(other.to_string());
@@ -104,26 +198,6 @@ pub fn parse_options(opts: &[String]) -> Result<Options> {
     }
     Ok(o)
 }
-
-const RECURSIVE_ATTRS: &[&str] = &[
-    "ro",
-    "rw",
-    "nosuid",
-    "suid",
-    "nodev",
-    "dev",
-    "noexec",
-    "exec",
-    "atime",
-    "noatime",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nodiratime",
-    "diratime",
-    "nosymfollow",
-    "symfollow",
-];
 
 /// The flags a bind remount must keep because the kernel locks them (nosuid, nodev, noexec,
 /// read-only and atime flags of the source mount), read with statvfs.
@@ -227,10 +301,25 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
             remount_bind(&tpath, opts.flags, dest).ctx(step)?;
         }
         apply_propagation(&tpath, &opts, dest).ctx(step)?;
-        return Ok(());
+        return apply_recursive(&tpath, &opts, dest).ctx(step);
     }
     let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
     let tpath = fd_path(target.as_raw_fd());
+    // tmpcopyup: keep a handle on the directory the tmpfs will cover, to copy it afterwards.
+    let covered = if opts.tmpcopyup && typ == "tmpfs" {
+        Some(
+            crate::sys::openat2_in_root(
+                ctx.root.as_raw_fd(),
+                &paths::relative(dest),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            )
+            .ctx(|| "opening the directory to copy up".into())
+            .ctx(step)?,
+        )
+    } else {
+        None
+    };
     let src = m
         .source()
         .as_ref()
@@ -259,9 +348,55 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
         }
         Err(e) => return Err(e).ctx(step),
     }
-    if !opts.propagation.is_empty() {
-        let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
-        apply_propagation(&fd_path(target.as_raw_fd()), &opts, dest).ctx(step)?;
+    let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
+    let tpath = fd_path(target.as_raw_fd());
+    if let Some(orig) = covered {
+        copy_tree(Path::new(&fd_path(orig.as_raw_fd())), Path::new(&tpath))
+            .ctx(|| "tmpcopyup".into())
+            .ctx(step)?;
+    }
+    apply_propagation(&tpath, &opts, dest).ctx(step)?;
+    apply_recursive(&tpath, &opts, dest).ctx(step)
+}
+
+fn apply_recursive(target: &str, opts: &Options, what: &Path) -> Result<()> {
+    if opts.rec_set | opts.rec_clear == 0 {
+        return Ok(());
+    }
+    set_recursive_attrs(target, opts.rec_set, opts.rec_clear, what)
+}
+
+/// Copies a directory tree (files, directories, symlinks, with modes and owners), for
+/// `tmpcopyup`: the new tmpfs starts with what the image had there.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // src and dst may be /proc/self/fd links: follow them.
+    let meta = std::fs::metadata(src).ctx(|| format!("stat {}", src.display()))?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .ctx(|| format!("chmod {}", dst.display()))?;
+    std::os::unix::fs::chown(dst, Some(meta.uid()), Some(meta.gid())).ctx(|| format!("chown {}", dst.display()))?;
+    for e in std::fs::read_dir(src).ctx(|| format!("reading {}", src.display()))? {
+        let e = e.ctx(|| format!("reading {}", src.display()))?;
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        let m = std::fs::symlink_metadata(&from).ctx(|| format!("stat {}", from.display()))?;
+        let ft = m.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir(&to).ctx(|| format!("mkdir {}", to.display()))?;
+            copy_tree(&from, &to)?;
+            continue;
+        }
+        if ft.is_symlink() {
+            let t = std::fs::read_link(&from).ctx(|| format!("readlink {}", from.display()))?;
+            std::os::unix::fs::symlink(t, &to).ctx(|| format!("symlink {}", to.display()))?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to).ctx(|| format!("copying {}", from.display()))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+                .ctx(|| format!("chmod {}", to.display()))?;
+        } else {
+            // Device nodes, fifos and sockets are not copied up.
+            continue;
+        }
+        std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid())).ctx(|| format!("chown {}", to.display()))?;
     }
     Ok(())
 }
@@ -374,7 +509,9 @@ mod tests {
         let o = parse_options(&s(&["ro", "rw"])).unwrap();
         assert!(!o.flags.contains(MsFlags::MS_RDONLY));
         assert!(o.cleared.contains(MsFlags::MS_RDONLY));
-        assert!(parse_options(&s(&["rro"])).is_err());
+        let o = parse_options(&s(&["rro", "rnosuid", "rsuid", "rnoatime"])).unwrap();
+        assert_eq!(o.rec_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME);
+        assert_eq!(o.rec_clear, MOUNT_ATTR_NOSUID);
         assert!(parse_options(&s(&["idmap"])).is_err());
     }
 }
