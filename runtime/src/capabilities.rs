@@ -62,3 +62,14 @@ pub fn apply_sets(c: &LinuxCapabilities) -> Result<()> {
     }
     Ok(())
 }
+
+/// No capabilities at all (every set empty), for a process without `capabilities`.
+pub fn none() -> LinuxCapabilities {
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(Some(Capabilities::new()));
+    c.set_effective(Some(Capabilities::new()));
+    c.set_inheritable(Some(Capabilities::new()));
+    c.set_permitted(Some(Capabilities::new()));
+    c.set_ambient(Some(Capabilities::new()));
+    c
+}

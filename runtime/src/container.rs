@@ -182,11 +182,19 @@ impl Runtime {
             annotations: spec.annotations().clone().unwrap_or_default(),
             creating: true,
             cgroup: cgroup.clone(),
+            cgroup_owned: Vec::new(),
             own_pid_ns: plan.own_pid_ns(),
             hooks: spec.hooks().clone(),
         };
         self.store.save(&st)?;
-        *made_cgroups = cgroup.create()?;
+        let made = cgroup.create(made_cgroups);
+        st.cgroup_owned = cgroup
+            .dirs
+            .iter()
+            .map(|d| d.path.clone())
+            .filter(|p| made_cgroups.contains(p))
+            .collect();
+        made?;
         let console = match (&o.console_socket, console) {
             (_, Some(c)) => Some(c),
             (Some(p), None) => Some(crate::console::connect(p)?),
@@ -206,7 +214,7 @@ impl Runtime {
             no_new_keyring: o.no_new_keyring,
         };
         let hooks = cfg.spec.hooks().clone();
-        let mut run_hooks = |pid: i32| -> Result<String> {
+        let mut run_hooks = |pid: i32| -> Result<(String, String)> {
             let mut s = st.clone();
             s.pid = pid;
             let json = state_json(&s.oci(Status::Creating))?;
@@ -214,7 +222,7 @@ impl Runtime {
                 crate::hooks::run_all(h.prestart().as_ref(), &json, "prestart")?;
                 crate::hooks::run_all(h.create_runtime().as_ref(), &json, "createRuntime")?;
             }
-            state_json(&s.oci(Status::Created))
+            Ok((json, state_json(&s.oci(Status::Created))?))
         };
         let pid = process::spawn(&cfg, &mut run_hooks)?;
         st.pid = pid;
@@ -251,7 +259,13 @@ impl Runtime {
             .ctx(|| "opening exec.fifo".into())?;
         // The init opens the fifo for writing as soon as we hold it for reading, and writes one
         // byte; until then poll, checking that the init is still alive (no fixed sleeps).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::msg(
+                    "the container's init did not take the start signal within 60s",
+                ));
+            }
             if crate::sys::poll_readable(fifo.as_raw_fd(), Some(Duration::from_millis(100)))
                 .ctx(|| "waiting on exec.fifo".into())?
             {
@@ -285,20 +299,27 @@ impl Runtime {
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
         let st = self.store.load(id)?;
         let status = st.status(&self.store.dir(id));
-        let signal = Signal::try_from(sig).map_err(|_| Error::msg(format!("invalid signal {sig}")))?;
+        if !(1..=libc::SIGRTMAX()).contains(&sig) {
+            return Err(Error::msg(format!("invalid signal {sig}")));
+        }
+        // With --all, processes may outlive the init (no pid namespace of its own).
         if all {
-            return st.cgroup.signal_all(signal);
+            return st.cgroup.signal_all(sig);
         }
         if !matches!(status, Status::Created | Status::Running) {
             return Err(Error::msg("container not running"));
         }
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), signal)
-            .ctx(|| format!("sending signal {sig} to pid {}", st.pid))
+        crate::sys::kill(st.pid, sig).ctx(|| format!("sending signal {sig} to pid {}", st.pid))
     }
 
     /// `delete`: removes a stopped (or created) container; with `force` kills a running one
     /// first. Runs the poststop hooks.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        crate::state::validate_id(id)?;
+        if force && !self.store.dir(id).exists() {
+            // runc: deleting a missing container with --force succeeds.
+            return Ok(());
+        }
         let lock = self.store.lock(id);
         let st = match self.store.load(id) {
             Ok(st) => st,
@@ -328,12 +349,15 @@ impl Runtime {
     /// runs the poststop hooks.
     fn destroy(&self, st: &ContainerState) -> Result<()> {
         if crate::sys::process_alive(st.pid, Some(st.pid_start)) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), Signal::SIGKILL);
+            let _ = crate::sys::kill(st.pid, libc::SIGKILL);
             crate::sys::wait_exit(st.pid, Some(Duration::from_secs(10)));
         }
-        // Without a pid namespace of its own, the container's other processes outlive its init.
-        st.cgroup.signal_all(Signal::SIGKILL)?;
-        st.cgroup.remove()?;
+        // Without a pid namespace of its own, the container's other processes outlive its
+        // init; with one, the kernel kills them all with it.
+        if !st.own_pid_ns {
+            st.cgroup.signal_all(libc::SIGKILL)?;
+        }
+        st.cgroup.remove(&st.cgroup_owned)?;
         let json = state_json(&st.oci(Status::Stopped))?;
         if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
             crate::hooks::run_all_warn(Some(h), &json, "poststop");
@@ -388,7 +412,6 @@ impl Runtime {
 
     fn run_foreground(&self, o: &CreateOptions, set: &nix::sys::signal::SigSet) -> Result<i32> {
         use nix::sys::signalfd::{SfdFlags, SignalFd};
-        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         // Inits forked by an intermediate process are re-parented to us.
         crate::sys::set_child_subreaper()?;
         let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).ctx(|| "creating a signalfd".into())?;
@@ -419,6 +442,24 @@ impl Runtime {
             let _ = self.delete(&o.id, true);
             return Err(e);
         }
+        let waited = Self::wait_foreground(pid, &sfd, relay.as_mut());
+        if let Some(r) = relay.as_mut() {
+            r.drain();
+        }
+        drop(relay);
+        let deleted = self.delete(&o.id, true);
+        let code = waited?;
+        deleted?;
+        Ok(code)
+    }
+
+    /// Waits for the init of a foreground `run`, forwarding signals and relaying the terminal.
+    fn wait_foreground(
+        pid: i32,
+        sfd: &nix::sys::signalfd::SignalFd,
+        mut relay: Option<&mut crate::console::Relay>,
+    ) -> Result<i32> {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         let code = 'outer: loop {
             if let Some(r) = relay.as_mut() {
                 r.pump_until_readable(sfd.as_raw_fd())?;
@@ -441,14 +482,9 @@ impl Runtime {
                     r.resize();
                 }
             } else if signo != libc::SIGURG {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::try_from(signo).ok());
+                let _ = crate::sys::kill(pid, signo);
             }
         };
-        if let Some(r) = relay.as_mut() {
-            r.drain();
-        }
-        drop(relay);
-        self.delete(&o.id, true)?;
         Ok(code)
     }
 }

@@ -11,8 +11,8 @@
 
 use crate::error::{Context, Error, Result};
 use oci_spec::runtime::Hook;
-use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -33,21 +33,31 @@ pub fn run(hook: &Hook, state: &str) -> Result<()> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped());
-    // SAFETY: pre_exec runs in the forked child before exec; it only restores the signal mask,
-    // which is async-signal-safe.
+    // The state goes in through a memfd, not a pipe: a hook that never reads its stdin cannot
+    // block the runtime. Its output is collected in another memfd and reported on failure.
+    let input = memfd("dray-hook-state")?;
+    (&input)
+        .write_all(state.as_bytes())
+        .ctx(|| "writing the hook's state".into())?;
+    (&input)
+        .seek(SeekFrom::Start(0))
+        .ctx(|| "rewinding the hook's state".into())?;
+    let output = memfd("dray-hook-output")?;
+    cmd.stdin(Stdio::from(input));
+    cmd.stdout(Stdio::from(output.try_clone().ctx(|| "dup".into())?));
+    cmd.stderr(Stdio::from(output.try_clone().ctx(|| "dup".into())?));
+    // SAFETY: pre_exec runs in the forked child before exec; it only restores the signal mask
+    // and dispositions, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             let empty = nix::sys::signal::SigSet::empty();
             let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
+            crate::sys::reset_signal_dispositions();
             Ok(())
         });
     }
     let mut child = cmd.spawn().ctx(|| format!("running hook {name}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin must not fail the write (EPIPE is ignored).
-        let _ = stdin.write_all(state.as_bytes());
-    }
+    drop(cmd);
     let timeout = hook.timeout().filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64));
     if let Some(t) = timeout {
         let exited = match crate::sys::pidfd_open(child.id() as i32) {
@@ -62,15 +72,36 @@ pub fn run(hook: &Hook, state: &str) -> Result<()> {
     }
     let status = child.wait().ctx(|| format!("waiting for hook {name}"))?;
     if status.success() {
-        Ok(())
-    } else if let Some(sig) = status.signal() {
-        Err(Error::msg(format!("hook {name} was killed by signal {sig}")))
-    } else {
-        Err(Error::msg(format!(
-            "hook {name} exited with status {}",
-            status.code().unwrap_or(-1)
-        )))
+        return Ok(());
     }
+    let mut out = String::new();
+    let _ = (&output).seek(SeekFrom::Start(0));
+    let _ = (&output).take(4096).read_to_string(&mut out);
+    let out = out.trim();
+    let out = if out.is_empty() {
+        String::new()
+    } else {
+        format!(", output: {out}")
+    };
+    match status.signal() {
+        Some(sig) => Err(Error::msg(format!("hook {name} was killed by signal {sig}{out}"))),
+        None => Err(Error::msg(format!(
+            "hook {name} exited with status {}{out}",
+            status.code().unwrap_or(-1)
+        ))),
+    }
+}
+
+/// An anonymous close-on-exec memory file.
+fn memfd(name: &str) -> Result<std::fs::File> {
+    let c = std::ffi::CString::new(name).map_err(|_| Error::msg("memfd name"))?;
+    // SAFETY: memfd_create with a valid C string.
+    let fd = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "memfd_create".into());
+    }
+    // SAFETY: a new fd owned here.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 /// Runs hooks in order, stopping at the first failure.

@@ -59,7 +59,10 @@ pub fn parse(s: &str) -> Result<i32> {
         } else {
             off.parse().map_err(|_| bad())?
         };
-        let n = base + sign * off;
+        let n = off
+            .checked_mul(sign)
+            .and_then(|o| base.checked_add(o))
+            .ok_or_else(bad)?;
         if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) {
             Ok(n)
         } else {
@@ -89,5 +92,8 @@ mod tests {
         assert!(parse("NOPE").is_err());
         assert!(parse("0").is_err());
         assert!(parse("99").is_err());
+        assert!(parse("RTMIN+2147483647").is_err());
+
+        assert!(parse("RTMIN+2147483647").is_err());
     }
 }

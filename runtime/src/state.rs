@@ -59,6 +59,9 @@ pub struct ContainerState {
     /// The container's cgroup directories on this host.
     #[serde(default)]
     pub cgroup: CgroupPaths,
+    /// The cgroup directories dray created (and so removes on delete).
+    #[serde(default)]
+    pub cgroup_owned: Vec<PathBuf>,
     /// True when the container has its own pid namespace (killing init kills everything).
     pub own_pid_ns: bool,
     /// Hooks kept for the later phases (poststart, poststop).

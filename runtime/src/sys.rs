@@ -254,6 +254,51 @@ pub fn set_signal_mask(set: &nix::sys::signal::SigSet) -> Result<()> {
         .ctx(|| "restoring the signal mask".into())
 }
 
+/// kill(2) with a raw signal number (real-time signals included).
+pub fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: kill with integer arguments.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Resets every signal to its default action (before exec: handlers are reset by the kernel,
+/// but ignored signals, like Rust's SIGPIPE, would stay ignored in the container).
+pub fn reset_signal_dispositions() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // The raw system call: glibc's wrapper refuses its internal signals (32, 33), which may
+        // have been inherited as ignored.
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: usize,
+            flags: libc::c_ulong,
+            restorer: usize,
+            mask: u64,
+        }
+        let act = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: rt_sigaction with a valid kernel sigaction (SIG_DFL needs no restorer) and the
+        // kernel's sigset size of 8 bytes; invalid numbers just fail.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+}
+
 /// Writes a whole file, naming the file in the error.
 pub fn write_file(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> Result<()> {
     let path = path.as_ref();

@@ -22,8 +22,27 @@ pub fn validate(key: &str, plan: &Plan) -> Result<()> {
     let (ok, ns) = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
         (has(Ns::Ipc), "ipc")
     } else if key.starts_with("net.") {
+        // A network namespace joined by path may be the host's own: refused, as in runc.
+        if let Some(p) = plan.joins(Ns::Network) {
+            let same = |a: &std::path::Path, b: &str| {
+                use std::os::unix::fs::MetadataExt;
+                match (std::fs::metadata(a), std::fs::metadata(b)) {
+                    (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+                    _ => false,
+                }
+            };
+            if same(p, "/proc/self/ns/net") || same(p, "/proc/1/ns/net") {
+                return Err(Error::msg(format!(
+                    "sysctl {key:?} is not allowed in the host's network namespace"
+                )));
+            }
+        }
         (has(Ns::Network), "network")
-    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+    } else if key == "kernel.hostname" {
+        return Err(Error::msg(
+            "sysctl \"kernel.hostname\" is not allowed: it conflicts with the \"hostname\" field",
+        ));
+    } else if key == "kernel.domainname" {
         (has(Ns::Uts), "uts")
     } else {
         return Err(Error::msg(format!(
@@ -61,5 +80,9 @@ mod tests {
         assert!(validate("kernel.shmmax", &plan).is_ok());
         assert!(validate("vm.swappiness", &plan).is_err());
         assert!(validate("kernel.domainname", &plan).is_err());
+        assert!(validate("kernel.hostname", &plan).is_err());
+        let mut host = Plan::default();
+        host.join.push((Ns::Network, "/proc/self/ns/net".into()));
+        assert!(validate("net.ipv4.ip_forward", &host).is_err());
     }
 }

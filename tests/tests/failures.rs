@@ -112,3 +112,31 @@ fn a_failure_inside_the_init_after_mounts_cleans_up() {
     b.config["hostname"] = json!("x");
     create_fails(&b, "UTS namespace");
 }
+
+#[test]
+fn cgroups_path_may_not_name_the_callers_cgroup() {
+    let mut b = Bundle::new("cgroot", &["true"]);
+    b.config["linux"]["cgroupsPath"] = json!("/");
+    create_fails(&b, "cgroupsPath");
+    // Empty means unset: the container gets a cgroup named after its id.
+    let mut b = Bundle::new("cgempty", &["true"]);
+    b.config["linux"]["cgroupsPath"] = json!("");
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn device_paths_must_stay_under_dev() {
+    let mut b = Bundle::new("devpath", &["true"]);
+    b.config["linux"]["devices"] = json!([{"path": "/dev/../etc/evil", "type": "c", "major": 1, "minor": 3}]);
+    create_fails(&b, "not a path under /dev");
+}
+
+#[test]
+fn hook_output_is_in_the_error() {
+    let mut b = Bundle::new("hookout", &["true"]);
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo hook-says-no >&2; exit 3"]}]});
+    create_fails(&b, "hook-says-no");
+}

@@ -53,8 +53,9 @@ fn all_six_hooks_run_in_order_with_the_state() {
         assert_eq!(st["bundle"], b.dir.to_str().unwrap(), "{phase}");
         assert!(st["ociVersion"].is_string());
         let want_status = match phase {
-            "prestart" | "createRuntime" => "creating",
-            "createContainer" | "startContainer" => "created",
+            // As runc: the create-time hooks all see "creating".
+            "prestart" | "createRuntime" | "createContainer" => "creating",
+            "startContainer" => "created",
             "poststart" => "running",
             _ => "stopped",
         };

@@ -249,3 +249,30 @@ fn json_log_format_is_what_containerd_parses() {
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     let _ = json!(null);
 }
+
+#[test]
+fn realtime_signals_and_forced_delete_of_a_missing_container() {
+    let b = Bundle::new(
+        "rtsig",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo rt >> /out/log' 35; touch /out/ready; while :; do sleep 0.05; done",
+        ],
+    );
+    b.create();
+    assert!(b.dray(&["start", &b.id]).status.success());
+    wait_for_file(&b.out().join("ready"));
+    // RTMIN is 34 with glibc; RTMIN+1 = 35.
+    let o = b.dray(&["kill", &b.id, "RTMIN+1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(b.out().join("log")).unwrap_or_default() != "rt\n" {
+        assert!(t.elapsed() < Duration::from_secs(10), "real-time signal not delivered");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    b.cleanup();
+    // As runc: delete --force of a container that does not exist succeeds.
+    assert!(b.dray(&["delete", "--force", "no-such-container"]).status.success());
+    assert_eq!(b.dray(&["delete", "no-such-container"]).status.code(), Some(1));
+}

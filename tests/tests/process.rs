@@ -202,3 +202,17 @@ fn a_new_session_keyring_unless_no_new_keyring() {
     assert!(!keys().contains(&format!(" {}: ", b.id)));
     b.cleanup();
 }
+
+#[test]
+fn no_capabilities_means_none_even_for_root() {
+    let mut b = Bundle::new("nocaps", &["cat", "/proc/self/status"]);
+    b.config["process"].as_object_mut().unwrap().remove("capabilities");
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    for set in ["CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"] {
+        assert_eq!(status_field(&s, set), "0000000000000000", "{set}");
+    }
+    // No signal is left ignored by the runtime (Rust ignores SIGPIPE; the container must not).
+    assert_eq!(status_field(&s, "SigIgn"), "0000000000000000");
+}

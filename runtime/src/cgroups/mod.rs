@@ -145,7 +145,11 @@ pub fn own_cgroup(proc_cgroup: &str, h: &Hierarchy) -> Option<String> {
 /// absolute path is taken from the root of each hierarchy; a relative one (and the default,
 /// the container id) from the cgroup of the runtime itself.
 pub fn paths_for(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path>, id: &str) -> Result<CgroupPaths> {
-    let inner = cgroups_path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(id));
+    // An empty cgroupsPath means "not set", as in runc: never the runtime's own cgroup.
+    let inner = cgroups_path
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(id));
     if inner.to_string_lossy().contains(':') {
         return Err(Error::msg(format!(
             "cgroupsPath {:?} is in the systemd slice:prefix:name form, which needs --systemd-cgroup (not supported)",
@@ -167,6 +171,21 @@ pub fn paths_for(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path
         // of the tree: strip that prefix.
         let rel = cg.strip_prefix(&h.root).unwrap_or(&cg);
         let rel = rel.strip_prefix("/").unwrap_or(rel);
+        // The container must get a cgroup of its own: never a hierarchy's root, and never the
+        // runtime's own cgroup (deleting the container would kill the caller).
+        let own = own_cgroup(proc_cgroup, h).unwrap_or_else(|| "/".into());
+        let own_rel = Path::new(&own)
+            .strip_prefix(&h.root)
+            .unwrap_or(Path::new(&own))
+            .strip_prefix("/")
+            .unwrap_or(Path::new(""));
+        if rel.as_os_str().is_empty() || rel == own_rel {
+            return Err(Error::msg(format!(
+                "cgroupsPath {:?} names the root or the runtime's own cgroup in {}",
+                inner,
+                h.mountpoint.display()
+            )));
+        }
         dirs.push(CgroupDir {
             mountpoint: h.mountpoint.clone(),
             path: h.mountpoint.join(rel),
@@ -188,10 +207,10 @@ impl CgroupPaths {
         paths_for(&hs, &own, cgroups_path, id)
     }
 
-    /// Creates the directories (and initialises v1 cpuset ones). Returns the directories that
-    /// did not exist before, which are the ones to remove on failure.
-    pub fn create(&self) -> Result<Vec<PathBuf>> {
-        let mut created = Vec::new();
+    /// Creates the directories (and initialises v1 cpuset ones). Every directory that did not
+    /// exist before is pushed to `created` as soon as it is made, so that a failure halfway
+    /// still lets the caller remove all of them.
+    pub fn create(&self, created: &mut Vec<PathBuf>) -> Result<()> {
         for d in &self.dirs {
             let mut missing = Vec::new();
             let mut p = d.path.as_path();
@@ -213,7 +232,7 @@ impl CgroupPaths {
                 }
             }
         }
-        Ok(created)
+        Ok(())
     }
 
     /// Moves process `pid` into the container's cgroup in every hierarchy.
@@ -227,32 +246,27 @@ impl CgroupPaths {
 
     /// Pids of every process in the container's cgroup.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        // Any hierarchy holds every process of the container; prefer one that always exists.
+        // Any hierarchy holds every process of the container (sub-cgroups included).
         let Some(d) = self.dirs.iter().find(|d| d.path.exists()) else {
             return Ok(Vec::new());
         };
-        let text = match std::fs::read_to_string(d.path.join("cgroup.procs")) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).ctx(|| format!("reading {}/cgroup.procs", d.path.display())),
-        };
-        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        let mut out = Vec::new();
+        collect_pids(&d.path, &mut out)?;
+        Ok(out)
     }
 
     /// Sends `sig` to every process in the cgroup. With SIGKILL, repeats until the cgroup is
     /// empty, so that processes forked meanwhile are caught too.
-    pub fn signal_all(&self, sig: nix::sys::signal::Signal) -> Result<()> {
-        use nix::sys::signal::kill;
-        use nix::unistd::Pid;
+    pub fn signal_all(&self, sig: i32) -> Result<()> {
         for _ in 0..100 {
             let pids = self.pids()?;
             if pids.is_empty() {
                 return Ok(());
             }
             for p in &pids {
-                let _ = kill(Pid::from_raw(*p), sig);
+                let _ = crate::sys::kill(*p, sig);
             }
-            if sig != nix::sys::signal::Signal::SIGKILL {
+            if sig != libc::SIGKILL {
                 return Ok(());
             }
             for p in &pids {
@@ -262,14 +276,30 @@ impl CgroupPaths {
         Ok(())
     }
 
-    /// Removes the container's cgroup directories. Retries while the kernel still reports the
-    /// cgroup busy (processes that were just killed are still exiting).
-    pub fn remove(&self) -> Result<()> {
-        for d in &self.dirs {
+    /// Removes the container's cgroup directories that `owned` lists (those dray created).
+    /// Retries while the kernel still reports a cgroup busy (killed processes still exiting).
+    pub fn remove(&self, owned: &[PathBuf]) -> Result<()> {
+        for d in self.dirs.iter().filter(|d| owned.contains(&d.path)) {
             remove_dir(&d.path)?;
         }
         Ok(())
     }
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    match std::fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(t) => out.extend(t.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx(|| format!("reading {}/cgroup.procs", dir.display())),
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_pids(&e.path(), out)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes one cgroup directory, with its child cgroups, retrying EBUSY for up to a second.
@@ -338,6 +368,11 @@ mod tests {
         assert!(p.dirs.iter().all(|d| d.path.ends_with("dray/x")));
         assert!(paths_for(&hs, PROC_CGROUP, Some(Path::new("/a/../../b")), "c1").is_err());
         assert!(paths_for(&hs, PROC_CGROUP, Some(Path::new("system.slice:dray:x")), "c1").is_err());
+        // Empty means unset; the root and our own cgroup are refused.
+        let p = paths_for(&hs, PROC_CGROUP, Some(Path::new("")), "c1").unwrap();
+        assert!(p.dirs.iter().all(|d| d.path.ends_with("c1")));
+        assert!(paths_for(&hs, PROC_CGROUP, Some(Path::new("/")), "c1").is_err());
+        assert!(paths_for(&hs, PROC_CGROUP, Some(Path::new("/sandbox/a")), "c1").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::namespaces;
 use oci_spec::runtime::{LinuxNamespaceType as Ns, Process};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// Entry point of the forked child. Reports any failure on the channel and exits 1.
@@ -94,7 +95,7 @@ fn run(
         .ok_or_else(|| Error::msg("config.json has no process"))?;
 
     // Root file system.
-    let state_json;
+    let states;
     if plan.creates(Ns::Mount) {
         crate::rootfs::prepare(&crate::rootfs::Setup {
             spec: &cfg.spec,
@@ -104,17 +105,28 @@ fn run(
             cgroupns: plan.creates(Ns::Cgroup),
             userns,
         })?;
-        state_json = hooks_phase(cfg, ch)?;
+        states = hooks_phase(cfg, ch)?;
         crate::rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
     } else if plan.joins(Ns::Mount).is_some() {
-        state_json = hooks_phase(cfg, ch)?;
+        states = hooks_phase(cfg, ch)?;
     } else {
         return Err(Error::msg(
             "the container needs a mount namespace (linux.namespaces has no \"mount\")",
         ));
     }
 
-    // Hostname, domain name, sysctls.
+    // The console needs a writable /dev/console, so it comes before the read-only root (runc's
+    // order: console, read-only root, hostname, sysctl, read-only and masked paths).
+    if process.terminal().unwrap_or(false) {
+        let sock = cfg
+            .console
+            .as_ref()
+            .ok_or_else(|| Error::msg("process.terminal is set but there is no console socket"))?;
+        setup_console(sock, process, true)?;
+    }
+    if plan.creates(Ns::Mount) {
+        crate::rootfs::finalize_root(&cfg.spec)?;
+    }
     let has_uts = plan.creates(Ns::Uts) || plan.joins(Ns::Uts).is_some();
     if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !has_uts {
@@ -141,59 +153,11 @@ fn run(
     {
         crate::sysctl::write(k, v)?;
     }
-    // Read-only and masked paths and the read-only root come after the sysctls, which are
-    // written through /proc/sys (usually read-only), as runc orders them.
     if plan.creates(Ns::Mount) {
-        crate::rootfs::finalize(&cfg.spec)?;
+        crate::rootfs::protect_paths(&cfg.spec)?;
     }
 
-    // Terminal.
-    if process.terminal().unwrap_or(false) {
-        setup_console(cfg, process)?;
-    }
-
-    // Privileges: bounding set while still root, then the user, then the other sets.
-    if let Some(c) = process.capabilities() {
-        crate::capabilities::apply_bounding(c)?;
-    }
-    crate::sys::set_keepcaps(true)?;
-    crate::user::switch(process.user(), crate::user::setgroups_allowed())?;
-    crate::sys::set_keepcaps(false)?;
-    match process.capabilities() {
-        Some(c) => crate::capabilities::apply_sets(c)?,
-        None => {
-            let none = oci_spec::runtime::LinuxCapabilities::default();
-            let mut empty = none.clone();
-            for f in [
-                oci_spec::runtime::LinuxCapabilities::set_effective,
-                oci_spec::runtime::LinuxCapabilities::set_permitted,
-                oci_spec::runtime::LinuxCapabilities::set_inheritable,
-                oci_spec::runtime::LinuxCapabilities::set_ambient,
-            ] {
-                f(&mut empty, Some(Default::default()));
-            }
-            crate::capabilities::apply_sets(&empty)?;
-        }
-    }
-    crate::user::apply_umask(process.user());
-    enter_cwd(process.cwd())?;
-
-    // The program to run, looked up now so that a missing binary fails `create`.
-    let env = environment(process);
-    let args = process.args().as_deref().unwrap_or(&[]);
-    let first = args.first().ok_or_else(|| Error::msg("process.args is empty"))?;
-    let path = lookup(first, &env)?;
-    if process.no_new_privileges().unwrap_or(false) {
-        crate::sys::set_no_new_privs()?;
-    }
-
-    // No host fd may survive into the container (CVE-2024-21626): everything above stdio and
-    // the preserved fds is close-on-exec; the preserved ones are made inheritable.
-    let keep = 3 + cfg.preserve_fds.max(0);
-    crate::sys::cloexec_from(keep)?;
-    for fd in 3..keep {
-        crate::sys::set_cloexec(fd, false);
-    }
+    let prepared = finish_process(process, cfg.preserve_fds)?;
     ch.send(&Msg::Ready)?;
     READY.store(true, std::sync::atomic::Ordering::Relaxed);
 
@@ -214,54 +178,127 @@ fn run(
 
     crate::hooks::run_all(
         cfg.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()),
-        &state_json,
+        &states.1,
         "startContainer",
     )?;
+    Err(exec_prepared(tramp.as_ref(), &prepared))
+}
 
-    let argv: Vec<CString> = args
-        .iter()
-        .map(|a| CString::new(a.as_str()))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::msg("an argument contains a NUL byte"))?;
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|a| CString::new(a.as_str()))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::msg("an env entry contains a NUL byte"))?;
-    let cpath = crate::sys::cstr(&path)?;
-    crate::sys::set_signal_mask(&nix::sys::signal::SigSet::empty())?;
-    Err(super::trampoline::exec(tramp.as_ref(), &cpath, &argv, &envp))
+/// The program to exec, resolved and converted before the point of no return.
+pub struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+/// The last steps shared by the init and `exec`: capabilities, user, umask, cwd, program
+/// lookup, noNewPrivileges, and closing every fd the process must not inherit.
+pub fn finish_process(process: &Process, preserve_fds: i32) -> Result<Prepared> {
+    // Without `capabilities` the process gets none (as runc): an empty bounding set too, or a
+    // uid-0 exec would regain every capability from it.
+    let caps = process.capabilities().clone().unwrap_or_else(crate::capabilities::none);
+    crate::capabilities::apply_bounding(&caps)?;
+    // cwd as root first (a directory only root can enter), again after the switch on EPERM.
+    let cwd = process.cwd();
+    if !cwd.is_absolute() {
+        return Err(Error::msg(format!(
+            "process.cwd {} is not an absolute path",
+            cwd.display()
+        )));
+    }
+    let retry_cwd = match nix::unistd::chdir(cwd) {
+        Ok(()) => false,
+        Err(nix::errno::Errno::EPERM) | Err(nix::errno::Errno::EACCES) => true,
+        Err(e) => return Err(e).ctx(|| format!("changing to the working directory {}", cwd.display())),
+    };
+    crate::sys::set_keepcaps(true)?;
+    crate::user::switch(process.user(), crate::user::setgroups_allowed())?;
+    crate::sys::set_keepcaps(false)?;
+    crate::capabilities::apply_sets(&caps)?;
+    crate::user::apply_umask(process.user());
+    if retry_cwd {
+        nix::unistd::chdir(cwd).ctx(|| format!("changing to the working directory {}", cwd.display()))?;
+    }
+    // CVE-2024-21626: a cwd reached through a leaked fd lies outside the root.
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => {}
+        _ => {
+            return Err(Error::msg(format!(
+                "the working directory {} is outside the container's root",
+                cwd.display()
+            )))
+        }
+    }
+
+    // The program, looked up now so that a missing binary fails `create`/`exec`.
+    let env = environment(process);
+    let args = process.args().as_deref().unwrap_or(&[]);
+    let first = args.first().ok_or_else(|| Error::msg("process.args is empty"))?;
+    let path = lookup(first, &env)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        crate::sys::set_no_new_privs()?;
+    }
+    let to_c = |v: &[String], what: &str| -> Result<Vec<CString>> {
+        v.iter()
+            .map(|a| CString::new(a.as_str()).map_err(|_| Error::msg(format!("{what} contains a NUL byte"))))
+            .collect()
+    };
+    let prepared = Prepared {
+        path: crate::sys::cstr(&path)?,
+        argv: to_c(args, "an argument")?,
+        envp: to_c(&env, "an env entry")?,
+    };
+
+    // No host fd may survive into the container (CVE-2024-21626): everything above stdio and
+    // the preserved fds is close-on-exec; the preserved ones are made inheritable.
+    let keep = 3 + preserve_fds.max(0);
+    crate::sys::cloexec_from(keep)?;
+    for fd in 3..keep {
+        crate::sys::set_cloexec(fd, false);
+    }
+    Ok(prepared)
+}
+
+/// Execs the prepared program through the trampoline, with default signal handling (the
+/// runtime ignores SIGPIPE; the container must not inherit that). Returns only on failure.
+pub fn exec_prepared(tramp: Option<&OwnedFd>, p: &Prepared) -> Error {
+    crate::sys::reset_signal_dispositions();
+    if let Err(e) = crate::sys::set_signal_mask(&nix::sys::signal::SigSet::empty()) {
+        return e;
+    }
+    super::trampoline::exec(tramp, &p.path, &p.argv, &p.envp)
 }
 
 /// Asks the runtime to run the prestart and createRuntime hooks, then runs the createContainer
 /// hooks here (in the container's namespaces, before pivot_root). Returns the state JSON.
-fn hooks_phase(cfg: &InitConfig, ch: &Channel) -> Result<String> {
+fn hooks_phase(cfg: &InitConfig, ch: &Channel) -> Result<(String, String)> {
     ch.send(&Msg::RunCreateRuntimeHooks)?;
-    let state = match ch.recv()? {
-        Some(Msg::HooksDone(s)) => s,
+    let (creating, created) = match ch.recv()? {
+        Some(Msg::HooksDone { creating, created }) => (creating, created),
         Some(m) => return Err(Error::msg(format!("protocol error: unexpected {m:?}"))),
         None => return Err(Error::msg("the runtime went away during set-up")),
     };
     crate::hooks::run_all(
         cfg.spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()),
-        &state,
+        &creating,
         "createContainer",
     )?;
-    Ok(state)
+    Ok((creating, created))
 }
 
 /// Allocates the pty, sends its master over the console socket and makes the slave the
-/// controlling terminal and stdio; also bind-mounts it on /dev/console.
-fn setup_console(cfg: &InitConfig, process: &Process) -> Result<()> {
-    let sock = cfg
-        .console
-        .as_ref()
-        .ok_or_else(|| Error::msg("process.terminal is set but there is no console socket"))?;
+/// controlling terminal and stdio. The init also bind-mounts it on /dev/console (`exec` does
+/// not: the container's /dev/console is the init's).
+pub fn setup_console(sock: &UnixStream, process: &Process, dev_console: bool) -> Result<()> {
     let (master, slave, name) = crate::console::open_pty()?;
     if let Some(sz) = process.console_size() {
         crate::console::set_size(master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
     }
-    if Path::new("/dev/console").exists() || std::fs::File::create("/dev/console").is_ok() {
+    if dev_console {
+        // /dev/console must exist as a file to be a bind target; create it if the image lacks it.
+        if !Path::new("/dev/console").exists() {
+            std::fs::File::create("/dev/console").ctx(|| "creating /dev/console".into())?;
+        }
         crate::rootfs::mounts::mount(
             Some(&name),
             "/dev/console",
@@ -274,27 +311,6 @@ fn setup_console(cfg: &InitConfig, process: &Process) -> Result<()> {
     crate::console::send_fd(sock.as_raw_fd(), "/dev/ptmx", master.as_raw_fd())?;
     drop(master);
     crate::console::make_controlling(&slave)
-}
-
-/// Changes to `process.cwd` and checks that it is inside the container's root: a cwd that
-/// resolves outside it (e.g. through a leaked fd, CVE-2024-21626) is refused.
-fn enter_cwd(cwd: &Path) -> Result<()> {
-    if !cwd.is_absolute() {
-        return Err(Error::msg(format!(
-            "process.cwd {} is not an absolute path",
-            cwd.display()
-        )));
-    }
-    if let Err(e) = nix::unistd::chdir(cwd) {
-        return Err(e).ctx(|| format!("changing to the working directory {}", cwd.display()));
-    }
-    match nix::unistd::getcwd() {
-        Ok(p) if p.is_absolute() => Ok(()),
-        _ => Err(Error::msg(format!(
-            "the working directory {} is outside the container's root",
-            cwd.display()
-        ))),
-    }
 }
 
 /// The process environment, with HOME from the container's /etc/passwd when unset (as runc).

@@ -19,8 +19,9 @@ pub enum Msg {
     InitPid(i32),
     /// Init → parent: mounts are done, before pivot_root: run prestart and createRuntime hooks.
     RunCreateRuntimeHooks,
-    /// Parent → init: hooks done, with the state JSON that in-container hooks receive.
-    HooksDone(String),
+    /// Parent → init: hooks done, with the state JSON that the createContainer (status
+    /// `creating`) and startContainer (status `created`) hooks receive.
+    HooksDone { creating: String, created: String },
     /// Init → parent: set-up complete; the init now waits on the exec fifo for `start`.
     Ready,
     /// Init → parent: set-up failed, with the reason.
@@ -110,9 +111,13 @@ mod tests {
     fn messages_round_trip_and_eof_is_seen() {
         let (a, b) = Channel::pair().unwrap();
         a.send(&Msg::InitPid(42)).unwrap();
-        a.send(&Msg::HooksDone("{\"x\":1}".into())).unwrap();
+        let done = Msg::HooksDone {
+            creating: "{\"x\":1}".into(),
+            created: String::new(),
+        };
+        a.send(&done).unwrap();
         assert_eq!(b.recv().unwrap(), Some(Msg::InitPid(42)));
-        assert_eq!(b.recv().unwrap(), Some(Msg::HooksDone("{\"x\":1}".into())));
+        assert_eq!(b.recv().unwrap(), Some(done));
         a.send(&Msg::Error("boom".into())).unwrap();
         assert_eq!(b.expect(&Msg::Ready).unwrap_err().to_string(), "boom");
         drop(a);

@@ -38,6 +38,10 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 /// Everything the init needs, prepared by the runtime before the fork.
+/// Runs the runtime-side create hooks for an init pid; returns the state JSON for the
+/// container-side hooks (status `creating`, status `created`).
+pub type HookRunner<'a> = dyn FnMut(i32) -> Result<(String, String)> + 'a;
+
 pub struct InitConfig {
     pub id: String,
     pub spec: Spec,
@@ -58,9 +62,9 @@ pub struct InitConfig {
 
 /// Forks the container's init and drives it through set-up until it waits for `start`.
 /// `hooks` runs the prestart and createRuntime hooks for the given init pid and returns the
-/// state JSON for the in-container hooks. Returns the init's host pid; on error, the init (if
+/// state JSON for the in-container hooks (status creating, status created). Returns the init's host pid; on error, the init (if
 /// any) is killed and reaped, and the pid it had, if known, is in the error path's cleanup.
-pub fn spawn(cfg: &InitConfig, hooks: &mut dyn FnMut(i32) -> Result<String>) -> Result<i32> {
+pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
     let (parent, child) = Channel::pair()?;
     let tramp = trampoline::create()?;
     let state_dir = open_path_dir(&cfg.state_dir)?;
@@ -108,26 +112,18 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut dyn FnMut(i32) -> Result<String>) -> 
     match drive(cfg, &parent, pid, single, hooks) {
         Ok(init_pid) => Ok(init_pid),
         Err((init_pid, e)) => {
-            kill_and_reap(pid);
-            if init_pid != pid && init_pid > 0 {
-                kill_and_reap(init_pid);
-            }
+            // Once the init's pid is known, the intermediate process was already reaped: its
+            // pid may belong to someone else now, so only the init is killed.
+            kill_and_reap(init_pid);
             Err(e)
         }
     }
 }
 
 /// The parent's side of the protocol. On error, returns the init pid known so far.
-fn drive(
-    cfg: &InitConfig,
-    ch: &Channel,
-    pid: i32,
-    single: bool,
-    hooks: &mut dyn FnMut(i32) -> Result<String>,
-) -> Result<i32, (i32, Error)> {
+fn drive(cfg: &InitConfig, ch: &Channel, pid: i32, single: bool, hooks: &mut HookRunner) -> Result<i32, (i32, Error)> {
     let mut init_pid = pid;
     let r = (|| -> Result<()> {
-        let linux = cfg.spec.linux().as_ref();
         if single && cfg.plan.creates(LinuxNamespaceType::User) {
             write_maps(cfg, pid)?;
         }
@@ -139,7 +135,6 @@ fn drive(
         if let Some(l) = process.and_then(|p| p.rlimits().as_ref()) {
             crate::rlimits::apply(pid, l)?;
         }
-        let _ = linux;
         ch.send(&Msg::Go)?;
         if !single {
             loop {
@@ -160,8 +155,8 @@ fn drive(
             }
         }
         ch.expect(&Msg::RunCreateRuntimeHooks)?;
-        let state = hooks(init_pid)?;
-        ch.send(&Msg::HooksDone(state))?;
+        let (creating, created) = hooks(init_pid)?;
+        ch.send(&Msg::HooksDone { creating, created })?;
         ch.expect(&Msg::Ready)
     })();
     r.map(|_| init_pid).map_err(|e| (init_pid, e))

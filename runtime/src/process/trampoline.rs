@@ -67,8 +67,8 @@ pub fn elf_image() -> Vec<u8> {
     v
 }
 
-/// A sealed memfd holding the trampoline, or None on architectures without one (the init
-/// then execs directly and relies on being non-dumpable only; a warning says so).
+/// A sealed memfd holding the trampoline. Architectures without one are refused rather than
+/// run unprotected.
 pub fn create() -> Result<Option<OwnedFd>> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -78,6 +78,11 @@ pub fn create() -> Result<Option<OwnedFd>> {
         // SAFETY: memfd_create with a valid C string; MFD_EXEC is refused (EINVAL) by kernels
         // before 6.3, where memfds are executable anyway, so retry without it.
         let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | MFD_EXEC) };
+        if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) {
+            return Err(Error::msg(
+                "vm.memfd_noexec forbids executable memfds, which dray needs for its exec trampoline (CVE-2019-5736 protection)",
+            ));
+        }
         if fd < 0 {
             // SAFETY: as above.
             fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
@@ -101,8 +106,7 @@ pub fn create() -> Result<Option<OwnedFd>> {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        tracing::warn!("no exec trampoline for this architecture: relying on a non-dumpable init only");
-        Ok(None)
+        Err(Error::msg("dray has no exec trampoline for this architecture yet, and will not run containers without its CVE-2019-5736 protection"))
     }
 }
 

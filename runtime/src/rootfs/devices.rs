@@ -6,7 +6,7 @@ use crate::error::{Context, Error, Result};
 use crate::sys::fd_path;
 use nix::mount::MsFlags;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// One device node to create.
@@ -58,12 +58,17 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Node> {
             )))
         }
     };
-    if !d.path().starts_with("/dev") {
+    let bad = !d.path().starts_with("/dev/")
+        || d.path()
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::CurDir));
+    if bad {
         return Err(Error::msg(format!(
-            "device path {} is not under /dev",
+            "device path {} is not a path under /dev",
             d.path().display()
         )));
     }
+
     Ok(Node {
         path: d.path().clone(),
         kind,
@@ -90,10 +95,28 @@ pub fn create(root: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
     // SAFETY: unlinkat with a valid C string; failure (ENOENT) is fine.
     unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
     if userns {
-        let host = n.path.to_string_lossy().into_owned();
+        // The host's node of the same path is bound in; it must really be a device node.
+        let host = nix::fcntl::open(
+            &n.path,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| format!("opening host device {}", n.path.display()))
+        .ctx(step)?;
+        // SAFETY: `host` is a new fd owned here.
+        let host = unsafe { OwnedFd::from_raw_fd(host) };
+        let st = nix::sys::stat::fstat(host.as_raw_fd()).ctx(step)?;
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt != libc::S_IFCHR && fmt != libc::S_IFBLK {
+            return Err(Error::msg(format!(
+                "host path {} is not a device node",
+                n.path.display()
+            )));
+        }
         let target = paths::open_or_create(root, &n.path, Kind::File).ctx(step)?;
+        let src = fd_path(host.as_raw_fd());
         return nix::mount::mount(
-            Some(host.as_str()),
+            Some(src.as_str()),
             fd_path(target.as_raw_fd()).as_str(),
             None::<&str>,
             MsFlags::MS_BIND,

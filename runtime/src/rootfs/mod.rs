@@ -176,16 +176,9 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     nix::unistd::chdir("/").ctx(|| "chdir /".into())
 }
 
-/// After pivot_root: masked paths, read-only paths, the read-only root and the final
-/// propagation of `/`.
-pub fn finalize(spec: &Spec) -> Result<()> {
+/// After pivot_root (and the console): the read-only root and the final propagation of `/`.
+pub fn finalize_root(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
-    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
-        readonly_path(p).ctx(|| format!("making {p} read-only"))?;
-    }
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
-        mask_path(p).ctx(|| format!("masking {p}"))?;
-    }
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
         mounts::remount_bind("/", MsFlags::MS_RDONLY, Path::new("/")).ctx(|| "making the root read-only".into())?;
     }
@@ -194,6 +187,18 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         .filter(|p| !p.is_empty())
     {
         mounts::mount(None, "/", None, propagation_flag(p)?, None, Path::new("/"))?;
+    }
+    Ok(())
+}
+
+/// After the sysctls: `readonlyPaths`, then `maskedPaths`.
+pub fn protect_paths(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+        readonly_path(p).ctx(|| format!("making {p} read-only"))?;
+    }
+    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+        mask_path(p).ctx(|| format!("masking {p}"))?;
     }
     Ok(())
 }

@@ -389,7 +389,22 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
             let t = std::fs::read_link(&from).ctx(|| format!("readlink {}", from.display()))?;
             std::os::unix::fs::symlink(t, &to).ctx(|| format!("symlink {}", to.display()))?;
         } else if ft.is_file() {
-            std::fs::copy(&from, &to).ctx(|| format!("copying {}", from.display()))?;
+            // O_NOFOLLOW on both ends: a file swapped for a symlink meanwhile (the host's root is
+            // still visible here) is refused instead of followed.
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut src = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&from)
+                .ctx(|| format!("opening {}", from.display()))?;
+            let mut dst = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(m.mode() & 0o7777)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&to)
+                .ctx(|| format!("creating {}", to.display()))?;
+            std::io::copy(&mut src, &mut dst).ctx(|| format!("copying {}", from.display()))?;
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(m.mode() & 0o7777))
                 .ctx(|| format!("chmod {}", to.display()))?;
         } else {
