@@ -70,7 +70,86 @@ pub fn load_bundle(bundle: &Path) -> Result<(Spec, PathBuf)> {
     if spec.linux().is_none() {
         return Err(Error::msg("config.json has no linux section"));
     }
+    check_supported(&spec)?;
     Ok((spec, rootfs))
+}
+
+/// Refuses spec fields that dray does not apply yet: silently ignoring a resource limit, a
+/// seccomp profile or an LSM label would run the container with less isolation than asked.
+pub fn check_supported(spec: &Spec) -> Result<()> {
+    let unsupported = |what: &str| Err(Error::msg(format!("{what} is not supported by dray yet")));
+    let set = |v: serde_json::Value| !is_empty_value(&v);
+    let linux = spec.linux().as_ref();
+    if let Some(l) = linux {
+        if l.seccomp().is_some() {
+            return unsupported("linux.seccomp");
+        }
+        if let Some(r) = l.resources() {
+            let mut v = serde_json::to_value(r).map_err(|e| Error::msg(e.to_string()))?;
+            if let Some(o) = v.as_object_mut() {
+                o.remove("devices");
+                for (k, val) in o.iter() {
+                    if set(val.clone()) {
+                        return unsupported(&format!("linux.resources.{k}"));
+                    }
+                }
+            }
+        }
+        for (name, present) in [
+            ("linux.intelRdt", l.intel_rdt().is_some()),
+            ("linux.personality", l.personality().is_some()),
+            (
+                "linux.timeOffsets",
+                l.time_offsets().as_ref().is_some_and(|m| !m.is_empty()),
+            ),
+            (
+                "linux.netDevices",
+                l.net_devices().as_ref().is_some_and(|m| !m.is_empty()),
+            ),
+            ("linux.memoryPolicy", l.memory_policy().is_some()),
+            (
+                "linux.mountLabel",
+                l.mount_label().as_ref().is_some_and(|m| !m.is_empty()),
+            ),
+        ] {
+            if present {
+                return unsupported(name);
+            }
+        }
+    }
+    if let Some(p) = spec.process() {
+        for (name, present) in [
+            (
+                "process.apparmorProfile (AppArmor)",
+                p.apparmor_profile().as_ref().is_some_and(|m| !m.is_empty()),
+            ),
+            (
+                "process.selinuxLabel (SELinux)",
+                p.selinux_label().as_ref().is_some_and(|m| !m.is_empty()),
+            ),
+            ("process.scheduler", p.scheduler().is_some()),
+            ("process.ioPriority", p.io_priority().is_some()),
+            ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
+        ] {
+            if present {
+                return unsupported(name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True for JSON that sets nothing: null, false, 0, "", empty arrays and objects of such.
+fn is_empty_value(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.iter().all(is_empty_value),
+        Value::Object(o) => o.values().all(is_empty_value),
+    }
 }
 
 /// The user name of the current uid, for the state's `owner`.
@@ -195,6 +274,9 @@ impl Runtime {
             .filter(|p| made_cgroups.contains(p))
             .collect();
         made?;
+        if let Some(rules) = crate::cgroups::devices::rules(&spec)? {
+            cgroup.apply_devices(&rules)?;
+        }
         let console = match (&o.console_socket, console) {
             (_, Some(c)) => Some(c),
             (Some(p), None) => Some(crate::console::connect(p)?),

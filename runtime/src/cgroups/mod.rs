@@ -6,6 +6,7 @@
 //! container gets a directory in each of them. Version-specific details live in [`v1`] and
 //! [`v2`].
 
+pub mod devices;
 pub mod v1;
 pub mod v2;
 
@@ -235,7 +236,26 @@ impl CgroupPaths {
         Ok(())
     }
 
+    /// Applies `linux.resources.devices` (plus `linux.devices` and the default devices): on the
+    /// v1 devices hierarchy if the host has one, else as an eBPF program on the v2 cgroup.
+    pub fn apply_devices(&self, rules: &[devices::Rule]) -> Result<()> {
+        if let Some(d) = self
+            .dirs
+            .iter()
+            .find(|d| !d.v2 && d.controllers.split(',').any(|c| c == "devices"))
+        {
+            return devices::apply_v1(&d.path, rules);
+        }
+        if let Some(d) = self.dirs.iter().find(|d| d.v2) {
+            return devices::apply_v2(&d.path, rules);
+        }
+        Err(Error::msg(
+            "no device controller on this host: cannot enforce linux.resources.devices",
+        ))
+    }
+
     /// Moves process `pid` into the container's cgroup in every hierarchy.
+
     pub fn add(&self, pid: i32) -> Result<()> {
         for d in &self.dirs {
             crate::sys::write_file(d.path.join("cgroup.procs"), pid.to_string())
