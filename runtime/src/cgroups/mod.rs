@@ -255,7 +255,6 @@ impl CgroupPaths {
     }
 
     /// Moves process `pid` into the container's cgroup in every hierarchy.
-
     pub fn add(&self, pid: i32) -> Result<()> {
         for d in &self.dirs {
             crate::sys::write_file(d.path.join("cgroup.procs"), pid.to_string())
