@@ -73,3 +73,15 @@ pub fn none() -> LinuxCapabilities {
     c.set_ambient(Some(Capabilities::new()));
     c
 }
+
+/// Parses a capability name (`CAP_NET_ADMIN` or `NET_ADMIN`) into the spec's type.
+pub fn parse(name: &str) -> Result<oci_spec::runtime::Capability> {
+    let up = name.to_ascii_uppercase();
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    serde_json::from_value(serde_json::Value::String(full.clone()))
+        .map_err(|_| Error::msg(format!("unknown capability {name:?}")))
+}

@@ -119,11 +119,169 @@ pub enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
+    /// Suspend every process of a container.
+    Pause { id: String },
+    /// Resume a paused container.
+    Resume { id: String },
+    /// List the processes of a container (`ps` options after the id; default -ef).
+    Ps {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: ListFormat,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
     /// Write a default config.json.
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// A process.json with the whole process (args, env, user, capabilities, ...).
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Unix socket that receives the pty master.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process runs.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables (KEY=VALUE).
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// User as uid[:gid].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional group ids.
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Capabilities to add (all sets).
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set noNewPrivileges for the process.
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Pass this many fds above stdio into the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// AppArmor profile (not available on this runtime: refused if set).
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label (not available on this runtime: refused if set).
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// Container id.
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+impl ExecArgs {
+    /// The process to run: `--process`, or the container's process with the CLI's overrides
+    /// (runc's rules: args replaced, env appended, terminal from --tty, ...).
+    pub fn process(&self, rt: &Runtime) -> Result<oci_spec::runtime::Process> {
+        if self.apparmor.as_deref().is_some_and(|s| !s.is_empty())
+            || self.process_label.as_deref().is_some_and(|s| !s.is_empty())
+        {
+            return Err(Error::msg(
+                "--apparmor/--process-label: this runtime has no AppArmor or SELinux support",
+            ));
+        }
+        if let Some(path) = &self.process {
+            let data = std::fs::read(path).map_err(|e| Error::msg(format!("reading {}: {e}", path.display())))?;
+            let p: oci_spec::runtime::Process =
+                serde_json::from_slice(&data).map_err(|e| Error::msg(format!("parsing {}: {e}", path.display())))?;
+            if p.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty())
+                || p.selinux_label().as_deref().is_some_and(|s| !s.is_empty())
+            {
+                return Err(Error::msg(
+                    "process.apparmorProfile/selinuxLabel: this runtime has no AppArmor or SELinux support",
+                ));
+            }
+            return Ok(p);
+        }
+        if self.command.is_empty() {
+            return Err(Error::msg("exec needs a command (or --process)"));
+        }
+        let mut p = rt.container_process(&self.id)?;
+        p.set_args(Some(self.command.clone()));
+        p.set_terminal(Some(self.tty));
+        if let Some(cwd) = &self.cwd {
+            p.set_cwd(cwd.clone());
+        }
+        let mut env = p.env().clone().unwrap_or_default();
+        env.extend(self.env.iter().cloned());
+        p.set_env(Some(env));
+        if self.no_new_privs {
+            p.set_no_new_privileges(Some(true));
+        }
+        let mut user = p.user().clone();
+        if let Some(u) = &self.user {
+            let (uid, gid) = match u.split_once(':') {
+                Some((a, b)) => (a, Some(b)),
+                None => (u.as_str(), None),
+            };
+            user.set_uid(
+                uid.parse()
+                    .map_err(|_| Error::msg(format!("invalid --user {u:?}: uid[:gid] must be numbers")))?,
+            );
+            if let Some(g) = gid {
+                user.set_gid(
+                    g.parse()
+                        .map_err(|_| Error::msg(format!("invalid --user {u:?}: uid[:gid] must be numbers")))?,
+                );
+            }
+        }
+        if !self.additional_gids.is_empty() {
+            let mut g = user.additional_gids().clone().unwrap_or_default();
+            g.extend(self.additional_gids.iter().copied());
+            user.set_additional_gids(Some(g));
+        }
+        p.set_user(user);
+        if !self.cap.is_empty() {
+            let mut caps = p.capabilities().clone().unwrap_or_else(crate::capabilities::none);
+            for name in &self.cap {
+                let c = crate::capabilities::parse(name)?;
+                for set in [
+                    caps.bounding().clone(),
+                    caps.effective().clone(),
+                    caps.inheritable().clone(),
+                    caps.permitted().clone(),
+                    caps.ambient().clone(),
+                ]
+                .iter()
+                .enumerate()
+                {
+                    let mut s = set.1.clone().unwrap_or_default();
+                    s.insert(c);
+                    match set.0 {
+                        0 => caps.set_bounding(Some(s)),
+                        1 => caps.set_effective(Some(s)),
+                        2 => caps.set_inheritable(Some(s)),
+                        3 => caps.set_permitted(Some(s)),
+                        _ => caps.set_ambient(Some(s)),
+                    };
+                }
+            }
+            p.set_capabilities(Some(caps));
+        }
+        Ok(p)
+    }
 }
 
 impl CreateArgs {
@@ -191,6 +349,10 @@ fn cmd_id(cmd: &Cmd) -> Option<(&'static str, &str)> {
         Cmd::State { id } => ("state", id),
         Cmd::Kill { id, .. } => ("kill", id),
         Cmd::Delete { id, .. } => ("delete", id),
+        Cmd::Exec(a) => ("exec", a.id.as_str()),
+        Cmd::Pause { id } => ("pause", id),
+        Cmd::Resume { id } => ("resume", id),
+        Cmd::Ps { id, .. } => ("ps", id),
         Cmd::List { .. } | Cmd::Spec { .. } => return None,
     })
 }
@@ -228,6 +390,31 @@ fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             rt.kill(id, sig, *all)?;
         }
         Cmd::Delete { id, force } => rt.delete(id, *force)?,
+        Cmd::Exec(a) => {
+            let process = a.process(&rt)?;
+            let opts = crate::container::ExecOptions {
+                process,
+                console_socket: a.console_socket.clone(),
+                detach: a.detach,
+                pid_file: a.pid_file.clone(),
+                preserve_fds: a.preserve_fds,
+            };
+            return rt.exec(&a.id, &opts);
+        }
+        Cmd::Pause { id } => rt.pause(id)?,
+        Cmd::Resume { id } => rt.resume(id)?,
+        Cmd::Ps { format, id, ps_args } => {
+            let pids = rt.pids(id)?;
+            if *format == ListFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&pids).map_err(|e| Error::msg(e.to_string()))?
+                );
+            } else {
+                print!("{}", ps_table(&pids, ps_args)?);
+            }
+        }
+
         Cmd::List { format, quiet } => {
             let list = rt.list()?;
             if *quiet {
@@ -287,4 +474,44 @@ pub fn table(list: &[crate::state::OciState]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `ps` as runc prints it: the host's `ps` output (default `-ef`), keeping the header and the
+/// lines whose PID column is one of the container's processes.
+fn ps_table(pids: &[i32], args: &[String]) -> Result<String> {
+    let args: Vec<String> = if args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| Error::msg(format!("running ps: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::msg(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| Error::msg("ps output has no PID column"))?;
+    let mut res = format!("{header}\n");
+    for l in lines {
+        if l.split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
+            res.push_str(l);
+            res.push('\n');
+        }
+    }
+    Ok(res)
 }

@@ -264,6 +264,13 @@ impl Runtime {
             cgroup_owned: Vec::new(),
             own_pid_ns: plan.own_pid_ns(),
             hooks: spec.hooks().clone(),
+            process: spec.process().clone(),
+            namespaces: plan
+                .new
+                .iter()
+                .copied()
+                .chain(plan.join.iter().map(|(t, _)| *t))
+                .collect(),
         };
         self.store.save(&st)?;
         let made = cgroup.create(made_cgroups);
@@ -432,13 +439,22 @@ impl Runtime {
     fn destroy(&self, st: &ContainerState) -> Result<()> {
         if crate::sys::process_alive(st.pid, Some(st.pid_start)) {
             let _ = crate::sys::kill(st.pid, libc::SIGKILL);
+            // A frozen container cannot die until it is thawed.
+            if st.cgroup.frozen() {
+                let _ = st.cgroup.set_frozen(false);
+            }
             crate::sys::wait_exit(st.pid, Some(Duration::from_secs(10)));
         }
+
         // Without a pid namespace of its own, the container's other processes outlive its
         // init; with one, the kernel kills them all with it.
         if !st.own_pid_ns {
+            if st.cgroup.frozen() {
+                let _ = st.cgroup.set_frozen(false);
+            }
             st.cgroup.signal_all(libc::SIGKILL)?;
         }
+
         st.cgroup.remove(&st.cgroup_owned)?;
         let json = state_json(&st.oci(Status::Stopped))?;
         if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
@@ -568,6 +584,148 @@ impl Runtime {
             }
         };
         Ok(code)
+    }
+}
+
+/// Options of `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// The process to run (from `--process`, or the container's process with CLI overrides).
+    pub process: oci_spec::runtime::Process,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+}
+
+impl Runtime {
+    /// The container's own process, the base of `exec`'s defaults (runc takes them from the
+    /// container's config).
+    pub fn container_process(&self, id: &str) -> Result<oci_spec::runtime::Process> {
+        let st = self.store.load(id)?;
+        st.process
+            .ok_or_else(|| Error::msg("the container's state has no process"))
+    }
+
+    /// `exec`: runs a new process in a created or running container. In the foreground waits for
+    /// it (forwarding signals, relaying a terminal) and returns its exit status; with `detach`
+    /// returns 0 once it runs.
+    pub fn exec(&self, id: &str, o: &ExecOptions) -> Result<i32> {
+        let st = self.store.load(id)?;
+        match st.status(&self.store.dir(id)) {
+            Status::Created | Status::Running => {}
+            Status::Paused => return Err(Error::msg("cannot exec in a paused container")),
+            s => return Err(Error::msg(format!("cannot exec in a {s} container"))),
+        }
+        let p = &o.process;
+        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::msg("exec needs a command"));
+        }
+        let terminal = p.terminal().unwrap_or(false);
+        if terminal && o.detach && o.console_socket.is_none() {
+            return Err(Error::msg(
+                "exec --tty --detach needs a --console-socket to receive the pty",
+            ));
+        }
+        if !terminal && o.console_socket.is_some() {
+            return Err(Error::msg("--console-socket given but the process has no terminal"));
+        }
+        let mut cfg = crate::process::exec::ExecConfig {
+            id: id.to_string(),
+            init_pid: st.pid,
+            init_start: st.pid_start,
+            namespaces: st.namespaces.clone(),
+            process: o.process.clone(),
+            cgroup: st.cgroup.clone(),
+            preserve_fds: o.preserve_fds,
+            console: None,
+        };
+        if o.detach {
+            if let Some(p) = &o.console_socket {
+                cfg.console = Some(crate::console::connect(p)?);
+            }
+            let pid = crate::process::exec::spawn(&cfg)?;
+            if let Some(pf) = &o.pid_file {
+                write_pid_file(pf, pid)?;
+            }
+            return Ok(0);
+        }
+        let mut set = nix::sys::signal::SigSet::all();
+        for s in [
+            Signal::SIGKILL,
+            Signal::SIGSTOP,
+            Signal::SIGSEGV,
+            Signal::SIGBUS,
+            Signal::SIGILL,
+            Signal::SIGFPE,
+            Signal::SIGTRAP,
+            Signal::SIGABRT,
+        ] {
+            set.remove(s);
+        }
+        let old = crate::sys::block_signals(&set)?;
+        let res = (|| -> Result<i32> {
+            use nix::sys::signalfd::{SfdFlags, SignalFd};
+            // The process is forked by a helper that exits: it is re-parented to us.
+            crate::sys::set_child_subreaper()?;
+            let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).ctx(|| "creating a signalfd".into())?;
+            let mut ours = None;
+            if terminal {
+                match &o.console_socket {
+                    Some(p) => cfg.console = Some(crate::console::connect(p)?),
+                    None => {
+                        let (a, b) = UnixStream::pair().ctx(|| "creating the console socket pair".into())?;
+                        cfg.console = Some(b);
+                        ours = Some(a);
+                    }
+                }
+            }
+            let pid = crate::process::exec::spawn(&cfg)?;
+            cfg.console = None;
+            if let Some(pf) = &o.pid_file {
+                write_pid_file(pf, pid)?;
+            }
+            let mut relay = match ours {
+                Some(sock) => Some(crate::console::recv_fd(sock.as_raw_fd()).and_then(crate::console::Relay::new)?),
+                None => None,
+            };
+            let code = Self::wait_foreground(pid, &sfd, relay.as_mut());
+            if let Some(r) = relay.as_mut() {
+                r.drain();
+            }
+            code
+        })();
+        let _ = crate::sys::set_signal_mask(&old);
+        res
+    }
+
+    /// `pause`: freezes every process of the container.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let _lock = self.store.lock(id)?;
+        let st = self.store.load(id)?;
+        match st.status(&self.store.dir(id)) {
+            Status::Running | Status::Created => st.cgroup.set_frozen(true),
+            s => Err(Error::msg(format!("cannot pause a {s} container"))),
+        }
+    }
+
+    /// `resume`: thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let _lock = self.store.lock(id)?;
+        let st = self.store.load(id)?;
+        match st.status(&self.store.dir(id)) {
+            Status::Paused => st.cgroup.set_frozen(false),
+            s => Err(Error::msg(format!("cannot resume a {s} container: it is not paused"))),
+        }
+    }
+
+    /// `ps`: the host pids of the container's processes.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let st = self.store.load(id)?;
+        let mut p = st.cgroup.pids()?;
+        p.sort_unstable();
+        p.dedup();
+        Ok(p)
     }
 }
 

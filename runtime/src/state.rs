@@ -7,7 +7,7 @@
 
 use crate::cgroups::CgroupPaths;
 use crate::error::{Context, Error, Result};
-use oci_spec::runtime::Hooks;
+use oci_spec::runtime::{Hooks, LinuxNamespaceType, Process};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
@@ -26,6 +26,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -35,6 +36,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -67,6 +69,12 @@ pub struct ContainerState {
     /// Hooks kept for the later phases (poststart, poststop).
     #[serde(default)]
     pub hooks: Option<Hooks>,
+    /// The container's process, the defaults of `exec`.
+    #[serde(default)]
+    pub process: Option<Process>,
+    /// The namespaces of the container (created or joined), which `exec` joins.
+    #[serde(default)]
+    pub namespaces: Vec<LinuxNamespaceType>,
 }
 
 /// The OCI state JSON, as `runc state` prints it and hooks receive it on stdin.
@@ -96,6 +104,8 @@ impl ContainerState {
         }
         if dir.join(EXEC_FIFO).exists() {
             Status::Created
+        } else if self.cgroup.frozen() {
+            Status::Paused
         } else {
             Status::Running
         }

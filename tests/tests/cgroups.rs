@@ -84,3 +84,30 @@ fn pure_cgroup_v2_layout_without_cgroup_namespace() {
     assert_eq!(out.lines().last().unwrap(), "1", "{out}");
     assert_no_leaks(&b);
 }
+
+#[test]
+fn pause_and_resume_on_cgroup_v2() {
+    if !v2_mount_available() {
+        eprintln!("skipped: no cgroup2 hierarchy on this host");
+        return;
+    }
+    let b = Bundle::new("cgv2pause", &["sleep", "100"]);
+    b.save();
+    let d = format!("{} --root {}", dray_bin().display(), b.root.display());
+    let id = &b.id;
+    let script = format!(
+        "mount --make-rprivate / && umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && \
+         {d} run -d {id} && {d} pause {id} && {d} state {id} | grep -o '\"status\": \"[a-z]*\"' && \
+         cat /sys/fs/cgroup/{id}/cgroup.freeze && {d} resume {id} && {d} state {id} | grep -o '\"status\": \"[a-z]*\"' && \
+         {d} delete --force {id} && echo deleted"
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script]).current_dir(&b.dir);
+    let o = run_with_timeout(cmd, Duration::from_secs(30));
+    assert!(o.status.success(), "{} {}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "\"status\": \"paused\"\n1\n\"status\": \"running\"\ndeleted\n"
+    );
+    assert_no_leaks(&b);
+}

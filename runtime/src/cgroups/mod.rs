@@ -175,11 +175,9 @@ pub fn paths_for(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path
         // The container must get a cgroup of its own: never a hierarchy's root, and never the
         // runtime's own cgroup (deleting the container would kill the caller).
         let own = own_cgroup(proc_cgroup, h).unwrap_or_else(|| "/".into());
-        let own_rel = Path::new(&own)
-            .strip_prefix(&h.root)
-            .unwrap_or(Path::new(&own))
-            .strip_prefix("/")
-            .unwrap_or(Path::new(""));
+        let own_path = Path::new(&own);
+        let own_rel = own_path.strip_prefix(&h.root).unwrap_or(own_path);
+        let own_rel = own_rel.strip_prefix("/").unwrap_or(own_rel);
         if rel.as_os_str().is_empty() || rel == own_rel {
             return Err(Error::msg(format!(
                 "cgroupsPath {:?} names the root or the runtime's own cgroup in {}",
@@ -252,6 +250,58 @@ impl CgroupPaths {
         Err(Error::msg(
             "no device controller on this host: cannot enforce linux.resources.devices",
         ))
+    }
+
+    /// The directory that freezes the container: the v1 freezer, else the v2 cgroup (which has
+    /// cgroup.freeze).
+    fn freezer(&self) -> Option<&CgroupDir> {
+        self.dirs
+            .iter()
+            .find(|d| !d.v2 && d.controllers.split(',').any(|c| c == "freezer"))
+            .or_else(|| self.dirs.iter().find(|d| d.v2 && d.path.join("cgroup.freeze").exists()))
+    }
+
+    /// True when the container's cgroup is frozen (`pause`).
+    pub fn frozen(&self) -> bool {
+        match self.freezer() {
+            Some(d) if d.v2 => std::fs::read_to_string(d.path.join("cgroup.events"))
+                .map(|t| t.lines().any(|l| l == "frozen 1"))
+                .unwrap_or(false),
+            Some(d) => std::fs::read_to_string(d.path.join("freezer.state"))
+                .map(|t| t.trim() == "FROZEN")
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// Freezes (`pause`) or thaws (`resume`) the container and waits until the kernel reports
+    /// the new state (v1 passes through FREEZING; v2 reports it in cgroup.events).
+    pub fn set_frozen(&self, freeze: bool) -> Result<()> {
+        let d = self
+            .freezer()
+            .ok_or_else(|| Error::msg("no freezer on this host (v1 freezer or cgroup v2 cgroup.freeze)"))?;
+        let (file, value) = match (d.v2, freeze) {
+            (true, f) => ("cgroup.freeze", if f { "1" } else { "0" }),
+            (false, true) => ("freezer.state", "FROZEN"),
+            (false, false) => ("freezer.state", "THAWED"),
+        };
+        let mut delay = Duration::from_micros(100);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // v1 may need the write repeated while tasks are still freezing.
+            crate::sys::write_file(d.path.join(file), value)?;
+            if self.frozen() == freeze {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::msg(format!(
+                    "the container did not {} within 10s",
+                    if freeze { "freeze" } else { "thaw" }
+                )));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(10));
+        }
     }
 
     /// Moves process `pid` into the container's cgroup in every hierarchy.

@@ -24,7 +24,9 @@
 //! removes everything it made. The channel is a close-on-exec SOCK_SEQPACKET pair, so a dead
 //! peer shows as end-of-file on the other side.
 
+pub mod exec;
 pub mod init;
+
 pub mod message;
 pub mod trampoline;
 

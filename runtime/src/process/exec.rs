@@ -1,0 +1,140 @@
+//! `exec`: a new process inside a running container.
+//!
+//! The runtime opens the init's namespace files, forks a child that joins them (the user
+//! namespace first), and that child forks the process (a pid namespace only applies to
+//! children), reports its pid and exits. The process then finishes like the init (console,
+//! capabilities, user, cwd, exec lookup) and execs through the trampoline. Phases:
+//!
+//! ```text
+//! runtime                                  child (joins)          process
+//! cgroup.procs, oom_score_adj, prlimit
+//! Go ─────────────────────────────────▶    setns(user, ...); fork ───▶ (born in the container)
+//! (reap the child)   ◀──── InitPid(pid)    exit
+//! done ◀───────────────────────────────────────────────────────────── Ready, then exec
+//!      (end-of-file: the exec happened; Error(reason): it did not)
+//! ```
+
+use super::message::{Channel, Msg};
+use crate::cgroups::CgroupPaths;
+use crate::error::{Context, Error, Result};
+use crate::namespaces;
+use oci_spec::runtime::{LinuxNamespaceType as Ns, Process};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+/// What `exec` needs, prepared before the fork.
+pub struct ExecConfig {
+    pub id: String,
+    pub init_pid: i32,
+    pub init_start: u64,
+    pub namespaces: Vec<Ns>,
+    pub process: Process,
+    pub cgroup: CgroupPaths,
+    pub preserve_fds: i32,
+    pub console: Option<UnixStream>,
+}
+
+/// Starts the process; returns its host pid once it has exec'd.
+pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
+    let tramp = super::trampoline::create()?;
+    // The user namespace goes first: the others are owned by it.
+    let mut order: Vec<Ns> = cfg.namespaces.clone();
+    order.sort_by_key(|t| *t != Ns::User);
+    order.dedup();
+    let mut fds = Vec::new();
+    for t in order {
+        let path = format!("/proc/{}/ns/{}", cfg.init_pid, namespaces::proc_name(t));
+        let f = File::open(&path).ctx(|| format!("opening {path}"))?;
+        fds.push((t, f));
+    }
+    // The namespace files were opened from the right process, not one that reused its pid.
+    if !crate::sys::process_alive(cfg.init_pid, Some(cfg.init_start)) {
+        return Err(Error::msg("the container's init is not running"));
+    }
+    let (parent, child) = Channel::pair()?;
+    // SAFETY: the runtime is single-threaded here.
+    let pid = unsafe { crate::sys::clone_fork(0) }?;
+    if pid == 0 {
+        drop(parent);
+        let err = match child_run(cfg, &child, &fds, tramp.as_ref()) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        let _ = child.send(&Msg::Error(err.to_string()));
+        // SAFETY: _exit skips the destructors of the forked copy of the runtime.
+        unsafe { libc::_exit(1) }
+    }
+    drop(child);
+    let mut proc_pid = 0;
+    let res = (|| -> Result<i32> {
+        cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?;
+        if let Some(adj) = cfg.process.oom_score_adj() {
+            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+                .map_err(|e| Error::msg(format!("setting oomScoreAdj to {adj}: {e}")))?;
+        }
+        if let Some(l) = cfg.process.rlimits() {
+            crate::rlimits::apply(pid, l)?;
+        }
+        parent.send(&Msg::Go)?;
+        match parent.recv()? {
+            Some(Msg::InitPid(p)) => proc_pid = p,
+            Some(Msg::Error(e)) => return Err(Error::Msg(e)),
+            Some(m) => return Err(Error::msg(format!("protocol error: unexpected {m:?}"))),
+            None => return Err(Error::msg("the exec helper exited early")),
+        }
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        parent.expect(&Msg::Ready)?;
+        match parent.recv()? {
+            None => Ok(proc_pid),
+            Some(Msg::Error(e)) => Err(Error::Msg(e)),
+            Some(m) => Err(Error::msg(format!("protocol error: unexpected {m:?}"))),
+        }
+    })();
+    if res.is_err() {
+        if proc_pid > 0 {
+            super::kill_and_reap(proc_pid);
+        } else {
+            super::kill_and_reap(pid);
+        }
+    }
+    res
+}
+
+enum Never {}
+
+fn child_run(cfg: &ExecConfig, ch: &Channel, fds: &[(Ns, File)], tramp: Option<&OwnedFd>) -> Result<Never> {
+    crate::sys::set_dumpable(false)?;
+    ch.expect(&Msg::Go)?;
+    for (t, f) in fds {
+        nix::sched::setns(
+            f.as_fd(),
+            nix::sched::CloneFlags::from_bits_retain(namespaces::flag(*t)),
+        )
+        .ctx(|| format!("joining the container's {} namespace", namespaces::proc_name(*t)))?;
+    }
+    // SAFETY: single-threaded (a fork of the single-threaded runtime).
+    let pid = unsafe { crate::sys::clone_fork(0) }?;
+    if pid != 0 {
+        ch.send(&Msg::InitPid(pid))?;
+        // SAFETY: see spawn.
+        unsafe { libc::_exit(0) }
+    }
+    if cfg.namespaces.contains(&Ns::User) {
+        let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
+        let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+    }
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    if cfg.process.terminal().unwrap_or(false) {
+        let sock = cfg
+            .console
+            .as_ref()
+            .ok_or_else(|| Error::msg("--tty needs a console socket"))?;
+        super::init::setup_console(sock, &cfg.process, false)?;
+    }
+    let prepared = super::init::finish_process(&cfg.process, cfg.preserve_fds)?;
+    ch.send(&Msg::Ready)?;
+    let e = super::init::exec_prepared(tramp, &prepared);
+    eprintln!("dray: exec in container {}: {e}", cfg.id);
+    Err(e)
+}

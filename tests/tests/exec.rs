@@ -1,0 +1,212 @@
+//! exec, pause/resume and ps in a running container.
+
+use dray_e2e::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn running(name: &str) -> Bundle {
+    let b = Bundle::new(name, &["sleep", "1000"]);
+    let o = b.dray(&["run", "--detach", &b.id.clone()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    b
+}
+
+#[test]
+fn exec_joins_the_container_and_returns_the_exit_status() {
+    let b = running("exec");
+    let init = b.state()["pid"].as_i64().unwrap();
+    let ns = |pid: &str, n: &str| std::fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap();
+    let o = b.dray(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "for n in pid mnt uts ipc net cgroup; do readlink /proc/self/ns/$n; done; hostname; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    for (i, n) in ["pid", "mnt", "uts", "ipc", "net", "cgroup"].iter().enumerate() {
+        assert_eq!(lines[i], ns(&init.to_string(), n).to_string_lossy(), "{n}");
+    }
+    assert_eq!(lines[6], "dray");
+    // The exec'd process is in the container's cgroup (and cgroup namespace), like pid 1.
+    let o = b.dray(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup",
+    ]);
+    let out = stdout(&o);
+    let (mine, init1) = out.split_once("---\n").unwrap();
+    assert_eq!(mine, init1);
+    b.cleanup();
+}
+
+#[test]
+fn exec_flags_user_env_cwd_caps_and_process_json() {
+    let b = running("execflags");
+    let o = b.dray(&[
+        "exec",
+        "--user",
+        "1000:1001",
+        "--additional-gids",
+        "20",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "--cap",
+        "CAP_KILL",
+        "--no-new-privs",
+        &b.id,
+        "sh",
+        "-c",
+        "id -u; id -g; echo $FOO; pwd; grep -E 'CapAmb|NoNewPrivs|Groups' /proc/self/status",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(&l[..4], ["1000", "1001", "bar", "/tmp"]);
+    assert!(out.contains("CapAmb:\t0000000000000020"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(
+        out.lines().any(|x| x.starts_with("Groups:") && x.contains("20")),
+        "{out}"
+    );
+    let process = json!({"terminal": false, "user": {"uid": 0, "gid": 0}, "args": ["sh", "-c", "echo $X; pwd"], "env": ["X=from-json", "PATH=/bin"], "cwd": "/etc"});
+    let pj = b.dir.join("process.json");
+    std::fs::write(&pj, process.to_string()).unwrap();
+    let o = b.dray(&["exec", "--process", pj.to_str().unwrap(), &b.id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "from-json\n/etc\n");
+    b.cleanup();
+}
+
+#[test]
+fn exec_detach_with_pid_file_and_ps() {
+    let b = running("execd");
+    let pf = b.dir.join("exec.pid");
+    let o = b.dray(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        &b.id,
+        "sleep",
+        "500",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pid: i32 = std::fs::read_to_string(&pf).unwrap().parse().unwrap();
+    let init = b.state()["pid"].as_i64().unwrap() as i32;
+    let o = b.dray(&["ps", "--format", "json", &b.id]);
+    let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(pids.contains(&pid) && pids.contains(&init), "{pids:?}");
+    let o = b.dray(&["ps", &b.id]);
+    let t = stdout(&o);
+    assert!(
+        t.starts_with("UID") && t.contains("sleep 500") && t.contains("sleep 1000"),
+        "{t}"
+    );
+    let o = b.dray(&["ps", &b.id, "-o", "pid,comm"]);
+    assert!(stdout(&o).lines().next().unwrap().contains("PID"), "{}", stdout(&o));
+    b.cleanup();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    );
+}
+
+#[test]
+fn exec_with_a_terminal() {
+    let b = running("exectty");
+    let o = b.dray(&["exec", "--tty", &b.id, "sh", "-c", "tty; exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stdout(&o).contains("/dev/pts/"), "{}", stdout(&o));
+    b.cleanup();
+}
+
+#[test]
+fn exec_refuses_paused_stopped_and_missing_containers() {
+    let b = running("execref");
+    assert!(b.dray(&["pause", &b.id]).status.success());
+    assert_eq!(b.status(), "paused");
+    let o = b.dray(&["exec", &b.id, "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("paused"), "{}", stderr(&o));
+    assert!(b.dray(&["resume", &b.id]).status.success());
+    assert_eq!(b.status(), "running");
+    assert!(
+        !b.dray(&["resume", &b.id]).status.success(),
+        "resume of a running container"
+    );
+    assert!(b.dray(&["kill", &b.id, "KILL"]).status.success());
+    b.wait_status("stopped");
+    let o = b.dray(&["exec", &b.id, "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("stopped"), "{}", stderr(&o));
+    let o = b.dray(&["exec", "no-such-container", "true"]);
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    let o = b.dray(&["exec", &b.id, "/no/such/binary"]);
+    assert_eq!(o.status.code(), Some(1));
+    b.cleanup();
+}
+
+#[test]
+fn exec_of_a_missing_binary_fails_and_leaves_nothing() {
+    let b = running("execmissing");
+    let o = b.dray(&["exec", &b.id, "/no/such/binary"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/no/such/binary"), "{}", stderr(&o));
+    let o = b.dray(&["ps", "--format", "json", &b.id]);
+    let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(pids.len(), 1, "only the init is left: {pids:?}");
+    b.cleanup();
+}
+
+#[test]
+fn pause_freezes_every_process() {
+    let b = Bundle::new(
+        "pause",
+        &["sh", "-c", "while :; do date +%s%N > /out/tick; sleep 0.01; done"],
+    );
+    assert!(b.dray(&["run", "--detach", &b.id.clone()]).status.success());
+    wait_for_file(&b.out().join("tick"));
+    assert!(b.dray(&["pause", &b.id]).status.success());
+    let a = std::fs::read_to_string(b.out().join("tick")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        std::fs::read_to_string(b.out().join("tick")).unwrap(),
+        a,
+        "a paused container kept running"
+    );
+    assert!(b.dray(&["resume", &b.id]).status.success());
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(b.out().join("tick")).unwrap() == a {
+        assert!(t.elapsed() < Duration::from_secs(10), "resumed container does not run");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // delete --force of a paused container works too.
+    assert!(b.dray(&["pause", &b.id]).status.success());
+    assert!(b.dray(&["delete", "--force", &b.id]).status.success());
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn exec_never_runs_the_host_binary_either() {
+    let b = running("execcve");
+    std::fs::write(b.dir.join("rootfs/evil"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        b.dir.join("rootfs/evil"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let before = std::fs::read(dray_bin()).unwrap();
+    let o = b.dray(&["exec", &b.id, "/evil"]);
+    assert_eq!(o.status.code(), Some(127), "{} {}", stdout(&o), stderr(&o));
+    assert_eq!(std::fs::read(dray_bin()).unwrap(), before);
+    b.cleanup();
+}
