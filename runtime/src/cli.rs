@@ -121,6 +121,8 @@ pub enum Cmd {
     },
     /// Run a new process in a running container.
     Exec(ExecArgs),
+    /// Change the resource limits of a running container.
+    Update(UpdateArgs),
     /// Suspend every process of a container.
     Pause { id: String },
     /// Resume a paused container.
@@ -284,6 +286,159 @@ impl ExecArgs {
     }
 }
 
+#[derive(clap::Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// A resources JSON file (linux.resources), or "-" for stdin.
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-share")]
+    pub cpu_share: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpu-idle")]
+    pub cpu_idle: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Kernel memory limit (ignored with a warning, as runc on current kernels).
+    #[arg(long = "kernel-memory")]
+    pub kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp")]
+    pub kernel_memory_tcp: Option<String>,
+    /// Memory limit in bytes (suffixes k, m, g, t), -1 for unlimited.
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit, -1 for unlimited swap.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Intel RDT (not available: refused).
+    #[arg(long = "l3-cache-schema")]
+    pub l3_cache_schema: Option<String>,
+    #[arg(long = "mem-bw-schema")]
+    pub mem_bw_schema: Option<String>,
+    pub id: String,
+}
+
+/// Parses a byte size like docker and runc do: 1024, 512k, 64m, 2g (binary units); -1.
+pub fn parse_bytes(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = digits.parse().map_err(|_| Error::msg(format!("invalid size {s:?}")))?;
+    if n < 0.0 {
+        return Err(Error::msg(format!("invalid size {s:?}")));
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+impl UpdateArgs {
+    /// The resources to apply: the file's, then each flag on top.
+    pub fn resources(&self) -> Result<oci_spec::runtime::LinuxResources> {
+        use oci_spec::runtime::{LinuxMemory, LinuxPids, LinuxResources};
+        if self.l3_cache_schema.is_some() || self.mem_bw_schema.is_some() {
+            return Err(Error::msg(
+                "Intel RDT (--l3-cache-schema, --mem-bw-schema) is not available on this host",
+            ));
+        }
+        let mut r: LinuxResources = match &self.resources {
+            Some(p) => {
+                let data = if p.as_os_str() == "-" {
+                    let mut v = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+                        .map_err(|e| Error::msg(format!("reading stdin: {e}")))?;
+                    v
+                } else {
+                    std::fs::read(p).map_err(|e| Error::msg(format!("reading {}: {e}", p.display())))?
+                };
+                serde_json::from_slice(&data).map_err(|e| Error::msg(format!("invalid resources JSON: {e}")))?
+            }
+            None => LinuxResources::default(),
+        };
+        let mut mem = (*r.memory()).unwrap_or_default();
+        let mut mem_set = r.memory().is_some();
+        for (v, f) in [
+            (
+                &self.memory,
+                LinuxMemory::set_limit as fn(&mut LinuxMemory, Option<i64>) -> &mut LinuxMemory,
+            ),
+            (&self.memory_reservation, LinuxMemory::set_reservation),
+            (&self.memory_swap, LinuxMemory::set_swap),
+            (&self.kernel_memory, LinuxMemory::set_kernel),
+            (&self.kernel_memory_tcp, LinuxMemory::set_kernel_tcp),
+        ] {
+            if let Some(s) = v {
+                f(&mut mem, Some(parse_bytes(s)?));
+                mem_set = true;
+            }
+        }
+        if mem_set {
+            r.set_memory(Some(mem));
+        }
+        let mut cpu = r.cpu().clone().unwrap_or_default();
+        let before = cpu.clone();
+        if let Some(v) = self.cpu_period {
+            cpu.set_period(Some(v));
+        }
+        if let Some(v) = self.cpu_quota {
+            cpu.set_quota(Some(v));
+        }
+        if let Some(v) = self.cpu_share {
+            cpu.set_shares(Some(v));
+        }
+        if let Some(v) = self.cpu_rt_period {
+            cpu.set_realtime_period(Some(v));
+        }
+        if let Some(v) = self.cpu_rt_runtime {
+            cpu.set_realtime_runtime(Some(v));
+        }
+        if let Some(v) = self.cpu_idle {
+            cpu.set_idle(Some(v));
+        }
+        if let Some(v) = &self.cpuset_cpus {
+            cpu.set_cpus(Some(v.clone()));
+        }
+        if let Some(v) = &self.cpuset_mems {
+            cpu.set_mems(Some(v.clone()));
+        }
+        if cpu != before || r.cpu().is_some() {
+            r.set_cpu(Some(cpu));
+        }
+        if let Some(l) = self.pids_limit {
+            let mut p = LinuxPids::default();
+            p.set_limit(l);
+            r.set_pids(Some(p));
+        }
+        if let Some(w) = self.blkio_weight {
+            let mut b = r.block_io().clone().unwrap_or_default();
+            b.set_weight(Some(w));
+            r.set_block_io(Some(b));
+        }
+        Ok(r)
+    }
+}
+
 impl CreateArgs {
     fn options(&self) -> CreateOptions {
         CreateOptions {
@@ -350,6 +505,7 @@ fn cmd_id(cmd: &Cmd) -> Option<(&'static str, &str)> {
         Cmd::Kill { id, .. } => ("kill", id),
         Cmd::Delete { id, .. } => ("delete", id),
         Cmd::Exec(a) => ("exec", a.id.as_str()),
+        Cmd::Update(a) => ("update", a.id.as_str()),
         Cmd::Pause { id } => ("pause", id),
         Cmd::Resume { id } => ("resume", id),
         Cmd::Ps { id, .. } => ("ps", id),
@@ -400,6 +556,10 @@ fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
                 preserve_fds: a.preserve_fds,
             };
             return rt.exec(&a.id, &opts);
+        }
+        Cmd::Update(a) => {
+            let r = a.resources()?;
+            rt.update(&a.id, &r)?;
         }
         Cmd::Pause { id } => rt.pause(id)?,
         Cmd::Resume { id } => rt.resume(id)?,

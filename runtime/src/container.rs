@@ -78,23 +78,12 @@ pub fn load_bundle(bundle: &Path) -> Result<(Spec, PathBuf)> {
 /// seccomp profile or an LSM label would run the container with less isolation than asked.
 pub fn check_supported(spec: &Spec) -> Result<()> {
     let unsupported = |what: &str| Err(Error::msg(format!("{what} is not supported by dray yet")));
-    let set = |v: serde_json::Value| !is_empty_value(&v);
     let linux = spec.linux().as_ref();
     if let Some(l) = linux {
         if l.seccomp().is_some() {
             return unsupported("linux.seccomp");
         }
-        if let Some(r) = l.resources() {
-            let mut v = serde_json::to_value(r).map_err(|e| Error::msg(e.to_string()))?;
-            if let Some(o) = v.as_object_mut() {
-                o.remove("devices");
-                for (k, val) in o.iter() {
-                    if set(val.clone()) {
-                        return unsupported(&format!("linux.resources.{k}"));
-                    }
-                }
-            }
-        }
+
         for (name, present) in [
             ("linux.intelRdt", l.intel_rdt().is_some()),
             ("linux.personality", l.personality().is_some()),
@@ -137,19 +126,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// True for JSON that sets nothing: null, false, 0, "", empty arrays and objects of such.
-fn is_empty_value(v: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.iter().all(is_empty_value),
-        Value::Object(o) => o.values().all(is_empty_value),
-    }
 }
 
 /// The user name of the current uid, for the state's `owner`.
@@ -283,6 +259,11 @@ impl Runtime {
         made?;
         if let Some(rules) = crate::cgroups::devices::rules(&spec)? {
             cgroup.apply_devices(&rules)?;
+        }
+        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            for w in cgroup.apply_resources(r, false)? {
+                tracing::warn!("{w}");
+            }
         }
         let console = match (&o.console_socket, console) {
             (_, Some(c)) => Some(c),
@@ -697,6 +678,22 @@ impl Runtime {
         })();
         let _ = crate::sys::set_signal_mask(&old);
         res
+    }
+
+    /// `update`: applies new resource limits to a created, running or paused container.
+    pub fn update(&self, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let _lock = self.store.lock(id)?;
+        let st = self.store.load(id)?;
+        if matches!(st.status(&self.store.dir(id)), Status::Stopped | Status::Creating) {
+            return Err(Error::msg("container not running"));
+        }
+        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            tracing::warn!("update: device rules are applied at create time only; ignored");
+        }
+        for w in st.cgroup.apply_resources(r, true)? {
+            tracing::warn!("{w}");
+        }
+        Ok(())
     }
 
     /// `pause`: freezes every process of the container.

@@ -75,10 +75,10 @@ fn v2_device_program_denies_what_is_not_allowed() {
 #[test]
 fn unsupported_fields_are_refused_not_ignored() {
     let mut b = Bundle::new("unsup", &["true"]);
-    b.config["linux"]["resources"]["memory"] = json!({"limit": 10_000_000});
+    b.config["linux"]["intelRdt"] = json!({"closID": "x"});
     let o = b.dray(&["create", &b.id.clone()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("linux.resources.memory"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("linux.intelRdt"), "{}", stderr(&o));
     assert_no_leaks(&b);
     let mut b = Bundle::new("unsupsec", &["true"]);
     b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"});

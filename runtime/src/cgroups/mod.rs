@@ -7,6 +7,7 @@
 //! [`v2`].
 
 pub mod devices;
+pub mod resources;
 pub mod v1;
 pub mod v2;
 
@@ -220,6 +221,9 @@ impl CgroupPaths {
                     None => break,
                 }
             }
+            if d.v2 {
+                v2::enable_controllers(&d.mountpoint, &d.path);
+            }
             for dir in missing.iter().rev() {
                 match std::fs::create_dir(dir) {
                     Ok(()) => created.push(dir.clone()),
@@ -302,6 +306,155 @@ impl CgroupPaths {
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_millis(10));
         }
+    }
+
+    /// Where the host has a controller: its v1 hierarchy, else the v2 directory when the
+    /// controller is enabled there.
+    fn host(&self, v1: &str, v2: Option<&str>) -> Option<&CgroupDir> {
+        if let Some(d) = self
+            .dirs
+            .iter()
+            .find(|d| !d.v2 && d.controllers.split(',').any(|c| c == v1))
+        {
+            return Some(d);
+        }
+        let v2 = v2?;
+        let d = self.dirs.iter().find(|d| d.v2)?;
+        let avail = std::fs::read_to_string(d.path.join("cgroup.controllers")).unwrap_or_default();
+        avail.split_whitespace().any(|c| c == v2).then_some(d)
+    }
+
+    /// Applies `linux.resources` (all but devices, see [`Self::apply_devices`]) to the
+    /// container's cgroup, at create time or for `update`. Returns warnings about fields the
+    /// host cannot honour but runc ignores too.
+    pub fn apply_resources(&self, r: &oci_spec::runtime::LinuxResources, update: bool) -> Result<Vec<String>> {
+        use resources as res;
+        let mut warn = Vec::new();
+        let mut todo: Vec<(&CgroupDir, res::Writes)> = Vec::new();
+        let missing = |name: &str| Error::msg(format!("the {name} controller is not available on this host"));
+        // Each category: v1 controller name, v2 name, and the writes for each version.
+        if let Some(m) = r.memory() {
+            let any = m.limit().is_some()
+                || m.reservation().is_some()
+                || m.swap().is_some()
+                || m.kernel_tcp().is_some()
+                || m.swappiness().is_some()
+                || m.disable_oom_killer() == Some(true)
+                || m.use_hierarchy() == Some(true);
+            if any {
+                let d = self.host("memory", Some("memory")).ok_or_else(|| missing("memory"))?;
+                if update && m.check_before_update() == Some(true) {
+                    if let Some(limit) = m.limit().filter(|l| *l >= 0) {
+                        let f = if d.v2 {
+                            "memory.current"
+                        } else {
+                            "memory.usage_in_bytes"
+                        };
+                        let usage: i64 = std::fs::read_to_string(d.path.join(f))
+                            .ok()
+                            .and_then(|s| s.trim().parse().ok())
+                            .unwrap_or(0);
+                        if limit < usage {
+                            return Err(Error::msg(format!(
+                                "memory.limit {limit} is below the current usage {usage} (checkBeforeUpdate)"
+                            )));
+                        }
+                    }
+                }
+                let w = if d.v2 {
+                    res::memory_v2(m, &mut warn)?
+                } else {
+                    res::memory_v1(m, d.path.join("memory.memsw.limit_in_bytes").exists(), &mut warn)?
+                };
+                todo.push((d, w));
+            } else if m.kernel().is_some() {
+                warn.push("memory.kernel ignored: kernel memory limits are gone from current kernels".into());
+            }
+        }
+        if let Some(c) = r.cpu() {
+            let probe = res::cpu_v1(c);
+            if !probe.is_empty() {
+                let d = self.host("cpu", Some("cpu")).ok_or_else(|| missing("cpu"))?;
+                todo.push((d, if d.v2 { res::cpu_v2(c)? } else { probe }));
+            }
+            let sets = res::cpuset(c);
+            if !sets.is_empty() {
+                let d = self.host("cpuset", Some("cpuset")).ok_or_else(|| missing("cpuset"))?;
+                todo.push((d, sets));
+            }
+        }
+        if let Some(p) = r.pids() {
+            let d = self.host("pids", Some("pids")).ok_or_else(|| missing("pids"))?;
+            todo.push((d, res::pids(p.limit())));
+        }
+        if let Some(b) = r.block_io() {
+            if !res::blkio_v1(b, false).is_empty() {
+                let d = self.host("blkio", Some("io")).ok_or_else(|| missing("blkio/io"))?;
+                let w = if d.v2 {
+                    res::io_v2(b, d.path.join("io.bfq.weight").exists())
+                } else {
+                    res::blkio_v1(
+                        b,
+                        !d.path.join("blkio.weight").exists() && d.path.join("blkio.bfq.weight").exists(),
+                    )
+                };
+                todo.push((d, w));
+            }
+        }
+        if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+            let d = self
+                .host("hugetlb", Some("hugetlb"))
+                .ok_or_else(|| missing("hugetlb"))?;
+            todo.push((d, res::hugetlb(r, d.v2)?));
+        }
+        if let Some(n) = r.network() {
+            if let Some(id) = n.class_id() {
+                let d = self.host("net_cls", None).ok_or_else(|| missing("net_cls"))?;
+                todo.push((d, vec![("net_cls.classid".into(), id.to_string())]));
+            }
+            let prios: res::Writes = n
+                .priorities()
+                .iter()
+                .flatten()
+                .map(|p| ("net_prio.ifpriomap".into(), format!("{} {}", p.name(), p.priority())))
+                .collect();
+            if !prios.is_empty() {
+                let d = self.host("net_prio", None).ok_or_else(|| missing("net_prio"))?;
+                todo.push((d, prios));
+            }
+        }
+        let rd = res::rdma(r);
+        if !rd.is_empty() {
+            let d = self.host("rdma", Some("rdma")).ok_or_else(|| missing("rdma"))?;
+            todo.push((d, rd));
+        }
+        if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
+            let d = self
+                .dirs
+                .iter()
+                .find(|d| d.v2)
+                .ok_or_else(|| Error::msg("linux.resources.unified needs cgroup v2"))?;
+            let mut keys: Vec<_> = u.iter().collect();
+            keys.sort();
+            let mut w = res::Writes::new();
+            for (k, v) in keys {
+                res::unified_key(k)?;
+                if !d.path.join(k).exists() {
+                    return Err(Error::msg(format!(
+                        "unified resource {k:?}: no such file in the container's cgroup (controller not enabled?)"
+                    )));
+                }
+                w.push((k.clone(), v.clone()));
+            }
+            todo.push((d, w));
+        }
+        for (d, writes) in todo {
+            for (file, value) in writes {
+                std::fs::write(d.path.join(&file), &value)
+                    .map_err(|e| Error::msg(format!("setting {file} to {value:?} in {}: {e}", d.path.display())))?;
+            }
+        }
+        Ok(warn)
     }
 
     /// Moves process `pid` into the container's cgroup in every hierarchy.
@@ -448,5 +601,65 @@ mod tests {
     fn unescapes_spaces() {
         assert_eq!(unescape("/a\\040b"), "/a b");
         assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    #[test]
+    fn v2_resources_are_written_to_a_cgroupfs() {
+        let base = std::env::temp_dir().join(format!("dray-cgfs-{}", std::process::id()));
+        let dir = base.join("c1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("memory.high"), "max").unwrap();
+        let paths = CgroupPaths {
+            dirs: vec![CgroupDir {
+                mountpoint: base.clone(),
+                path: dir.clone(),
+                controllers: String::new(),
+                v2: true,
+            }],
+        };
+        let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 100, "swap": 300, "reservation": 50},
+            "cpu": {"shares": 1024, "quota": 50000, "period": 200000, "cpus": "0-1", "mems": "0"},
+            "pids": {"limit": 10},
+            "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1000}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+            "rdma": {"mlx4_0": {"hcaHandles": 2, "hcaObjects": 2000}},
+            "unified": {"memory.high": "90"}
+        }))
+        .unwrap();
+        let warn = paths.apply_resources(&r, false).unwrap();
+        assert!(warn.is_empty(), "{warn:?}");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("memory.max"), "100");
+        assert_eq!(read("memory.swap.max"), "200");
+        assert_eq!(read("memory.low"), "50");
+        assert_eq!(read("cpu.weight"), "39");
+        assert_eq!(read("cpu.max"), "50000 200000");
+        assert_eq!(read("cpuset.cpus"), "0-1");
+        assert_eq!(read("pids.max"), "10");
+        assert_eq!(read("io.weight"), "default 4950");
+        assert_eq!(read("io.max"), "8:0 rbps=1000");
+        assert_eq!(read("hugetlb.2MB.max"), "4194304");
+        assert_eq!(read("rdma.max"), "mlx4_0 hca_handle=2 hca_object=2000");
+        assert_eq!(read("memory.high"), "90");
+        // A controller the cgroup lacks is an error, not a silent no-op.
+        std::fs::write(dir.join("cgroup.controllers"), "cpu\n").unwrap();
+        let e = paths.apply_resources(&r, false).unwrap_err().to_string();
+        assert!(e.contains("memory controller"), "{e}");
+        // Unified keys cannot name other paths.
+        std::fs::write(
+            dir.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma\n",
+        )
+        .unwrap();
+        let bad: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(serde_json::json!({"unified": {"../x.y": "1"}})).unwrap();
+        assert!(paths.apply_resources(&bad, false).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -8,3 +8,23 @@ pub fn is_cgroup2_mount(path: &Path) -> bool {
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
 }
+
+/// Enables, in every ancestor of `dir` below (and including) the mount root, all controllers
+/// the ancestor has, so that `dir` gets the controllers' files (runc does the same). A
+/// controller that cannot be enabled (e.g. a parent with processes of its own) is left out;
+/// a limit that needs it then fails with a clear error.
+pub fn enable_controllers(mountpoint: &std::path::Path, dir: &std::path::Path) {
+    let Ok(rel) = dir.strip_prefix(mountpoint) else { return };
+    let mut cur = mountpoint.to_path_buf();
+    for comp in rel.components() {
+        let avail = std::fs::read_to_string(cur.join("cgroup.controllers")).unwrap_or_default();
+        let enabled = std::fs::read_to_string(cur.join("cgroup.subtree_control")).unwrap_or_default();
+        for c in avail
+            .split_whitespace()
+            .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+        {
+            let _ = std::fs::write(cur.join("cgroup.subtree_control"), format!("+{c}"));
+        }
+        cur.push(comp);
+    }
+}

@@ -1,0 +1,179 @@
+//! `linux.resources` on this host's cgroups (v1 controllers, hugetlb on the hybrid cgroup2
+//! mount): values read back from the cgroup files, and their effect seen.
+
+use dray_e2e::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The container's directory in the hierarchy mounted at /sys/fs/cgroup/<name>.
+fn cg_dir(b: &Bundle, name: &str) -> PathBuf {
+    cgroup_dirs(&b.id)
+        .into_iter()
+        .find(|p| p.starts_with(Path::new("/sys/fs/cgroup").join(name)))
+        .unwrap_or_else(|| panic!("no {name} cgroup for {}", b.id))
+}
+
+fn read(p: PathBuf) -> String {
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+fn v1(name: &str) -> bool {
+    Path::new("/sys/fs/cgroup").join(name).join("cgroup.procs").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+#[test]
+fn limits_are_written_to_the_cgroup_files() {
+    if !v1("memory") {
+        eprintln!("skipped: not a cgroup v1 host");
+        return;
+    }
+    let mut b = Bundle::new("res", &["sleep", "100"]);
+    b.config["linux"]["resources"] = json!({
+        "devices": [{"allow": false, "access": "rwm"}],
+        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 96 << 20, "swappiness": 10, "disableOOMKiller": false},
+        "cpu": {"shares": 512, "quota": 20000, "period": 100000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 42}
+    });
+    b.create();
+    let mem = cg_dir(&b, "memory");
+    assert_eq!(read(mem.join("memory.limit_in_bytes")), (64u64 << 20).to_string());
+    assert_eq!(read(mem.join("memory.soft_limit_in_bytes")), (32u64 << 20).to_string());
+    if mem.join("memory.memsw.limit_in_bytes").exists() {
+        assert_eq!(read(mem.join("memory.memsw.limit_in_bytes")), (96u64 << 20).to_string());
+    }
+    assert_eq!(read(mem.join("memory.swappiness")), "10");
+    let cpu = cg_dir(&b, "cpu");
+    assert_eq!(read(cpu.join("cpu.shares")), "512");
+    assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "20000");
+    assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
+    assert_eq!(read(cg_dir(&b, "cpuset").join("cpuset.cpus")), "0");
+    assert_eq!(read(cg_dir(&b, "pids").join("pids.max")), "42");
+    b.cleanup();
+}
+
+#[test]
+fn hugetlb_limits_go_to_the_hierarchy_that_has_the_controller() {
+    let has = |p: &str| std::fs::read_to_string(p).is_ok_and(|s| s.split_whitespace().any(|c| c == "hugetlb"));
+    let hybrid = has("/sys/fs/cgroup/unified/cgroup.controllers");
+    if !hybrid && !Path::new("/sys/fs/cgroup/hugetlb").exists() {
+        eprintln!("skipped: no hugetlb controller");
+        return;
+    }
+    let mut b = Bundle::new("hugetlb", &["sleep", "100"]);
+    b.config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4 << 20}]);
+    b.create();
+    let (dir, file) = if hybrid {
+        (cg_dir(&b, "unified"), "hugetlb.2MB.max")
+    } else {
+        (cg_dir(&b, "hugetlb"), "hugetlb.2MB.limit_in_bytes")
+    };
+    assert_eq!(read(dir.join(file)), (4u64 << 20).to_string());
+    b.cleanup();
+}
+
+#[test]
+fn a_memory_limit_gets_a_process_oom_killed() {
+    let mut b = Bundle::new("oomkill", &["sh", "-c", "tail /dev/zero; echo status=$?"]);
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "status=137\n", "tail must be killed by the OOM killer");
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn a_fork_bomb_is_stopped_by_the_pids_limit() {
+    if !v1("pids") {
+        eprintln!("skipped: not a cgroup v1 host");
+        return;
+    }
+    // busybox sh gives up at the first refused fork; the kernel counts refusals in pids.events.
+    let mut b = Bundle::new("forkbomb", &["sh", "-c", "while :; do sleep 30 & done"]);
+    b.config["linux"]["resources"]["pids"] = json!({"limit": 20});
+    assert!(b.dray(&["run", "-d", &b.id.clone()]).status.success());
+    let pids = cg_dir(&b, "pids");
+    let t = std::time::Instant::now();
+    loop {
+        let current: usize = read(pids.join("pids.current")).parse().unwrap();
+        assert!(current <= 20, "{current} processes under a pids limit of 20");
+        let refused: usize = read(pids.join("pids.events"))
+            .trim_start_matches("max ")
+            .parse()
+            .unwrap();
+        if refused > 0 {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "no fork was ever refused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    b.cleanup();
+}
+
+#[test]
+fn update_changes_limits_live() {
+    if !v1("memory") {
+        eprintln!("skipped: not a cgroup v1 host");
+        return;
+    }
+    let b = Bundle::new("update", &["sleep", "100"]);
+    assert!(b.dray(&["run", "-d", &b.id.clone()]).status.success());
+    let o = b.dray(&[
+        "update",
+        "--memory",
+        "50m",
+        "--memory-swap",
+        "100m",
+        "--pids-limit",
+        "33",
+        "--cpu-quota",
+        "30000",
+        "--cpu-share",
+        "256",
+        "--cpuset-cpus",
+        "0",
+        &b.id,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mem = cg_dir(&b, "memory");
+    assert_eq!(read(mem.join("memory.limit_in_bytes")), (50u64 << 20).to_string());
+    assert_eq!(read(cg_dir(&b, "pids").join("pids.max")), "33");
+    assert_eq!(read(cg_dir(&b, "cpu").join("cpu.cfs_quota_us")), "30000");
+    assert_eq!(read(cg_dir(&b, "cpu").join("cpu.shares")), "256");
+    let r = b.dir.join("res.json");
+    std::fs::write(
+        &r,
+        json!({"pids": {"limit": 77}, "memory": {"limit": 40 << 20}}).to_string(),
+    )
+    .unwrap();
+    let o = b.dray(&["update", "-r", r.to_str().unwrap(), &b.id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(cg_dir(&b, "pids").join("pids.max")), "77");
+    assert_eq!(read(mem.join("memory.limit_in_bytes")), (40u64 << 20).to_string());
+    // Bad input: clear errors, limits unchanged.
+    std::fs::write(&r, "{ nope").unwrap();
+    let o = b.dray(&["update", "-r", r.to_str().unwrap(), &b.id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid resources JSON"), "{}", stderr(&o));
+    let o = b.dray(&["update", "--memory", "lots", &b.id]);
+    assert_eq!(o.status.code(), Some(1));
+    // checkBeforeUpdate refuses a limit below the current usage.
+    std::fs::write(
+        &r,
+        json!({"memory": {"limit": 4096, "checkBeforeUpdate": true}}).to_string(),
+    )
+    .unwrap();
+    let o = b.dray(&["update", "-r", r.to_str().unwrap(), &b.id]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("checkBeforeUpdate"), "{}", stderr(&o));
+    assert_eq!(read(mem.join("memory.limit_in_bytes")), (40u64 << 20).to_string());
+    b.cleanup();
+    let o = b.dray(&["update", "--pids-limit", "5", &b.id]);
+    assert_eq!(o.status.code(), Some(1));
+}
