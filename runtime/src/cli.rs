@@ -135,6 +135,18 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Print container events: statistics every interval and OOM kills, as JSON lines.
+    Events {
+        /// Print one statistics event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between statistics (e.g. 5s, 500ms, 1m).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// Print the features of this runtime (runtime-spec features.md) as JSON.
+    Features,
     /// Write a default config.json.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -506,10 +518,11 @@ fn cmd_id(cmd: &Cmd) -> Option<(&'static str, &str)> {
         Cmd::Delete { id, .. } => ("delete", id),
         Cmd::Exec(a) => ("exec", a.id.as_str()),
         Cmd::Update(a) => ("update", a.id.as_str()),
+        Cmd::Events { id, .. } => ("events", id),
         Cmd::Pause { id } => ("pause", id),
         Cmd::Resume { id } => ("resume", id),
         Cmd::Ps { id, .. } => ("ps", id),
-        Cmd::List { .. } | Cmd::Spec { .. } => return None,
+        Cmd::List { .. } | Cmd::Spec { .. } | Cmd::Features => return None,
     })
 }
 
@@ -560,6 +573,26 @@ fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         Cmd::Update(a) => {
             let r = a.resources()?;
             rt.update(&a.id, &r)?;
+        }
+        Cmd::Events { stats, interval, id } => {
+            if *stats {
+                println!("{}", rt.stats_event(id)?);
+            } else {
+                let d = parse_duration(interval)?;
+                rt.events(id, d, &mut |e| {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{e}");
+                    let _ = out.flush();
+                })?;
+            }
+        }
+        Cmd::Features => {
+            let v = crate::features::features();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).map_err(|e| Error::msg(e.to_string()))?
+            );
         }
         Cmd::Pause { id } => rt.pause(id)?,
         Cmd::Resume { id } => rt.resume(id)?,
@@ -674,4 +707,27 @@ fn ps_table(pids: &[i32], args: &[String]) -> Result<String> {
         }
     }
     Ok(res)
+}
+
+/// Parses a Go-style duration: `5s`, `500ms`, `1m`, `1.5s`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let bad = || Error::msg(format!("invalid duration {s:?} (use e.g. 5s, 500ms, 1m)"));
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| s.split_at(i))
+        .ok_or_else(bad)?;
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ns" => n / 1e9,
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }

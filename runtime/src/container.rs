@@ -696,6 +696,41 @@ impl Runtime {
         Ok(())
     }
 
+    /// `events --stats`: one statistics event, as runc prints it.
+    pub fn stats_event(&self, id: &str) -> Result<serde_json::Value> {
+        let st = self.store.load(id)?;
+        if matches!(st.status(&self.store.dir(id)), Status::Stopped) {
+            return Err(Error::msg("container is not running"));
+        }
+        Ok(serde_json::json!({"type": "stats", "id": id, "data": st.cgroup.stats()}))
+    }
+
+    /// `events`: calls `emit` with a stats event every `interval` and an `oom` event whenever
+    /// the OOM killer kills one of the container's processes, until the container stops.
+    pub fn events(&self, id: &str, interval: Duration, emit: &mut dyn FnMut(serde_json::Value)) -> Result<()> {
+        let st = self.store.load(id)?;
+        let dir = self.store.dir(id);
+        let mut ooms = st.cgroup.oom_kills();
+        let mut next = std::time::Instant::now();
+        // OOM kills are polled more often than stats are printed, so they are reported promptly.
+        let tick = Duration::from_millis(100).min(interval);
+        loop {
+            if matches!(st.status(&dir), Status::Stopped) {
+                return Ok(());
+            }
+            let n = st.cgroup.oom_kills();
+            if n > ooms {
+                ooms = n;
+                emit(serde_json::json!({"type": "oom", "id": id}));
+            }
+            if std::time::Instant::now() >= next {
+                emit(serde_json::json!({"type": "stats", "id": id, "data": st.cgroup.stats()}));
+                next += interval;
+            }
+            std::thread::sleep(tick);
+        }
+    }
+
     /// `pause`: freezes every process of the container.
     pub fn pause(&self, id: &str) -> Result<()> {
         let _lock = self.store.lock(id)?;

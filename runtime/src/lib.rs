@@ -21,6 +21,7 @@ pub mod cli;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod features;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;

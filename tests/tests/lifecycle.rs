@@ -276,3 +276,38 @@ fn realtime_signals_and_forced_delete_of_a_missing_container() {
     assert!(b.dray(&["delete", "--force", "no-such-container"]).status.success());
     assert_eq!(b.dray(&["delete", "no-such-container"]).status.code(), Some(1));
 }
+
+#[test]
+fn features_describe_what_works() {
+    let b = Bundle::new("features", &["true"]);
+    let o = b.dray(&["features"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let list = |p: &str| {
+        v.pointer(p)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(list("/linux/namespaces").contains(&"pid".to_string()));
+    assert!(list("/linux/capabilities").contains(&"CAP_SYS_ADMIN".to_string()));
+    assert!(list("/mountOptions").contains(&"rro".to_string()));
+    assert_eq!(list("/hooks").len(), 6);
+    // What features says is off is refused by create.
+    assert_eq!(v.pointer("/linux/seccomp/enabled"), Some(&json!(false)));
+    assert_eq!(v["ociVersionMax"], "1.2.0");
+    // Every namespace it lists can really be created.
+    let mut b = Bundle::new("featns", &["true"]);
+    let ns: Vec<serde_json::Value> = list("/linux/namespaces")
+        .into_iter()
+        .map(|t| json!({"type": t}))
+        .collect();
+    b.config["linux"]["namespaces"] = json!(ns);
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -177,3 +177,68 @@ fn update_changes_limits_live() {
     let o = b.dray(&["update", "--pids-limit", "5", &b.id]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn events_stats_in_runcs_format() {
+    let mut b = Bundle::new("stats", &["sleep", "100"]);
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+    b.config["linux"]["resources"]["pids"] = json!({"limit": 50});
+    assert!(b.dray(&["run", "-d", &b.id.clone()]).status.success());
+    let o = b.dray(&["events", "--stats", &b.id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["type"], "stats");
+    assert_eq!(v["id"], b.id.as_str());
+    let d = &v["data"];
+    assert!(d["cpu"]["usage"]["total"].as_u64().unwrap() > 0, "{d}");
+    assert!(d["memory"]["usage"]["usage"].as_u64().unwrap() > 0, "{d}");
+    assert_eq!(d["memory"]["usage"]["limit"].as_u64().unwrap(), 64 << 20);
+    assert_eq!(d["pids"]["current"], 1);
+    assert_eq!(d["pids"]["limit"], 50);
+    assert!(d["memory"]["raw"].is_object() && d["blkio"].is_object() && d["hugetlb"].is_object());
+    b.cleanup();
+    let o = b.dray(&["events", "--stats", &b.id]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn events_report_oom_kills() {
+    let mut b = Bundle::new(
+        "oomevent",
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /out/go ]; do sleep 0.02; done; tail /dev/zero; sleep 100",
+        ],
+    );
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    assert!(b.dray(&["run", "-d", &b.id.clone()]).status.success());
+    let mut cmd = b.cmd(&["events", "--interval", "10s", &b.id.clone()]);
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    std::fs::write(b.out().join("go"), "").unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line.unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["type"] == "oom" {
+                return Some(v);
+            }
+        }
+        None
+    });
+    let t = std::time::Instant::now();
+    while !reader.is_finished() && t.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let ev = reader.join().unwrap().expect("no oom event");
+    assert_eq!(ev["id"], b.id.as_str());
+    b.cleanup();
+}

@@ -8,6 +8,7 @@
 
 pub mod devices;
 pub mod resources;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
@@ -310,7 +311,7 @@ impl CgroupPaths {
 
     /// Where the host has a controller: its v1 hierarchy, else the v2 directory when the
     /// controller is enabled there.
-    fn host(&self, v1: &str, v2: Option<&str>) -> Option<&CgroupDir> {
+    pub(crate) fn host(&self, v1: &str, v2: Option<&str>) -> Option<&CgroupDir> {
         if let Some(d) = self
             .dirs
             .iter()

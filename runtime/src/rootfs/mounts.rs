@@ -108,6 +108,69 @@ pub fn set_recursive_attrs(path: &str, set: u64, clear: u64, what: &Path) -> Res
     Ok(())
 }
 
+/// Every mount option name dray understands (everything else is passed as file-system data);
+/// `features` reports this list, and a unit test keeps it in sync with [`parse_options`].
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "iversion",
+    "lazytime",
+    "loud",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "noiversion",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "private",
+    "rbind",
+    "relatime",
+    "remount",
+    "ro",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "sync",
+    "tmpcopyup",
+    "unbindable",
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnodiratime",
+    "rdiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rnoatime",
+    "ratime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rnosymfollow",
+    "rsymfollow",
+];
+
 /// Parses mount options as runc does (`ro`, `nosuid`, `rbind`, `rprivate`, ..., data).
 pub fn parse_options(opts: &[String]) -> Result<Options> {
     let mut o = Options {
@@ -510,6 +573,14 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn known_options_are_all_parsed() {
+        for o in KNOWN_OPTIONS {
+            let p = parse_options(&[o.to_string()]).unwrap();
+            assert!(p.data.is_empty(), "{o} fell through to data");
+        }
     }
 
     #[test]
