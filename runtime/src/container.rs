@@ -84,20 +84,31 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
             return unsupported("linux.seccomp");
         }
 
+        if l.time_offsets().as_ref().is_some_and(|m| !m.is_empty())
+            && !l
+                .namespaces()
+                .iter()
+                .flatten()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Time && n.path().is_none())
+        {
+            return Err(Error::msg("linux.timeOffsets needs a new time namespace"));
+        }
+        let no_resctrl = !std::path::Path::new("/sys/fs/resctrl/info").exists();
         for (name, present) in [
-            ("linux.intelRdt", l.intel_rdt().is_some()),
-            ("linux.personality", l.personality().is_some()),
             (
-                "linux.timeOffsets",
-                l.time_offsets().as_ref().is_some_and(|m| !m.is_empty()),
+                if no_resctrl {
+                    "linux.intelRdt (this host has no resctrl file system)"
+                } else {
+                    "linux.intelRdt"
+                },
+                l.intel_rdt().is_some(),
             ),
             (
                 "linux.netDevices",
                 l.net_devices().as_ref().is_some_and(|m| !m.is_empty()),
             ),
-            ("linux.memoryPolicy", l.memory_policy().is_some()),
             (
-                "linux.mountLabel",
+                "linux.mountLabel (SELinux)",
                 l.mount_label().as_ref().is_some_and(|m| !m.is_empty()),
             ),
         ] {
@@ -116,8 +127,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
                 "process.selinuxLabel (SELinux)",
                 p.selinux_label().as_ref().is_some_and(|m| !m.is_empty()),
             ),
-            ("process.scheduler", p.scheduler().is_some()),
-            ("process.ioPriority", p.io_priority().is_some()),
             ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
         ] {
             if present {

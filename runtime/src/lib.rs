@@ -28,6 +28,7 @@ pub mod namespaces;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
+pub mod scheduling;
 pub mod signals;
 pub mod spec;
 pub mod state;

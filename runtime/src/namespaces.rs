@@ -120,6 +120,30 @@ impl Plan {
     }
 }
 
+/// Writes `linux.timeOffsets` for the time namespace this process just unshared (its
+/// children's): must happen before any process enters it.
+pub fn write_time_offsets(
+    offsets: &std::collections::HashMap<String, oci_spec::runtime::LinuxTimeOffset>,
+) -> Result<()> {
+    let mut text = String::new();
+    for (clock, o) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(Error::msg(format!(
+                "timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+            )));
+        }
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            o.secs().unwrap_or(0),
+            o.nanosecs().unwrap_or(0)
+        ));
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    crate::sys::write_file("/proc/self/timens_offsets", text).ctx(|| "writing linux.timeOffsets".into())
+}
+
 /// Joins the namespace at `path` with `setns(2)`.
 pub fn join(t: LinuxNamespaceType, path: &std::path::Path) -> Result<()> {
     let f = std::fs::File::open(path).ctx(|| format!("opening {} namespace {}", proc_name(t), path.display()))?;

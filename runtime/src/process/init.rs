@@ -61,6 +61,11 @@ fn run(
             .filter(|t| **t != Ns::User)
             .fold(0, |a, t| a | namespaces::flag(*t));
         namespaces::unshare(rest)?;
+        if plan.creates(Ns::Time) {
+            if let Some(o) = cfg.spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) {
+                namespaces::write_time_offsets(o)?;
+            }
+        }
         // SAFETY: this process is single-threaded (a fork of the single-threaded runtime).
         match unsafe { crate::sys::clone_fork(0) }? {
             0 => {}
@@ -157,6 +162,13 @@ fn run(
         crate::rootfs::protect_paths(&cfg.spec)?;
     }
 
+    let linux = cfg.spec.linux().as_ref();
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        crate::scheduling::apply_personality(p)?;
+    }
+    if let Some(m) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        crate::scheduling::apply_memory_policy(m)?;
+    }
     let prepared = finish_process(process, cfg.preserve_fds)?;
     ch.send(&Msg::Ready)?;
     READY.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -196,6 +208,13 @@ pub struct Prepared {
 pub fn finish_process(process: &Process, preserve_fds: i32) -> Result<Prepared> {
     // Without `capabilities` the process gets none (as runc): an empty bounding set too, or a
     // uid-0 exec would regain every capability from it.
+    // Scheduling first: raising a priority needs capabilities that are dropped next.
+    if let Some(s) = process.scheduler() {
+        crate::scheduling::apply_scheduler(s)?;
+    }
+    if let Some(p) = process.io_priority() {
+        crate::scheduling::apply_io_priority(p)?;
+    }
     let caps = process.capabilities().clone().unwrap_or_else(crate::capabilities::none);
     crate::capabilities::apply_bounding(&caps)?;
     // cwd as root first (a directory only root can enter), again after the switch on EPERM.

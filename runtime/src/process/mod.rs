@@ -82,6 +82,9 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
         if cfg.plan.creates(LinuxNamespaceType::Time) {
             saved_ns.push((LinuxNamespaceType::Time, open_path_dir_or_file("/proc/self/ns/time")?));
             namespaces::unshare(namespaces::CLONE_NEWTIME)?;
+            if let Some(o) = cfg.spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) {
+                namespaces::write_time_offsets(o)?;
+            }
         }
     }
     let flags = if single { cfg.plan.clone_flags() } else { 0 };
