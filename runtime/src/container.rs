@@ -80,10 +80,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
     let unsupported = |what: &str| Err(Error::msg(format!("{what} is not supported by dray yet")));
     let linux = spec.linux().as_ref();
     if let Some(l) = linux {
-        if l.seccomp().is_some() {
-            return unsupported("linux.seccomp");
-        }
-
         if l.time_offsets().as_ref().is_some_and(|m| !m.is_empty())
             && !l
                 .namespaces()
@@ -250,6 +246,7 @@ impl Runtime {
             own_pid_ns: plan.own_pid_ns(),
             hooks: spec.hooks().clone(),
             process: spec.process().clone(),
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             namespaces: plan
                 .new
                 .iter()
@@ -279,6 +276,10 @@ impl Runtime {
             (Some(p), None) => Some(crate::console::connect(p)?),
             (None, None) => None,
         };
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(crate::seccomp::compile_cached(s, &self.store.root.join(".cache"))?),
+            None => None,
+        };
         let cfg = InitConfig {
             id: o.id.clone(),
             spec,
@@ -291,6 +292,7 @@ impl Runtime {
             preserve_fds: o.preserve_fds,
             console,
             no_new_keyring: o.no_new_keyring,
+            seccomp,
         };
         let hooks = cfg.spec.hooks().clone();
         let mut run_hooks = |pid: i32| -> Result<(String, String)> {
@@ -620,7 +622,17 @@ impl Runtime {
         if !terminal && o.console_socket.is_some() {
             return Err(Error::msg("--console-socket given but the process has no terminal"));
         }
+        let seccomp = match &st.seccomp {
+            Some(s) => Some((
+                crate::seccomp::compile_cached(s, &self.store.root.join(".cache"))?,
+                s.clone(),
+            )),
+            None => None,
+        };
+        let state_json = state_json(&st.oci(Status::Running))?;
         let mut cfg = crate::process::exec::ExecConfig {
+            seccomp,
+            state_json,
             id: id.to_string(),
             init_pid: st.pid,
             init_start: st.pid_start,

@@ -29,6 +29,7 @@ pub mod process;
 pub mod rlimits;
 pub mod rootfs;
 pub mod scheduling;
+pub mod seccomp;
 pub mod signals;
 pub mod spec;
 pub mod state;

@@ -75,6 +75,9 @@ pub struct ContainerState {
     /// The namespaces of the container (created or joined), which `exec` joins.
     #[serde(default)]
     pub namespaces: Vec<LinuxNamespaceType>,
+    /// The container's seccomp profile, applied to `exec`'d processes too.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The OCI state JSON, as `runc state` prints it and hooks receive it on stdin.

@@ -296,8 +296,11 @@ fn features_describe_what_works() {
     assert!(list("/linux/capabilities").contains(&"CAP_SYS_ADMIN".to_string()));
     assert!(list("/mountOptions").contains(&"rro".to_string()));
     assert_eq!(list("/hooks").len(), 6);
+    assert_eq!(v.pointer("/linux/seccomp/enabled"), Some(&json!(true)));
+    assert!(list("/linux/seccomp/actions").contains(&"SCMP_ACT_NOTIFY".to_string()));
+    assert_eq!(list("/linux/seccomp/operators").len(), 7);
     // What features says is off is refused by create.
-    assert_eq!(v.pointer("/linux/seccomp/enabled"), Some(&json!(false)));
+    assert_eq!(v.pointer("/linux/apparmor/enabled"), Some(&json!(false)));
     assert_eq!(v["ociVersionMax"], "1.2.0");
     // Every namespace it lists can really be created.
     let mut b = Bundle::new("featns", &["true"]);

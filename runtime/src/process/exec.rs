@@ -33,6 +33,10 @@ pub struct ExecConfig {
     pub cgroup: CgroupPaths,
     pub preserve_fds: i32,
     pub console: Option<UnixStream>,
+    /// The container's compiled seccomp profile (exec'd processes get it too) and its source.
+    pub seccomp: Option<(crate::seccomp::Program, oci_spec::runtime::LinuxSeccomp)>,
+    /// The container's state JSON, for a seccomp listener.
+    pub state_json: String,
 }
 
 /// Starts the process; returns its host pid once it has exec'd.
@@ -84,7 +88,7 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
             None => return Err(Error::msg("the exec helper exited early")),
         }
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        parent.expect(&Msg::Ready)?;
+        super::wait_ready(&parent, cfg.seccomp.as_ref().map(|s| &s.1), proc_pid, &cfg.state_json)?;
         match parent.recv()? {
             None => Ok(proc_pid),
             Some(Msg::Error(e)) => Err(Error::Msg(e)),
@@ -132,7 +136,7 @@ fn child_run(cfg: &ExecConfig, ch: &Channel, fds: &[(Ns, File)], tramp: Option<&
             .ok_or_else(|| Error::msg("--tty needs a console socket"))?;
         super::init::setup_console(sock, &cfg.process, false)?;
     }
-    let prepared = super::init::finish_process(&cfg.process, cfg.preserve_fds)?;
+    let prepared = super::init::finish_process(&cfg.process, cfg.preserve_fds, cfg.seccomp.as_ref().map(|s| &s.0), ch)?;
     ch.send(&Msg::Ready)?;
     let e = super::init::exec_prepared(tramp, &prepared);
     eprintln!("dray: exec in container {}: {e}", cfg.id);

@@ -169,7 +169,7 @@ fn run(
     if let Some(m) = linux.and_then(|l| l.memory_policy().as_ref()) {
         crate::scheduling::apply_memory_policy(m)?;
     }
-    let prepared = finish_process(process, cfg.preserve_fds)?;
+    let prepared = finish_process(process, cfg.preserve_fds, cfg.seccomp.as_ref(), ch)?;
     ch.send(&Msg::Ready)?;
     READY.store(true, std::sync::atomic::Ordering::Relaxed);
 
@@ -205,7 +205,13 @@ pub struct Prepared {
 
 /// The last steps shared by the init and `exec`: capabilities, user, umask, cwd, program
 /// lookup, noNewPrivileges, and closing every fd the process must not inherit.
-pub fn finish_process(process: &Process, preserve_fds: i32) -> Result<Prepared> {
+pub fn finish_process(
+    process: &Process,
+    preserve_fds: i32,
+    seccomp: Option<&crate::seccomp::Program>,
+    ch: &Channel,
+) -> Result<Prepared> {
+    let nnp = process.no_new_privileges().unwrap_or(false);
     // Without `capabilities` the process gets none (as runc): an empty bounding set too, or a
     // uid-0 exec would regain every capability from it.
     // Scheduling first: raising a priority needs capabilities that are dropped next.
@@ -214,6 +220,11 @@ pub fn finish_process(process: &Process, preserve_fds: i32) -> Result<Prepared> 
     }
     if let Some(p) = process.io_priority() {
         crate::scheduling::apply_io_priority(p)?;
+    }
+    // Without noNewPrivileges, installing a filter needs CAP_SYS_ADMIN: do it before the
+    // capabilities are dropped (as runc). With it, as late as possible (below).
+    if let (Some(p), false) = (seccomp, nnp) {
+        install_seccomp(p, ch)?;
     }
     let caps = process.capabilities().clone().unwrap_or_else(crate::capabilities::none);
     crate::capabilities::apply_bounding(&caps)?;
@@ -254,8 +265,11 @@ pub fn finish_process(process: &Process, preserve_fds: i32) -> Result<Prepared> 
     let args = process.args().as_deref().unwrap_or(&[]);
     let first = args.first().ok_or_else(|| Error::msg("process.args is empty"))?;
     let path = lookup(first, &env)?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         crate::sys::set_no_new_privs()?;
+        if let Some(p) = seccomp {
+            install_seccomp(p, ch)?;
+        }
     }
     let to_c = |v: &[String], what: &str| -> Result<Vec<CString>> {
         v.iter()
@@ -411,6 +425,15 @@ fn join_session_keyring(id: &str) -> Result<()> {
             // SAFETY: keyctl with integer arguments.
             unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, key, perm | 0x0008_0000) };
         }
+    }
+    Ok(())
+}
+
+/// Installs the seccomp filters; a notify fd goes to the runtime, which hands it to the
+/// profile's listener.
+fn install_seccomp(p: &crate::seccomp::Program, ch: &Channel) -> Result<()> {
+    if let Some(fd) = crate::seccomp::install(p)? {
+        ch.send_with_fd(&Msg::SeccompNotify, fd.as_raw_fd())?;
     }
     Ok(())
 }

@@ -24,6 +24,9 @@ pub enum Msg {
     HooksDone { creating: String, created: String },
     /// Init → parent: set-up complete; the init now waits on the exec fifo for `start`.
     Ready,
+    /// Init/exec → parent: the seccomp notify fd is attached (SCM_RIGHTS); send it to the
+    /// profile's listenerPath.
+    SeccompNotify,
     /// Init → parent: set-up failed, with the reason.
     Error(String),
 }
@@ -31,6 +34,8 @@ pub enum Msg {
 /// One end of the socket pair.
 pub struct Channel {
     fd: OwnedFd,
+    /// An fd that arrived with the last message, if any.
+    received: std::cell::RefCell<Option<OwnedFd>>,
 }
 
 impl Channel {
@@ -39,7 +44,16 @@ impl Channel {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
             .ctx(|| "creating the init socket pair".into())?;
-        Ok((Channel { fd: a }, Channel { fd: b }))
+        Ok((
+            Channel {
+                fd: a,
+                received: Default::default(),
+            },
+            Channel {
+                fd: b,
+                received: Default::default(),
+            },
+        ))
     }
 
     /// Sends a message.
@@ -65,13 +79,49 @@ impl Channel {
         }
     }
 
-    /// Receives a message; None when the peer closed its end (exited).
+    /// Sends a message with an fd attached (SCM_RIGHTS).
+    pub fn send_with_fd(&self, msg: &Msg, fd: i32) -> Result<()> {
+        let data = serde_json::to_vec(msg).map_err(|e| Error::msg(format!("encoding {msg:?}: {e}")))?;
+        let s = String::from_utf8_lossy(&data).into_owned();
+        crate::console::send_fd(self.fd.as_raw_fd(), &s, fd)
+    }
+
+    /// Takes the fd that came with the last message.
+    pub fn take_fd(&self) -> Option<OwnedFd> {
+        self.received.borrow_mut().take()
+    }
+
+    /// Receives a message; None when the peer closed its end (exited). An attached fd is kept
+    /// for [`Self::take_fd`].
     pub fn recv(&self) -> Result<Option<Msg>> {
+        use std::os::fd::FromRawFd;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            // SAFETY: buf is a valid writable buffer of buf.len() bytes.
-            let r = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut cmsg = [0u64; 8];
+            // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_iov = &mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = cmsg.as_mut_ptr().cast();
+            hdr.msg_controllen = std::mem::size_of_val(&cmsg);
+            // SAFETY: hdr points to valid buffers.
+            let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
             if r > 0 {
+                // SAFETY: walking the control messages the kernel wrote into `cmsg`.
+                unsafe {
+                    let mut c = libc::CMSG_FIRSTHDR(&hdr);
+                    while !c.is_null() {
+                        if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
+                            *self.received.borrow_mut() = Some(OwnedFd::from_raw_fd(fd));
+                        }
+                        c = libc::CMSG_NXTHDR(&hdr, c);
+                    }
+                }
                 let msg = serde_json::from_slice(&buf[..r as usize])
                     .map_err(|e| Error::msg(format!("bad message on the init channel: {e}")))?;
                 return Ok(Some(msg));

@@ -60,6 +60,8 @@ pub struct InitConfig {
     pub console: Option<UnixStream>,
     /// `--no-new-keyring`: keep the caller's session keyring instead of a new one.
     pub no_new_keyring: bool,
+    /// The compiled `linux.seccomp` profile.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Forks the container's init and drives it through set-up until it waits for `start`.
@@ -161,8 +163,12 @@ fn drive(cfg: &InitConfig, ch: &Channel, pid: i32, single: bool, hooks: &mut Hoo
         }
         ch.expect(&Msg::RunCreateRuntimeHooks)?;
         let (creating, created) = hooks(init_pid)?;
-        ch.send(&Msg::HooksDone { creating, created })?;
-        ch.expect(&Msg::Ready)
+        ch.send(&Msg::HooksDone {
+            creating,
+            created: created.clone(),
+        })?;
+        let seccomp = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        wait_ready(ch, seccomp, init_pid, &created)
     })();
     r.map(|_| init_pid).map_err(|e| (init_pid, e))
 }
@@ -217,4 +223,33 @@ fn open_path_dir_or_file(p: &str) -> Result<OwnedFd> {
 /// The raw fd of a console socket, if any.
 pub fn console_fd(c: &Option<UnixStream>) -> Option<i32> {
     c.as_ref().map(|s| s.as_raw_fd())
+}
+
+/// Waits for `Ready`, forwarding a seccomp notify fd to the profile's listener on the way.
+pub fn wait_ready(
+    ch: &Channel,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    pid: i32,
+    state: &str,
+) -> Result<()> {
+    loop {
+        match ch.recv()? {
+            Some(Msg::Ready) => return Ok(()),
+            Some(Msg::SeccompNotify) => {
+                let fd = ch
+                    .take_fd()
+                    .ok_or_else(|| Error::msg("seccomp notify message without an fd"))?;
+                let s = seccomp.ok_or_else(|| Error::msg("seccomp notify fd without a profile"))?;
+                let path = s
+                    .listener_path()
+                    .as_ref()
+                    .ok_or_else(|| Error::msg("seccomp: no listenerPath"))?;
+                let state: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
+                crate::seccomp::send_to_listener(path, s.listener_metadata().as_deref(), pid, &state, &fd)?;
+            }
+            Some(Msg::Error(e)) => return Err(Error::Msg(e)),
+            Some(m) => return Err(Error::msg(format!("protocol error: unexpected {m:?}"))),
+            None => return Err(Error::msg("the container's init exited during set-up")),
+        }
+    }
 }

@@ -1,0 +1,250 @@
+//! `linux.seccomp`: Docker's default profile, every action, every operator, notify.
+
+use dray_e2e::*;
+use serde_json::{json, Value};
+use std::os::fd::AsRawFd;
+
+fn docker_profile() -> Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/docker-default-seccomp.json");
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn with_admin_caps(b: &mut Bundle) {
+    // CAP_SYS_ADMIN, so that a refused mount/unshare is seccomp's doing, not missing caps.
+    let caps = json!([
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_SETUID",
+        "CAP_SETGID"
+    ]);
+    b.config["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+}
+
+#[test]
+fn docker_default_profile_refuses_unshare_and_mount() {
+    let mut b = Bundle::new(
+        "secdocker",
+        &[
+            "sh",
+            "-c",
+            "unshare -m true 2>&1; mount -t tmpfs none /mnt 2>&1; ls /bin/sh",
+        ],
+    );
+    with_admin_caps(&mut b);
+    b.config["linux"]["seccomp"] = docker_profile();
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l: Vec<&str> = out.lines().collect();
+    assert!(l[0].contains("Operation not permitted"), "unshare: {out}");
+    // busybox mount words EPERM as "permission denied".
+    assert!(l[1].contains("permission denied"), "mount: {out}");
+    assert_eq!(l[2], "/bin/sh", "ordinary programs run: {out}");
+    // Without the profile, the same caps let both succeed: the refusal above is seccomp's.
+    let mut b = Bundle::new("secnone", &["sh", "-c", "unshare -m true && echo unshare-ok"]);
+    with_admin_caps(&mut b);
+    let o = b.run();
+    assert_eq!(stdout(&o), "unshare-ok\n", "{}", stderr(&o));
+}
+
+#[test]
+fn docker_profile_applies_to_exec_too_and_without_no_new_privileges() {
+    let mut b = Bundle::new("secexec", &["sleep", "100"]);
+    with_admin_caps(&mut b);
+    b.config["process"]["noNewPrivileges"] = json!(false);
+    b.config["linux"]["seccomp"] = docker_profile();
+    assert!(b.dray(&["run", "-d", &b.id.clone()]).status.success());
+    let o = b.dray(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "unshare -m true 2>&1; grep Seccomp: /proc/self/status",
+    ]);
+    let out = stdout(&o);
+    assert!(out.contains("Operation not permitted"), "{out} {}", stderr(&o));
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    let o = b.dray(&["exec", &b.id, "sh", "-c", "grep NoNewPrivs /proc/self/status"]);
+    assert!(stdout(&o).contains("NoNewPrivs:\t0"), "{}", stdout(&o));
+    b.cleanup();
+}
+
+/// Runs `script` under a profile whose default is ALLOW and `rule` applies to mkdir.
+fn run_with_rule(name: &str, rule: Value, script: &str) -> std::process::Output {
+    let mut b = Bundle::new(name, &["sh", "-c", script]);
+    let mut rule = rule;
+    rule["names"] = json!(["mkdir", "mkdirat"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]});
+    b.run()
+}
+
+#[test]
+fn every_action() {
+    let o = run_with_rule(
+        "errno",
+        json!({"action": "SCMP_ACT_ERRNO", "errnoRet": 38}),
+        "mkdir /tmp/x 2>&1; true",
+    );
+    assert!(stdout(&o).contains("Function not implemented"), "{}", stdout(&o));
+    for (action, code) in [
+        ("SCMP_ACT_KILL_PROCESS", 159),
+        ("SCMP_ACT_KILL", 159),
+        ("SCMP_ACT_KILL_THREAD", 159),
+        ("SCMP_ACT_TRAP", 159),
+    ] {
+        let o = run_with_rule("kill", json!({"action": action}), "exec mkdir /tmp/x");
+        assert_eq!(o.status.code(), Some(code), "{action}: {}", stderr(&o));
+    }
+    // TRACE without a tracer: the call fails with ENOSYS.
+    let o = run_with_rule("trace", json!({"action": "SCMP_ACT_TRACE"}), "mkdir /tmp/x 2>&1; true");
+    assert!(stdout(&o).contains("Function not implemented"), "{}", stdout(&o));
+    for action in ["SCMP_ACT_LOG", "SCMP_ACT_ALLOW"] {
+        let o = run_with_rule("allow", json!({"action": action}), "mkdir /tmp/x && echo made");
+        assert_eq!(stdout(&o), "made\n", "{action}: {}", stderr(&o));
+    }
+    // The default action with its errno.
+    let mut b = Bundle::new("default", &["sh", "-c", "mkdir /tmp/x 2>&1; true"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]});
+    let o = b.run();
+    assert!(
+        stdout(&o).contains("Operation not permitted"),
+        "{} {}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn every_operator() {
+    // kill(99999, sig) fails with ESRCH when allowed and EPERM when the rule refuses it.
+    let script =
+        "for s in 1 5 9 10 12 15; do kill -$s 99999 2>&1 | grep -q 'not permitted' && printf '%s ' $s; done; echo";
+    for (op, value, two, want) in [
+        ("SCMP_CMP_EQ", 10, None, "10"),
+        ("SCMP_CMP_NE", 10, None, "1 5 9 12 15"),
+        ("SCMP_CMP_LT", 10, None, "1 5 9"),
+        ("SCMP_CMP_LE", 10, None, "1 5 9 10"),
+        ("SCMP_CMP_GE", 10, None, "10 12 15"),
+        ("SCMP_CMP_GT", 10, None, "12 15"),
+        ("SCMP_CMP_MASKED_EQ", 1, Some(1), "1 5 9 15"),
+    ] {
+        let mut arg = json!({"index": 1, "value": value, "op": op});
+        if let Some(t) = two {
+            arg["valueTwo"] = json!(t);
+        }
+        let mut b = Bundle::new("op", &["sh", "-c", script]);
+        b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [arg]}]});
+        let o = b.run();
+        assert_eq!(stdout(&o).trim(), want, "{op}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn notify_sends_the_fd_and_state_to_the_listener() {
+    let mut b = Bundle::new("notify", &["sh", "-c", "mkdir /tmp/x 2>&1; true"]);
+    let sock = b.dir.join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock, "listenerMetadata": "meta-1",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]});
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 8192];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let mut fd = None;
+        for c in msg.cmsgs().unwrap() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(f) = c {
+                fd = Some(f[0]);
+            }
+        }
+        let n = msg.bytes;
+        let v: Value = serde_json::from_slice(&buf[..n]).unwrap();
+        // Closing the listener fd makes the notified calls fail with ENOSYS.
+        let fd = fd.expect("no fd");
+        let is_listener = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .unwrap()
+            .to_string_lossy()
+            .contains("seccomp");
+        nix::unistd::close(fd).unwrap();
+        (v, is_listener)
+    });
+    let o = b.run();
+    let (v, is_listener) = agent.join().unwrap();
+    assert!(is_listener, "the fd is not a seccomp listener");
+    assert_eq!(v["fds"], json!(["seccompFd"]));
+    assert_eq!(v["metadata"], "meta-1");
+    assert_eq!(v["state"]["id"], b.id.as_str());
+    assert!(v["pid"].as_i64().unwrap() > 0);
+    assert!(
+        stdout(&o).contains("Function not implemented"),
+        "{} {}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_profiles_fail_clearly() {
+    for (name, profile, needle) in [
+        ("secbadact", json!({"defaultAction": "SCMP_ACT_NOPE"}), "SCMP_ACT_NOPE"),
+        (
+            "secbadarch",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PPC64"]}),
+            "architecture",
+        ),
+        (
+            "secnolistener",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "listenerPath",
+        ),
+    ] {
+        let mut b = Bundle::new(name, &["true"]);
+        b.config["linux"]["seccomp"] = profile;
+        let o = b.dray(&["create", &b.id.clone()]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        assert!(stderr(&o).contains(needle), "{name}: {}", stderr(&o));
+        assert_no_leaks(&b);
+    }
+    // Unknown syscall names are skipped with a warning, as runc does.
+    let mut b = Bundle::new("secunknown", &["true"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"}]});
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no_such_call"), "{}", stderr(&o));
+}
+
+#[test]
+fn compiled_profiles_are_cached_per_profile() {
+    let mut b = Bundle::new("seccache", &["true"]);
+    b.config["linux"]["seccomp"] = docker_profile();
+    let count = |b: &Bundle| {
+        std::fs::read_dir(b.root.join(".cache"))
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("seccomp-")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(b.run().status.success());
+    assert_eq!(count(&b), 1);
+    assert!(b.run().status.success());
+    assert_eq!(count(&b), 1, "the same profile is compiled once");
+    b.config["linux"]["seccomp"]["defaultErrnoRet"] = json!(38);
+    assert!(b.run().status.success());
+    assert_eq!(count(&b), 2, "another profile gets its own entry");
+}
