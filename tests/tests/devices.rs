@@ -80,10 +80,14 @@ fn unsupported_fields_are_refused_not_ignored() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("linux.intelRdt"), "{}", stderr(&o));
     assert_no_leaks(&b);
-    let mut b = Bundle::new("unsupsec", &["true"]);
-    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"});
+    let mut b = Bundle::new("unsupnet", &["true"]);
+    b.config["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}});
     let o = b.dray(&["create", &b.id.clone()]);
-    assert!(stderr(&o).contains("linux.seccomp"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("linux.netDevices"), "{}", stderr(&o));
+    let mut b = Bundle::new("unsupaa", &["true"]);
+    b.config["process"]["apparmorProfile"] = json!("docker-default");
+    let o = b.dray(&["create", &b.id.clone()]);
+    assert!(stderr(&o).contains("AppArmor"), "{}", stderr(&o));
     // Zero values, as some engines send them, set nothing and are accepted.
     let mut b = Bundle::new("zeros", &["true"]);
     b.config["linux"]["resources"]["cpu"] = json!({"shares": 0});

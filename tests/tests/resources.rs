@@ -242,3 +242,78 @@ fn events_report_oom_kills() {
     assert_eq!(ev["id"], b.id.as_str());
     b.cleanup();
 }
+
+#[test]
+fn more_v1_fields_read_back() {
+    if !v1("cpu") {
+        eprintln!("skipped: not a cgroup v1 host");
+        return;
+    }
+    let mut b = Bundle::new("resmore", &["sleep", "100"]);
+    let mut cpu = json!({"burst": 1000});
+    let cpu_dir = Path::new("/sys/fs/cgroup/cpu");
+    if cpu_dir.join("cpu.rt_runtime_us").exists() {
+        cpu["realtimePeriod"] = json!(1_000_000);
+        cpu["realtimeRuntime"] = json!(10_000);
+    }
+    if cpu_dir.join("cpu.idle").exists() {
+        cpu["idle"] = json!(1);
+    }
+    b.config["linux"]["resources"]["cpu"] = cpu.clone();
+    b.config["linux"]["resources"]["memory"] = json!({"disableOOMKiller": true});
+    // Throttle the first real disk of this host, whatever its numbers.
+    let disk = std::fs::read_dir("/sys/block").unwrap().flatten().find_map(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("loop") || n.starts_with("ram") || n.starts_with("zram") {
+            return None;
+        }
+        std::fs::read_to_string(e.path().join("dev"))
+            .ok()
+            .map(|d| d.trim().to_string())
+    });
+    if let Some(d) = &disk {
+        let (maj, min) = d.split_once(':').unwrap();
+        b.config["linux"]["resources"]["blockIO"] = json!({"throttleReadBpsDevice": [{"major": maj.parse::<i64>().unwrap(), "minor": min.parse::<i64>().unwrap(), "rate": 1_048_576}]});
+    }
+    if std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").is_ok_and(|c| c.contains("hugetlb")) {
+        b.config["linux"]["resources"]["unified"] = json!({"hugetlb.2MB.max": "2097152"});
+    }
+    b.create();
+    let c = cg_dir(&b, "cpu");
+    assert_eq!(read(c.join("cpu.cfs_burst_us")), "1000");
+    if cpu.get("realtimeRuntime").is_some() {
+        assert_eq!(read(c.join("cpu.rt_runtime_us")), "10000");
+    }
+    if cpu.get("idle").is_some() {
+        assert_eq!(read(c.join("cpu.idle")), "1");
+    }
+    assert!(read(cg_dir(&b, "memory").join("memory.oom_control")).contains("oom_kill_disable 1"));
+    if let Some(d) = disk {
+        assert_eq!(
+            read(cg_dir(&b, "blkio").join("blkio.throttle.read_bps_device")),
+            format!("{d} 1048576")
+        );
+    }
+    if b.config["linux"]["resources"].get("unified").is_some() {
+        assert_eq!(read(cg_dir(&b, "unified").join("hugetlb.2MB.max")), "2097152");
+    }
+    b.cleanup();
+}
+
+#[test]
+fn a_limit_for_a_missing_controller_is_an_error() {
+    if Path::new("/sys/fs/cgroup/net_cls").exists() {
+        eprintln!("skipped: this host has net_cls");
+        return;
+    }
+    let mut b = Bundle::new("resmissing", &["true"]);
+    b.config["linux"]["resources"]["network"] = json!({"classID": 1048577});
+    let o = b.dray(&["create", &b.id.clone()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("net_cls controller is not available"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_leaks(&b);
+}

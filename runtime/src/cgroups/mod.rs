@@ -663,4 +663,59 @@ mod tests {
         assert!(paths.apply_resources(&bad, false).is_err());
         std::fs::remove_dir_all(&base).unwrap();
     }
+
+    #[test]
+    fn v1_resources_are_written_to_a_cgroupfs() {
+        let base = std::env::temp_dir().join(format!("dray-cgfs1-{}", std::process::id()));
+        let mut dirs = Vec::new();
+        for c in [
+            "memory", "cpu", "pids", "blkio", "hugetlb", "net_cls", "net_prio", "rdma",
+        ] {
+            let d = base.join(c).join("c1");
+            std::fs::create_dir_all(&d).unwrap();
+            dirs.push(CgroupDir {
+                mountpoint: base.join(c),
+                path: d,
+                controllers: c.into(),
+                v2: false,
+            });
+        }
+        std::fs::write(base.join("memory/c1/memory.memsw.limit_in_bytes"), "").unwrap();
+        std::fs::write(base.join("blkio/c1/blkio.weight"), "").unwrap();
+        let paths = CgroupPaths { dirs };
+        let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 100, "swap": 300, "swappiness": 5},
+            "cpu": {"shares": 1024, "quota": 50000, "period": 200000},
+            "pids": {"limit": -1},
+            "blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 300}],
+                        "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 50}]},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+            "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
+            "rdma": {"mlx4_0": {"hcaHandles": 2}}
+        }))
+        .unwrap();
+        paths.apply_resources(&r, false).unwrap();
+        let read = |c: &str, f: &str| {
+            std::fs::read_to_string(base.join(c).join("c1").join(f)).unwrap_or_else(|e| panic!("{c}/{f}: {e}"))
+        };
+        assert_eq!(read("memory", "memory.limit_in_bytes"), "100");
+        assert_eq!(read("memory", "memory.memsw.limit_in_bytes"), "300");
+        assert_eq!(read("memory", "memory.swappiness"), "5");
+        assert_eq!(read("cpu", "cpu.shares"), "1024");
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("cpu", "cpu.cfs_period_us"), "200000");
+        assert_eq!(read("pids", "pids.max"), "max");
+        assert_eq!(read("blkio", "blkio.weight"), "500");
+        assert_eq!(read("blkio", "blkio.weight_device"), "8:0 300");
+        assert_eq!(read("blkio", "blkio.throttle.write_iops_device"), "8:0 50");
+        assert_eq!(read("hugetlb", "hugetlb.2MB.limit_in_bytes"), "4194304");
+        assert_eq!(read("net_cls", "net_cls.classid"), "1048577");
+        assert_eq!(read("net_prio", "net_prio.ifpriomap"), "eth0 5");
+        assert_eq!(read("rdma", "rdma.max"), "mlx4_0 hca_handle=2");
+        // unified needs a v2 hierarchy.
+        let u: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(serde_json::json!({"unified": {"memory.high": "1"}})).unwrap();
+        assert!(paths.apply_resources(&u, false).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
