@@ -100,10 +100,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
                 l.intel_rdt().is_some(),
             ),
             (
-                "linux.netDevices",
-                l.net_devices().as_ref().is_some_and(|m| !m.is_empty()),
-            ),
-            (
                 "linux.mountLabel (SELinux)",
                 l.mount_label().as_ref().is_some_and(|m| !m.is_empty()),
             ),
@@ -295,10 +291,22 @@ impl Runtime {
             seccomp,
         };
         let hooks = cfg.spec.hooks().clone();
+        let netdevs = cfg
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.net_devices().clone())
+            .filter(|d| !d.is_empty());
+        if netdevs.is_some() && !cfg.plan.creates(oci_spec::runtime::LinuxNamespaceType::Network) {
+            return Err(Error::msg("linux.netDevices needs a new network namespace"));
+        }
         let mut run_hooks = |pid: i32| -> Result<(String, String)> {
             let mut s = st.clone();
             s.pid = pid;
             let json = state_json(&s.oci(Status::Creating))?;
+            if let Some(d) = netdevs.as_ref() {
+                crate::netdev::move_all(d, pid)?;
+            }
             if let Some(h) = &hooks {
                 crate::hooks::run_all(h.prestart().as_ref(), &json, "prestart")?;
                 crate::hooks::run_all(h.create_runtime().as_ref(), &json, "createRuntime")?;

@@ -25,6 +25,7 @@ pub mod features;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
