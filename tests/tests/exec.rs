@@ -210,3 +210,82 @@ fn exec_never_runs_the_host_binary_either() {
     assert_eq!(std::fs::read(dray_bin()).unwrap(), before);
     b.cleanup();
 }
+
+#[test]
+fn exec_with_console_socket_and_preserved_fds() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let b = running("execsock");
+    // --preserve-fds: fd 3 is passed into the process, fd 4 is not.
+    let f = std::fs::File::open("/").unwrap();
+    let raw = f.as_raw_fd();
+    let mut cmd = b.cmd(&[
+        "exec",
+        "--preserve-fds",
+        "1",
+        &b.id,
+        "sh",
+        "-c",
+        "ls /proc/self/fd | tr '\\n' ' '",
+    ]);
+    // SAFETY: pre_exec in the child; dup2 only.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::dup2(raw, 3);
+            libc::dup2(raw, 4);
+            Ok(())
+        });
+    }
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(30));
+    assert_eq!(
+        stdout(&o).trim(),
+        "0 1 2 3 4",
+        "fd 3 passed, 4 is ls's own: {}",
+        stderr(&o)
+    );
+    // --console-socket with --tty --detach: the pty master arrives on the socket.
+    let sock = b.dir.join("exec-console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let id = b.id.clone();
+    let cmd = b.cmd(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "tty; sleep 5",
+    ]);
+    let t = std::thread::spawn(move || run_with_timeout(cmd, std::time::Duration::from_secs(30)));
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut master = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel gave us this fd.
+            master = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    let o = t.join().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut f = std::fs::File::from(master.expect("no pty master"));
+    let mut out = String::new();
+    let mut chunk = [0u8; 256];
+    while !out.contains("/dev/pts/") {
+        let n = std::io::Read::read(&mut f, &mut chunk).unwrap();
+        assert!(n > 0);
+        out.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    b.cleanup();
+}
