@@ -6,8 +6,8 @@ CARGO ?= cargo
 RELEASE_BIN := target/release/dray
 FIXTURES := target/fixtures
 # Debian packages the tests use: busybox-static (test images), jq (fixture script), tini (a
-# child subreaper: PID 1 here reaps orphans late).
-TEST_PACKAGES := busybox-static jq tini
+# child subreaper: PID 1 here reaps orphans late), containerd (a real engine), iproute2 (veth).
+TEST_PACKAGES := busybox-static jq tini containerd iproute2
 
 .PHONY: all build test unit e2e lint demo install deps fixtures clean
 

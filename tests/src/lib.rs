@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: bundles made from the busybox fixture, running the dray
 //! binary, and leak checks. Tests run as root against the real kernel.
 
+pub mod engines;
+
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,157 @@
+//! Real engines for the end-to-end tests: a busybox OCI image archive built locally, and a
+//! private containerd (own root, state and socket) started and stopped by the test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn sha256(path: &Path) -> String {
+    let o = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Writes an OCI image layout tar of the busybox fixture rootfs at `out` (one uncompressed
+/// layer; the image's ref name is `tag`).
+pub fn busybox_oci_archive(out: &Path, tag: &str) {
+    let work = out.with_extension("d");
+    let _ = std::fs::remove_dir_all(&work);
+    let blobs = work.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let layer = work.join("layer.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(crate::template().join("rootfs"))
+        .args(["--numeric-owner", "-cf"])
+        .arg(&layer)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let layer_digest = sha256(&layer);
+    let layer_size = std::fs::metadata(&layer).unwrap().len();
+    std::fs::rename(&layer, blobs.join(&layer_digest)).unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]}
+    });
+    let put = |v: &serde_json::Value| -> (String, u64) {
+        let tmp = work.join("blob.json");
+        std::fs::write(&tmp, serde_json::to_vec(v).unwrap()).unwrap();
+        let d = sha256(&tmp);
+        let size = std::fs::metadata(&tmp).unwrap().len();
+        std::fs::rename(&tmp, blobs.join(&d)).unwrap();
+        (d, size)
+    };
+    let (config_digest, config_size) = put(&config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_digest}"), "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_digest}"), "size": layer_size}]
+    });
+    let (manifest_digest, manifest_size) = put(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{manifest_digest}"), "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": tag}, "platform": {"architecture": "amd64", "os": "linux"}}]
+    });
+    std::fs::write(work.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(work.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&work)
+        .arg("-cf")
+        .arg(out)
+        .args(["oci-layout", "index.json", "blobs"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A private containerd, stopped (and its state removed) on drop.
+pub struct Containerd {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    child: Child,
+}
+
+impl Containerd {
+    /// Starts containerd with its own root, state and socket under a new temporary directory.
+    /// `path_prefix` goes first on its PATH (where it looks shims up).
+    pub fn start(name: &str, path_prefix: Option<&Path>) -> Containerd {
+        let dir = std::env::temp_dir().join(format!("dray-ctrd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("containerd.sock");
+        let config = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n[debug]\n  level = \"warn\"\n",
+            root = dir.join("root").display(),
+            state = dir.join("state").display(),
+            sock = socket.display()
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let mut path = std::env::var("PATH").unwrap_or_default();
+        if let Some(p) = path_prefix {
+            path = format!("{}:{path}", p.display());
+        }
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd (apt-get install containerd)");
+        let c = Containerd { dir, socket, child };
+        let t = Instant::now();
+        while !c.ctr(&["version"]).status.success() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "containerd did not start: {}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    /// Runs `ctr --address SOCK args...` with a time limit.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(&self.socket).args(args);
+        crate::run_with_timeout(cmd, Duration::from_secs(60))
+    }
+
+    /// containerd's own log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Unmount what containerd left (snapshots, shim mounts) before removing its files.
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let d = self.dir.to_string_lossy().into_owned();
+        let mut mps: Vec<&str> = mi
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&d))
+            .collect();
+        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mps {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
