@@ -9,7 +9,7 @@ FIXTURES := target/fixtures
 # child subreaper: PID 1 here reaps orphans late), containerd (a real engine), iproute2 (veth).
 TEST_PACKAGES := busybox-static jq tini containerd iproute2
 
-.PHONY: all build test unit e2e lint demo install deps fixtures clean
+.PHONY: all build test unit e2e lint demo install deps fixtures clean bench
 
 all: build
 
@@ -52,3 +52,8 @@ install: build
 
 clean:
 	$(CARGO) clean
+
+# Start-up benchmark: dray beside runc and crun in one run (see bench/bench.py).
+bench: build deps
+	@for p in hyperfine runc crun; do command -v $$p >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine runc crun >/dev/null; break; }; done
+	tini -s -- python3 bench/bench.py

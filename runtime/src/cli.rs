@@ -268,28 +268,28 @@ impl ExecArgs {
         }
         p.set_user(user);
         if !self.cap.is_empty() {
+            // runc 1.1.2+ (CVE-2022-29162): bounding, effective and permitted; ambient only when
+            // the process already has inheritable capabilities; never inheritable.
             let mut caps = p.capabilities().clone().unwrap_or_else(crate::capabilities::none);
+            let has_inheritable = caps.inheritable().as_ref().is_some_and(|i| !i.is_empty());
             for name in &self.cap {
                 let c = crate::capabilities::parse(name)?;
-                for set in [
-                    caps.bounding().clone(),
-                    caps.effective().clone(),
-                    caps.inheritable().clone(),
-                    caps.permitted().clone(),
-                    caps.ambient().clone(),
-                ]
-                .iter()
-                .enumerate()
-                {
-                    let mut s = set.1.clone().unwrap_or_default();
+                let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                    let mut s = set.clone().unwrap_or_default();
                     s.insert(c);
-                    match set.0 {
-                        0 => caps.set_bounding(Some(s)),
-                        1 => caps.set_effective(Some(s)),
-                        2 => caps.set_inheritable(Some(s)),
-                        3 => caps.set_permitted(Some(s)),
-                        _ => caps.set_ambient(Some(s)),
-                    };
+                    Some(s)
+                };
+                let (b, e, pm, a) = (
+                    add(caps.bounding()),
+                    add(caps.effective()),
+                    add(caps.permitted()),
+                    add(caps.ambient()),
+                );
+                caps.set_bounding(b);
+                caps.set_effective(e);
+                caps.set_permitted(pm);
+                if has_inheritable {
+                    caps.set_ambient(a);
                 }
             }
             p.set_capabilities(Some(caps));
@@ -307,15 +307,15 @@ pub struct UpdateArgs {
     pub blkio_weight: Option<u16>,
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
     #[arg(long = "cpu-share")]
     pub cpu_share: Option<u64>,
     #[arg(long = "cpu-rt-period")]
     pub cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
-    #[arg(long = "cpu-idle")]
+    #[arg(long = "cpu-idle", allow_hyphen_values = true)]
     pub cpu_idle: Option<i64>,
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
@@ -452,7 +452,7 @@ impl UpdateArgs {
 }
 
 impl CreateArgs {
-    fn options(&self) -> CreateOptions {
+    fn options(&self, inherited: &[i32]) -> CreateOptions {
         CreateOptions {
             id: self.id.clone(),
             bundle: self.bundle.clone(),
@@ -461,6 +461,7 @@ impl CreateArgs {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
+            inherited_fds: Some(inherited.to_vec()),
         }
     }
 }
@@ -479,6 +480,13 @@ pub fn main() -> i32 {
         println!("dray version {}\nspec: {}", crate::VERSION, crate::OCI_VERSION);
         return 0;
     }
+    // Which of the fds to preserve the caller really passed: looked up before dray opens any
+    // fd of its own (the log file), so that none of those can be passed by mistake.
+    let inherited = match &cli.cmd {
+        Some(Cmd::Create(a)) | Some(Cmd::Run { args: a, .. }) => crate::sys::open_fds(3, a.preserve_fds),
+        Some(Cmd::Exec(a)) => crate::sys::open_fds(3, a.preserve_fds),
+        _ => Vec::new(),
+    };
     let format = if cli.log_format == LogFormat::Json {
         Format::Json
     } else {
@@ -492,9 +500,15 @@ pub fn main() -> i32 {
         eprintln!("dray: a command is required (see dray --help)");
         return 1;
     };
-    match dispatch(&cli, cmd) {
+    match dispatch(&cli, cmd, &inherited) {
         Ok(code) => code,
         Err(e) => {
+            // runc: a failed exec exits 255 with "exec failed:" (exit codes below belong to the
+            // exec'd process).
+            let (e, code) = match cmd {
+                Cmd::Exec(_) => (Error::msg(format!("exec failed: {e}")), 255),
+                _ => (e, 1),
+            };
             let msg = match cmd_id(cmd) {
                 Some((verb, id)) => format!("{verb} {id}: {e}"),
                 None => e.to_string(),
@@ -503,7 +517,7 @@ pub fn main() -> i32 {
             if cli.log.is_some() {
                 eprintln!("dray: {msg}");
             }
-            1
+            code
         }
     }
 }
@@ -526,7 +540,7 @@ fn cmd_id(cmd: &Cmd) -> Option<(&'static str, &str)> {
     })
 }
 
-fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
+fn dispatch(cli: &Cli, cmd: &Cmd, inherited: &[i32]) -> Result<i32> {
     let rt = Runtime::new(&cli.root);
     let no_systemd = || {
         if cli.systemd_cgroup {
@@ -540,11 +554,11 @@ fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
     match cmd {
         Cmd::Create(a) => {
             no_systemd()?;
-            rt.create(&a.options())?;
+            rt.create(&a.options(inherited))?;
         }
         Cmd::Run { args, detach } => {
             no_systemd()?;
-            return rt.run(&args.options(), *detach);
+            return rt.run(&args.options(inherited), *detach);
         }
         Cmd::Start { id } => rt.start(id)?,
         Cmd::State { id } => {
@@ -567,6 +581,7 @@ fn dispatch(cli: &Cli, cmd: &Cmd) -> Result<i32> {
                 detach: a.detach,
                 pid_file: a.pid_file.clone(),
                 preserve_fds: a.preserve_fds,
+                inherited_fds: Some(inherited.to_vec()),
             };
             return rt.exec(&a.id, &opts);
         }
@@ -729,5 +744,5 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(bad());
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }

@@ -24,6 +24,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
+    /// Which of the fds 3..3+preserve_fds the caller really passed, found before the runtime
+    /// opened any fd of its own (the CLI does this first thing). None: look now.
+    pub inherited_fds: Option<Vec<i32>>,
 }
 
 /// A runtime rooted at a state directory (`--root`).
@@ -285,7 +288,10 @@ impl Runtime {
             cgroup,
             state_dir: dir.to_path_buf(),
             no_pivot: o.no_pivot,
-            preserve_fds: o.preserve_fds,
+            inherited_fds: o
+                .inherited_fds
+                .clone()
+                .unwrap_or_else(|| crate::sys::open_fds(3, o.preserve_fds)),
             console,
             no_new_keyring: o.no_new_keyring,
             seccomp,
@@ -395,10 +401,15 @@ impl Runtime {
         if all {
             return st.cgroup.signal_all(sig);
         }
-        if !matches!(status, Status::Created | Status::Running) {
+        if !matches!(status, Status::Created | Status::Running | Status::Paused) {
             return Err(Error::msg("container not running"));
         }
-        crate::sys::kill(st.pid, sig).ctx(|| format!("sending signal {sig} to pid {}", st.pid))
+        crate::sys::kill(st.pid, sig).ctx(|| format!("sending signal {sig} to pid {}", st.pid))?;
+        // A frozen process cannot act on SIGKILL until it is thawed (runc thaws too).
+        if status == Status::Paused && sig == libc::SIGKILL {
+            st.cgroup.set_frozen(false)?;
+        }
+        Ok(())
     }
 
     /// `delete`: removes a stopped (or created) container; with `force` kills a running one
@@ -596,6 +607,8 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
+    /// As [`CreateOptions::inherited_fds`].
+    pub inherited_fds: Option<Vec<i32>>,
 }
 
 impl Runtime {
@@ -611,6 +624,8 @@ impl Runtime {
     /// it (forwarding signals, relaying a terminal) and returns its exit status; with `detach`
     /// returns 0 once it runs.
     pub fn exec(&self, id: &str, o: &ExecOptions) -> Result<i32> {
+        // Held until the process runs, so that a concurrent pause cannot freeze it half-way.
+        let lock = self.store.lock(id)?;
         let st = self.store.load(id)?;
         match st.status(&self.store.dir(id)) {
             Status::Created | Status::Running => {}
@@ -647,7 +662,10 @@ impl Runtime {
             namespaces: st.namespaces.clone(),
             process: o.process.clone(),
             cgroup: st.cgroup.clone(),
-            preserve_fds: o.preserve_fds,
+            inherited_fds: o
+                .inherited_fds
+                .clone()
+                .unwrap_or_else(|| crate::sys::open_fds(3, o.preserve_fds)),
             console: None,
         };
         if o.detach {
@@ -655,6 +673,7 @@ impl Runtime {
                 cfg.console = Some(crate::console::connect(p)?);
             }
             let pid = crate::process::exec::spawn(&cfg)?;
+            drop(lock);
             if let Some(pf) = &o.pid_file {
                 write_pid_file(pf, pid)?;
             }
@@ -691,6 +710,7 @@ impl Runtime {
                 }
             }
             let pid = crate::process::exec::spawn(&cfg)?;
+            drop(lock);
             cfg.console = None;
             if let Some(pf) = &o.pid_file {
                 write_pid_file(pf, pid)?;
@@ -754,7 +774,9 @@ impl Runtime {
             }
             if std::time::Instant::now() >= next {
                 emit(serde_json::json!({"type": "stats", "id": id, "data": st.cgroup.stats()}));
-                next += interval;
+                next = next
+                    .checked_add(interval)
+                    .ok_or_else(|| Error::msg("events interval too large"))?;
             }
             std::thread::sleep(tick);
         }

@@ -105,10 +105,11 @@ impl ContainerState {
         if !crate::sys::process_alive(self.pid, Some(self.pid_start)) {
             return Status::Stopped;
         }
-        if dir.join(EXEC_FIFO).exists() {
-            Status::Created
-        } else if self.cgroup.frozen() {
+        // Paused first, as runc: a created container can be paused too.
+        if self.cgroup.frozen() {
             Status::Paused
+        } else if dir.join(EXEC_FIFO).exists() {
+            Status::Created
         } else {
             Status::Running
         }

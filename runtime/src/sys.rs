@@ -131,6 +131,14 @@ pub fn cloexec_from(first: RawFd) -> Result<()> {
     Ok(())
 }
 
+/// The fds among `first..first+count` that are open.
+pub fn open_fds(first: RawFd, count: i32) -> Vec<RawFd> {
+    // SAFETY: F_GETFD has no effects; -1 means the fd is not open.
+    (first..first + count.max(0))
+        .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } != -1)
+        .collect()
+}
+
 /// Sets or clears FD_CLOEXEC on `fd`, ignoring fds that are already closed.
 pub fn set_cloexec(fd: RawFd, on: bool) {
     // SAFETY: fcntl on an integer fd has no memory effects; errors (EBADF) are ignored.

@@ -63,13 +63,20 @@ fn exec_flags_user_env_cwd_caps_and_process_json() {
         &b.id,
         "sh",
         "-c",
-        "id -u; id -g; echo $FOO; pwd; grep -E 'CapAmb|NoNewPrivs|Groups' /proc/self/status",
+        "id -u; id -g; echo $FOO; pwd; grep -E 'CapBnd|CapAmb|CapInh|NoNewPrivs|Groups' /proc/self/status",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let l: Vec<&str> = out.lines().collect();
     assert_eq!(&l[..4], ["1000", "1001", "bar", "/tmp"]);
-    assert!(out.contains("CapAmb:\t0000000000000020"), "{out}");
+    // --cap adds to bounding (KILL is bit 5) but, as runc since CVE-2022-29162, never to
+    // inheritable, nor to ambient when the process has no inheritable capabilities.
+    let bnd = out.lines().find_map(|l| l.strip_prefix("CapBnd:\t")).unwrap();
+    assert!(u64::from_str_radix(bnd, 16).unwrap() & (1 << 5) != 0, "{out}");
+    assert!(
+        out.contains("CapInh:\t0000000000000000") && out.contains("CapAmb:\t0000000000000000"),
+        "{out}"
+    );
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert!(
         out.lines().any(|x| x.starts_with("Groups:") && x.contains("20")),
@@ -135,7 +142,7 @@ fn exec_refuses_paused_stopped_and_missing_containers() {
     assert!(b.dray(&["pause", &b.id]).status.success());
     assert_eq!(b.status(), "paused");
     let o = b.dray(&["exec", &b.id, "true"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(255));
     assert!(stderr(&o).contains("paused"), "{}", stderr(&o));
     assert!(b.dray(&["resume", &b.id]).status.success());
     assert_eq!(b.status(), "running");
@@ -146,12 +153,12 @@ fn exec_refuses_paused_stopped_and_missing_containers() {
     assert!(b.dray(&["kill", &b.id, "KILL"]).status.success());
     b.wait_status("stopped");
     let o = b.dray(&["exec", &b.id, "true"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(255));
     assert!(stderr(&o).contains("stopped"), "{}", stderr(&o));
     let o = b.dray(&["exec", "no-such-container", "true"]);
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
     let o = b.dray(&["exec", &b.id, "/no/such/binary"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(255));
     b.cleanup();
 }
 
@@ -159,7 +166,7 @@ fn exec_refuses_paused_stopped_and_missing_containers() {
 fn exec_of_a_missing_binary_fails_and_leaves_nothing() {
     let b = running("execmissing");
     let o = b.dray(&["exec", &b.id, "/no/such/binary"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(255));
     assert!(stderr(&o).contains("/no/such/binary"), "{}", stderr(&o));
     let o = b.dray(&["ps", "--format", "json", &b.id]);
     let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
@@ -232,7 +239,9 @@ fn exec_with_console_socket_and_preserved_fds() {
     unsafe {
         cmd.pre_exec(move || {
             libc::dup2(raw, 3);
+            libc::fcntl(3, libc::F_SETFD, 0);
             libc::dup2(raw, 4);
+            libc::fcntl(4, libc::F_SETFD, 0);
             Ok(())
         });
     }
@@ -287,5 +296,18 @@ fn exec_with_console_socket_and_preserved_fds() {
         assert!(n > 0);
         out.push_str(&String::from_utf8_lossy(&chunk[..n]));
     }
+    b.cleanup();
+}
+
+#[test]
+fn exec_failures_exit_255_and_kill_reaches_a_paused_container() {
+    let b = running("exec255");
+    let o = b.dray(&["exec", &b.id, "/no/such/binary"]);
+    assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+    assert!(stderr(&o).contains("exec failed"), "{}", stderr(&o));
+    assert!(b.dray(&["pause", &b.id]).status.success());
+    let o = b.dray(&["kill", &b.id, "KILL"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    b.wait_status("stopped");
     b.cleanup();
 }

@@ -102,7 +102,9 @@ fn no_host_fd_leaks_into_the_container() {
     unsafe {
         cmd.pre_exec(move || {
             libc::dup2(raw, 5);
+            libc::fcntl(5, libc::F_SETFD, 0);
             libc::dup2(raw, 6);
+            libc::fcntl(6, libc::F_SETFD, 0);
             Ok(())
         });
     }
@@ -117,7 +119,9 @@ fn no_host_fd_leaks_into_the_container() {
     unsafe {
         cmd.pre_exec(move || {
             libc::dup2(raw, 3);
+            libc::fcntl(3, libc::F_SETFD, 0);
             libc::dup2(raw, 4);
+            libc::fcntl(4, libc::F_SETFD, 0);
             Ok(())
         });
     }
@@ -142,4 +146,34 @@ fn a_cwd_through_a_leaked_fd_is_refused() {
             assert_no_leaks(&b);
         }
     }
+}
+
+#[test]
+fn preserve_fds_never_passes_the_runtimes_own_fds() {
+    // Ask for 3 preserved fds but pass only fd 3: fds 4 and 5 would be the runtime's own (its
+    // log file, its sockets) and must stay closed.
+    let b = Bundle::new("fdfew", &["sh", "-c", "ls -l /proc/self/fd/; true"]);
+    let log = b.dir.join("dray.log");
+    let dir = std::fs::File::open("/").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&dir);
+    let mut cmd = b.cmd(&["--log", log.to_str().unwrap(), "run", "--preserve-fds", "3", &b.id]);
+    // SAFETY: pre_exec in the child: one dup2, and closing what the test harness left open.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::dup2(raw, 3);
+            libc::fcntl(3, libc::F_SETFD, 0);
+            for fd in 4..64 {
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let o = run_with_timeout(cmd, Duration::from_secs(30));
+    assert!(o.status.success(), "{:?} {} {}", o.status, stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        !out.contains("dray.log") && !out.contains("socket:") && !out.contains("memfd"),
+        "runtime fd leaked:\n{out}"
+    );
+    assert!(out.lines().any(|l| l.ends_with(" 3 -> /")), "fd 3 was passed: {out}");
 }

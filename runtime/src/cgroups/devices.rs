@@ -54,7 +54,14 @@ fn from_cgroup(d: &LinuxDeviceCgroup) -> Result<Rule> {
     if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
         return Err(Error::msg(format!("invalid device access {access:?}")));
     }
-    Ok(Rule::new(d.allow(), typ, d.major(), d.minor(), &access))
+    // -1 (or any negative number) is runc's wildcard, like an absent value.
+    Ok(Rule::new(
+        d.allow(),
+        typ,
+        d.major().filter(|m| *m >= 0),
+        d.minor().filter(|m| *m >= 0),
+        &access,
+    ))
 }
 
 /// The devices every container may use, appended after the spec's rules (runc's defaults).

@@ -266,8 +266,22 @@ impl CgroupPaths {
             .or_else(|| self.dirs.iter().find(|d| d.v2 && d.path.join("cgroup.freeze").exists()))
     }
 
-    /// True when the container's cgroup is frozen (`pause`).
+    /// True when the container's cgroup is frozen or being frozen (`pause`): a half-frozen
+    /// container counts as paused, so that `resume` and `delete` still thaw it.
     pub fn frozen(&self) -> bool {
+        match self.freezer() {
+            Some(d) if d.v2 => std::fs::read_to_string(d.path.join("cgroup.freeze"))
+                .map(|t| t.trim() == "1")
+                .unwrap_or(false),
+            Some(d) => std::fs::read_to_string(d.path.join("freezer.state"))
+                .map(|t| matches!(t.trim(), "FROZEN" | "FREEZING"))
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// True when every process of the container is frozen (not merely asked to be).
+    fn fully_frozen(&self) -> bool {
         match self.freezer() {
             Some(d) if d.v2 => std::fs::read_to_string(d.path.join("cgroup.events"))
                 .map(|t| t.lines().any(|l| l == "frozen 1"))
@@ -295,10 +309,15 @@ impl CgroupPaths {
         loop {
             // v1 may need the write repeated while tasks are still freezing.
             crate::sys::write_file(d.path.join(file), value)?;
-            if self.frozen() == freeze {
+            let done = if freeze { self.fully_frozen() } else { !self.frozen() };
+            if done {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
+                if freeze {
+                    // Never leave a container half-frozen (runc thaws on failure too).
+                    let _ = self.set_frozen(false);
+                }
                 return Err(Error::msg(format!(
                     "the container did not {} within 10s",
                     if freeze { "freeze" } else { "thaw" }
@@ -365,7 +384,15 @@ impl CgroupPaths {
                 let w = if d.v2 {
                     res::memory_v2(m, &mut warn)?
                 } else {
-                    res::memory_v1(m, d.path.join("memory.memsw.limit_in_bytes").exists(), &mut warn)?
+                    res::memory_v1(
+                        m,
+                        d.path.join("memory.memsw.limit_in_bytes").exists(),
+                        std::fs::read_to_string(d.path.join("memory.limit_in_bytes"))
+                            .ok()
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(u64::MAX),
+                        &mut warn,
+                    )?
                 };
                 todo.push((d, w));
             } else if m.kernel().is_some() {

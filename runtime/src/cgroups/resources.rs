@@ -41,23 +41,33 @@ pub fn blkio_to_io_weight(w: u16) -> u64 {
     1 + (u64::from(w.clamp(10, 1000)) - 10) * 9999 / 990
 }
 
-/// Memory, cgroup v1. `warn` receives fields the kernel no longer has.
-pub fn memory_v1(m: &LinuxMemory, has_memsw: bool, warn: &mut Vec<String>) -> Result<Writes> {
+/// Memory, cgroup v1. `cur_limit` is the current memory.limit_in_bytes (the write order of
+/// limit and memsw depends on it). Zero means "not set", as in runc. `warn` receives fields
+/// the kernel no longer has.
+pub fn memory_v1(m: &LinuxMemory, has_memsw: bool, cur_limit: u64, warn: &mut Vec<String>) -> Result<Writes> {
     let mut w = Writes::new();
-    if let Some(r) = m.reservation() {
+    let set = |v: Option<i64>| v.filter(|x| *x != 0);
+    if let Some(r) = set(m.reservation()) {
         w.push(("memory.soft_limit_in_bytes".into(), num(r)));
     }
-    match (m.limit(), m.swap()) {
+    match (set(m.limit()), set(m.swap())) {
         (Some(l), Some(s)) if has_memsw => {
             if s != -1 && l != -1 && s < l {
                 return Err(Error::msg(format!(
                     "memory.swap ({s}) must not be below memory.limit ({l})"
                 )));
             }
-            // memsw must stay >= limit at every step: raise memsw first when it grows.
-            w.push(("memory.memsw.limit_in_bytes".into(), "-1".into()));
-            w.push(("memory.limit_in_bytes".into(), num(l)));
-            w.push(("memory.memsw.limit_in_bytes".into(), num(s)));
+            // memsw must stay >= limit at every step (runc's order): swap first when it grows
+            // past the current limit, else the limit first.
+            let limit = ("memory.limit_in_bytes".to_string(), num(l));
+            let swap = ("memory.memsw.limit_in_bytes".to_string(), num(s));
+            if s == -1 || i128::from(cur_limit) < i128::from(s) {
+                w.push(swap);
+                w.push(limit);
+            } else {
+                w.push(limit);
+                w.push(swap);
+            }
         }
         (Some(l), _) => w.push(("memory.limit_in_bytes".into(), num(l))),
         (None, Some(s)) if has_memsw => w.push(("memory.memsw.limit_in_bytes".into(), num(s))),
@@ -90,15 +100,16 @@ pub fn memory_v1(m: &LinuxMemory, has_memsw: bool, warn: &mut Vec<String>) -> Re
 /// Memory, cgroup v2.
 pub fn memory_v2(m: &LinuxMemory, warn: &mut Vec<String>) -> Result<Writes> {
     let mut w = Writes::new();
-    if let Some(r) = m.reservation() {
+    let set = |v: Option<i64>| v.filter(|x| *x != 0);
+    if let Some(r) = set(m.reservation()) {
         w.push(("memory.low".into(), max_or(r)));
     }
-    if let Some(l) = m.limit() {
+    if let Some(l) = set(m.limit()) {
         w.push(("memory.max".into(), max_or(l)));
     }
-    if let Some(s) = m.swap() {
+    if let Some(s) = set(m.swap()) {
         // OCI swap is memory+swap; v2's memory.swap.max is swap alone.
-        let v = match (s, m.limit()) {
+        let v = match (s, set(m.limit())) {
             (-1, _) => "max".to_string(),
             (s, Some(l)) if l >= 0 => {
                 if s < l {
@@ -180,7 +191,12 @@ pub fn cpu_v2(c: &LinuxCpu) -> Result<Writes> {
             Some(q) if q > 0 => q.to_string(),
             _ => "max".into(),
         };
-        w.push(("cpu.max".into(), format!("{q} {}", period.unwrap_or(100_000))));
+        // Without a period, only the quota is written and the cgroup keeps its period (runc).
+        let v = match period {
+            Some(p) => format!("{q} {p}"),
+            None => q,
+        };
+        w.push(("cpu.max".into(), v));
     }
     if let Some(b) = c.burst() {
         w.push(("cpu.max.burst".into(), b.to_string()));
@@ -378,7 +394,7 @@ mod tests {
         c.set_quota(Some(50_000));
         c.set_shares(Some(1024));
         let w = cpu_v2(&c).unwrap();
-        assert!(w.contains(&("cpu.max".into(), "50000 100000".into())));
+        assert!(w.contains(&("cpu.max".into(), "50000".into())));
         assert!(w.contains(&("cpu.weight".into(), "39".into())));
         c.set_realtime_runtime(Some(1000));
         assert!(cpu_v2(&c).is_err());

@@ -110,7 +110,12 @@ fn memory(d: Option<&CgroupDir>) -> Value {
         return json!({
             "cache": raw.get("file").copied().unwrap_or(0),
             "usage": {"usage": read_u64(p, "memory.current"), "limit": limit(p, "memory.max"), "max": read_u64(p, "memory.peak"), "failcnt": events.get("max").copied().unwrap_or(0)},
-            "swap": {"usage": read_u64(p, "memory.swap.current"), "limit": limit(p, "memory.swap.max"), "failcnt": 0},
+            // runc 1.1 reports v2 swap as memory+swap, like v1's memsw.
+            "swap": {
+                "usage": read_u64(p, "memory.swap.current") + read_u64(p, "memory.current"),
+                "limit": limit(p, "memory.swap.max").saturating_add(limit(p, "memory.max")),
+                "failcnt": 0
+            },
             "raw": raw
         });
     }
@@ -222,9 +227,20 @@ fn hugetlb(d: Option<&CgroupDir>) -> Value {
 impl CgroupPaths {
     /// The container's statistics (runc's `events --stats` data).
     pub fn stats(&self) -> Value {
+        // runc's CPUSet has lists of numbers ([]uint16), not the kernel's "0-3,5" text.
+        let list = |s: Option<String>| -> Vec<u16> {
+            let mut v = Vec::new();
+            for part in s.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+                let (a, b) = part.split_once('-').unwrap_or((part, part));
+                if let (Ok(a), Ok(b)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>()) {
+                    v.extend(a..=b.min(a.saturating_add(4096)));
+                }
+            }
+            v
+        };
         let cpuset = self.host("cpuset", Some("cpuset")).map(|d| {
-            json!({"cpus": read(&d.path, "cpuset.cpus.effective").or_else(|| read(&d.path, "cpuset.effective_cpus")).unwrap_or_default(),
-                   "mems": read(&d.path, "cpuset.mems.effective").or_else(|| read(&d.path, "cpuset.effective_mems")).unwrap_or_default()})
+            json!({"cpus": list(read(&d.path, "cpuset.cpus.effective").or_else(|| read(&d.path, "cpuset.effective_cpus"))),
+                   "mems": list(read(&d.path, "cpuset.mems.effective").or_else(|| read(&d.path, "cpuset.effective_mems")))})
         });
         json!({
             "cpu": cpu(self.host("cpu", Some("cpu")), self.host("cpuacct", None)),

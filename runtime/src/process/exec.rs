@@ -31,7 +31,8 @@ pub struct ExecConfig {
     pub namespaces: Vec<Ns>,
     pub process: Process,
     pub cgroup: CgroupPaths,
-    pub preserve_fds: i32,
+    /// The fds above stdio passed into the process (`--preserve-fds`).
+    pub inherited_fds: Vec<i32>,
     pub console: Option<UnixStream>,
     /// The container's compiled seccomp profile (exec'd processes get it too) and its source.
     pub seccomp: Option<(crate::seccomp::Program, oci_spec::runtime::LinuxSeccomp)>,
@@ -136,7 +137,8 @@ fn child_run(cfg: &ExecConfig, ch: &Channel, fds: &[(Ns, File)], tramp: Option<&
             .ok_or_else(|| Error::msg("--tty needs a console socket"))?;
         super::init::setup_console(sock, &cfg.process, false)?;
     }
-    let prepared = super::init::finish_process(&cfg.process, cfg.preserve_fds, cfg.seccomp.as_ref().map(|s| &s.0), ch)?;
+    let prepared =
+        super::init::finish_process(&cfg.process, &cfg.inherited_fds, cfg.seccomp.as_ref().map(|s| &s.0), ch)?;
     ch.send(&Msg::Ready)?;
     let e = super::init::exec_prepared(tramp, &prepared);
     eprintln!("dray: exec in container {}: {e}", cfg.id);

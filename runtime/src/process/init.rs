@@ -169,7 +169,7 @@ fn run(
     if let Some(m) = linux.and_then(|l| l.memory_policy().as_ref()) {
         crate::scheduling::apply_memory_policy(m)?;
     }
-    let prepared = finish_process(process, cfg.preserve_fds, cfg.seccomp.as_ref(), ch)?;
+    let prepared = finish_process(process, &cfg.inherited_fds, cfg.seccomp.as_ref(), ch)?;
     ch.send(&Msg::Ready)?;
     READY.store(true, std::sync::atomic::Ordering::Relaxed);
 
@@ -207,7 +207,7 @@ pub struct Prepared {
 /// lookup, noNewPrivileges, and closing every fd the process must not inherit.
 pub fn finish_process(
     process: &Process,
-    preserve_fds: i32,
+    inherited_fds: &[i32],
     seccomp: Option<&crate::seccomp::Program>,
     ch: &Channel,
 ) -> Result<Prepared> {
@@ -282,12 +282,11 @@ pub fn finish_process(
         envp: to_c(&env, "an env entry")?,
     };
 
-    // No host fd may survive into the container (CVE-2024-21626): everything above stdio and
-    // the preserved fds is close-on-exec; the preserved ones are made inheritable.
-    let keep = 3 + preserve_fds.max(0);
-    crate::sys::cloexec_from(keep)?;
-    for fd in 3..keep {
-        crate::sys::set_cloexec(fd, false);
+    // No host fd may survive into the container (CVE-2024-21626): everything above stdio is
+    // close-on-exec, then the fds the caller passed with --preserve-fds are made inheritable.
+    crate::sys::cloexec_from(3)?;
+    for fd in inherited_fds {
+        crate::sys::set_cloexec(*fd, false);
     }
     Ok(prepared)
 }

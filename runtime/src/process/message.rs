@@ -95,7 +95,7 @@ impl Channel {
     /// for [`Self::take_fd`].
     pub fn recv(&self) -> Result<Option<Msg>> {
         use std::os::fd::FromRawFd;
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 1024 * 1024];
         loop {
             let mut iov = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
@@ -110,6 +110,9 @@ impl Channel {
             hdr.msg_controllen = std::mem::size_of_val(&cmsg);
             // SAFETY: hdr points to valid buffers.
             let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
+            if r > 0 && hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+                return Err(Error::msg("a message on the init channel was truncated"));
+            }
             if r > 0 {
                 // SAFETY: walking the control messages the kernel wrote into `cmsg`.
                 unsafe {

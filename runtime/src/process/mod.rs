@@ -55,7 +55,9 @@ pub struct InitConfig {
     pub state_dir: PathBuf,
     pub no_pivot: bool,
     /// Number of fds above stdio passed into the container (`--preserve-fds`).
-    pub preserve_fds: i32,
+    /// The fds above stdio passed into the container (`--preserve-fds`): those the caller
+    /// really passed, never the runtime's own.
+    pub inherited_fds: Vec<i32>,
     /// The connected console socket, when `process.terminal` is set.
     pub console: Option<UnixStream>,
     /// `--no-new-keyring`: keep the caller's session keyring instead of a new one.

@@ -124,10 +124,17 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
         .flatten()
         .any(|a| matches!(a, Arch::ScmpArchX86 | Arch::ScmpArchX32))
     {
-        warn.push(
-            "seccomp: 32-bit and x32 system calls are not filtered by rule; they are refused (the process is killed)"
-                .into(),
-        );
+        warn.push("seccomp: only native x86-64 system calls are filtered by rule; i386 calls kill the process and x32 calls fail with ENOSYS".into());
+    }
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(Error::msg("seccomp: SCMP_ACT_NOTIFY cannot be the default action"));
+    }
+    for sc in s.syscalls().iter().flatten() {
+        if sc.action() == LinuxSeccompAction::ScmpActNotify && sc.names().iter().any(|n| n == "write") {
+            return Err(Error::msg(
+                "seccomp: SCMP_ACT_NOTIFY on write would deadlock the runtime; refused as runc does",
+            ));
+        }
     }
     let default = action(s.default_action(), s.default_errno_ret());
     let mut groups: BTreeMap<u32, (SeccompAction, RuleMap)> = BTreeMap::new();
@@ -195,6 +202,10 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
             .map_err(|e| Error::msg(format!("seccomp filter: {e}")))?;
         filters.push(to_filter(f, false)?);
     }
+    // seccompiler checks the architecture but not the x32 bit of the system call number: x32
+    // calls (nr | 0x40000000) would fall through to ALLOW in a deny-list profile. This first
+    // filter answers every x32 call with ENOSYS.
+    filters.insert(0, x32_guard());
     if filters.iter().filter(|f| f.notify).count() > 1 {
         return Err(Error::msg("seccomp: only one notify filter is possible"));
     }
@@ -212,6 +223,23 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
         return Err(Error::msg("seccomp: SCMP_ACT_NOTIFY needs a listenerPath"));
     }
     Ok(prog)
+}
+
+/// `ld arch; jne X86_64 -> allow; ld nr; jge 0x40000000 -> ENOSYS; allow`.
+fn x32_guard() -> Filter {
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let ret_errno = 0x0005_0000 | libc::ENOSYS as u32;
+    Filter {
+        insns: vec![
+            (0x20, 0, 0, 4),                 // ld [4]: arch
+            (0x15, 0, 3, AUDIT_ARCH_X86_64), // jeq x86_64 ? next : allow
+            (0x20, 0, 0, 0),                 // ld [0]: nr
+            (0x35, 0, 1, 0x4000_0000),       // jge x32 bit ? errno : allow
+            (0x06, 0, 0, ret_errno),         // ret ERRNO(ENOSYS)
+            (0x06, 0, 0, 0x7fff_0000),       // ret ALLOW
+        ],
+        notify: false,
+    }
 }
 
 fn to_filter(f: SeccompFilter, notify: bool) -> Result<Filter> {
@@ -283,11 +311,13 @@ pub fn install(p: &Program) -> Result<Option<OwnedFd>> {
             len: insns.len() as u16,
             filter: insns.as_ptr() as *mut libc::sock_filter,
         };
-        // A listener cannot be combined with TSYNC (and the init is single-threaded anyway).
+        // A listener cannot be combined with TSYNC (and the init is single-threaded anyway);
+        // WAIT_KILLABLE_RECV is only valid with a listener.
+        const WAIT_KILLABLE_RECV: u32 = 32;
         let flags = if f.notify {
             (p.flags & !TSYNC) | NEW_LISTENER
         } else {
-            p.flags
+            p.flags & !WAIT_KILLABLE_RECV
         };
         // SAFETY: seccomp with a valid sock_fprog whose instructions outlive the call.
         let r = unsafe {
@@ -360,8 +390,8 @@ mod tests {
         let mut warn = Vec::new();
         let p = compile(&s, &mut warn).unwrap();
         assert_eq!(warn.len(), 1, "{warn:?}");
-        // TRAP filter + default filter.
-        assert_eq!(p.filters.len(), 2);
+        // x32 guard + TRAP filter + default filter.
+        assert_eq!(p.filters.len(), 3);
         assert!(!p.notifies());
     }
 }

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""dray's start-up benchmark: dray beside runc and crun (and youki when installed), measured in
+one run with hyperfine, printed as a markdown table of medians (min/max) with the ratios
+dray/runc and dray/crun.
+
+Run through `make bench` (as root). Every runtime runs inside one private mount namespace in
+which /sys/fs/cgroup shows a pure cgroup v1 tree (the hybrid cgroup2 mount is unmounted there),
+because crun 1.8 refuses hybrid hosts: all runtimes then see the same cgroup layout.
+"""
+import json, os, shutil, subprocess, sys, tempfile, statistics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = tempfile.mkdtemp(prefix="dray-bench-")
+RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, **kw)
+
+
+def runtimes():
+    rts = {"dray": os.path.join(ROOT, "target/release/dray")}
+    for name in ("runc", "crun", "youki"):
+        p = shutil.which(name)
+        if p:
+            rts[name] = p
+    return rts
+
+
+def bundle(name, args):
+    d = os.path.join(WORK, name)
+    sh(f"{ROOT}/tests/fixtures/mkbundle.sh {d} {ROOT}/target/release/dray -- {args}", stdout=subprocess.DEVNULL)
+    # The same config for every runtime; crun 1.8 only knows runtime-spec versions up to 1.0.x.
+    cfg = json.load(open(f"{d}/config.json"))
+    cfg["ociVersion"] = "1.0.2"
+    json.dump(cfg, open(f"{d}/config.json", "w"))
+    return d
+
+
+def hyperfine(name, cmds, prepare=None, cleanup=None, runs=RUNS):
+    """Runs hyperfine once for all runtimes; returns {runtime: (median, min, max)} in ms."""
+    out = os.path.join(WORK, f"{name}.json")
+    args = ["hyperfine", "-N" if not any(" " in c or "|" in c for c in cmds.values()) else "--shell=sh",
+            "--runs", str(runs), "--warmup", "2", "--export-json", out, "--style", "none"]
+    if args[1] == "-N":
+        args = args[:1] + ["--shell=none"] + args[2:]
+    for rt, c in cmds.items():
+        if prepare:
+            args += ["--prepare", prepare[rt]]
+        args += ["-n", rt, c]
+    if cleanup:
+        # hyperfine's --cleanup runs once per benchmark, after its last run.
+        for rt in cmds:
+            args += []
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    res = {}
+    for r in json.load(open(out))["results"]:
+        t = [x * 1000 for x in r["times"]]
+        res[r["command"]] = (statistics.median(t), min(t), max(t))
+    if cleanup:
+        for rt in cmds:
+            subprocess.run(cleanup[rt], shell=True, stderr=subprocess.DEVNULL)
+    return res
+
+
+def peak_rss_kb(cmd):
+    pid = os.fork()
+    if pid == 0:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.execvp("sh", ["sh", "-c", "exec " + cmd])
+    _, status, ru = os.wait4(pid, 0)
+    return ru.ru_maxrss
+
+
+def main():
+    rts = runtimes()
+    b_true = bundle("true", "true")
+    b_sleep = bundle("sleep", "sleep 1000")
+    roots = {rt: os.path.join(WORK, f"state-{rt}") for rt in rts}
+    R = lambda rt: f"{rts[rt]} --root {roots[rt]}"
+    rows = []
+
+    def row(label, res, unit="ms"):
+        rows.append((label, res, unit))
+
+    row("lifecycle: run /bin/true (+ delete)", hyperfine("lifecycle", {rt: f"{R(rt)} run -b {b_true} bench" for rt in rts}))
+    row("create", hyperfine("create", {rt: f"{R(rt)} create -b {b_true} bench" for rt in rts},
+                            prepare={rt: f"{R(rt)} delete -f bench" for rt in rts},
+                            cleanup={rt: f"{R(rt)} delete -f bench" for rt in rts}))
+    row("start", hyperfine("start", {rt: f"{R(rt)} start bench" for rt in rts},
+                           prepare={rt: f"sh -c '{R(rt)} delete -f bench; {R(rt)} create -b {b_true} bench'" for rt in rts},
+                           cleanup={rt: f"{R(rt)} delete -f bench" for rt in rts}))
+    row("delete (stopped)", hyperfine("delete", {rt: f"{R(rt)} delete bench" for rt in rts},
+                                      prepare={rt: f"sh -c '{R(rt)} delete -f bench; {R(rt)} run -d -b {b_true} bench; sleep 0.05'" for rt in rts}))
+    row("delete --force (running)", hyperfine("deletef", {rt: f"{R(rt)} delete --force bench" for rt in rts},
+                                              prepare={rt: f"sh -c '{R(rt)} delete -f bench; {R(rt)} run -d -b {b_sleep} bench'" for rt in rts}))
+    for rt in rts:
+        sh(f"{R(rt)} delete -f ex 2>/dev/null; {R(rt)} run -d -b {b_sleep} ex")
+    row("exec /bin/true into a running container", hyperfine("exec", {rt: f"{R(rt)} exec ex true" for rt in rts},
+                                                             cleanup={rt: f"{R(rt)} delete -f ex" for rt in rts}))
+    row("50 containers in sequence", hyperfine("seq50", {rt: f"for i in $(seq 50); do {R(rt)} run -b {b_true} s$i; done" for rt in rts}, runs=3))
+    row("10 containers in parallel", hyperfine("par10", {rt: f"seq 10 | xargs -P10 -I{{}} {R(rt)} run -b {b_true} p{{}}" for rt in rts}, runs=5))
+    # Memory.
+    res = {}
+    for rt in rts:
+        subprocess.run(f"{R(rt)} delete -f m", shell=True, stderr=subprocess.DEVNULL)
+        kb = peak_rss_kb(f"{R(rt)} create -b {b_sleep} m")
+        res[rt] = (kb / 1024, kb / 1024, kb / 1024)
+    row("peak RSS of `create`", res, "MiB")
+    res = {}
+    for rt in rts:
+        st = json.loads(subprocess.run(f"{R(rt)} state m", shell=True, capture_output=True, text=True).stdout)
+        rss = [l for l in open(f"/proc/{st['pid']}/status") if l.startswith("VmRSS")][0].split()[1]
+        res[rt] = (int(rss) / 1024,) * 3
+        subprocess.run(f"{R(rt)} delete -f m", shell=True)
+    row("RSS of a created container's init", res, "MiB")
+    res = {}
+    for rt in rts:
+        kb = peak_rss_kb(f"{R(rt)} run -b {b_true} r")
+        res[rt] = (kb / 1024,) * 3
+    row("peak RSS of `run`", res, "MiB")
+    row("binary size", {rt: (os.path.getsize(os.path.realpath(p)) / 1048576,) * 3 for rt, p in rts.items()}, "MiB")
+
+    names = list(rts)
+    head = "| measure | " + " | ".join(names) + " | " + " | ".join(f"dray/{n}" for n in names if n != "dray") + " |"
+    print(head)
+    print("|" + "---|" * (1 + len(names) + len(names) - 1))
+    for label, res, unit in rows:
+        cells = []
+        for n in names:
+            med, lo, hi = res[n]
+            cells.append(f"{med:.2f} {unit}" if unit != "ms" else f"{med:.2f} ({lo:.2f}–{hi:.2f}) ms")
+        ratios = [f"{res['dray'][0] / res[n][0]:.2f}" for n in names if n != "dray" and res[n][0] > 0]
+        print(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if os.environ.get("DRAY_BENCH_INNER") != "1":
+        # Re-run inside a private mount namespace with a pure cgroup v1 view (see docstring).
+        inner = "mount --make-rprivate / && { umount /sys/fs/cgroup/unified 2>/dev/null || true; } && exec python3 " + os.path.abspath(__file__)
+        env = dict(os.environ, DRAY_BENCH_INNER="1")
+        sys.exit(subprocess.run(["unshare", "-m", "sh", "-c", inner], env=env).returncode)
+    main()
