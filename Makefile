@@ -6,8 +6,9 @@ CARGO ?= cargo
 RELEASE_BIN := target/release/dray
 FIXTURES := target/fixtures
 # Debian packages the tests use: busybox-static (test images), jq (fixture script), tini (a
-# child subreaper: PID 1 here reaps orphans late), containerd (a real engine), iproute2 (veth).
-TEST_PACKAGES := busybox-static jq tini containerd iproute2
+# child subreaper: PID 1 here reaps orphans late), containerd (a real engine), iproute2 (veth),
+# gcc and libc6-dev (a static syscall probe, tests/fixtures/probe.c).
+TEST_PACKAGES := busybox-static jq tini containerd iproute2 gcc libc6-dev
 
 .PHONY: all build test unit e2e lint demo install deps fixtures clean bench
 
@@ -55,5 +56,5 @@ clean:
 
 # Start-up benchmark: dray beside runc and crun in one run (see bench/bench.py).
 bench: build deps
-	@for p in hyperfine runc crun; do command -v $$p >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine runc crun >/dev/null; break; }; done
+	@for p in hyperfine runc crun /usr/bin/time; do command -v $$p >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine runc crun time >/dev/null; break; }; done
 	tini -s -- python3 bench/bench.py

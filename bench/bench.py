@@ -48,10 +48,6 @@ def hyperfine(name, cmds, prepare=None, cleanup=None, runs=RUNS):
         if prepare:
             args += ["--prepare", prepare[rt]]
         args += ["-n", rt, c]
-    if cleanup:
-        # hyperfine's --cleanup runs once per benchmark, after its last run.
-        for rt in cmds:
-            args += []
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     res = {}
     for r in json.load(open(out))["results"]:
@@ -64,14 +60,9 @@ def hyperfine(name, cmds, prepare=None, cleanup=None, runs=RUNS):
 
 
 def peak_rss_kb(cmd):
-    pid = os.fork()
-    if pid == 0:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.execvp("sh", ["sh", "-c", "exec " + cmd])
-    _, status, ru = os.wait4(pid, 0)
-    return ru.ru_maxrss
+    """Peak RSS of the command's own process, from GNU time (%M, in KiB)."""
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", "sh", "-c", "exec " + cmd], capture_output=True, text=True)
+    return int(r.stderr.strip().splitlines()[-1])
 
 
 def main():
@@ -114,7 +105,7 @@ def main():
         st = json.loads(subprocess.run(f"{R(rt)} state m", shell=True, capture_output=True, text=True).stdout)
         rss = [l for l in open(f"/proc/{st['pid']}/status") if l.startswith("VmRSS")][0].split()[1]
         res[rt] = (int(rss) / 1024,) * 3
-        subprocess.run(f"{R(rt)} delete -f m", shell=True)
+        subprocess.run(f"{R(rt)} delete -f m", shell=True, stderr=subprocess.DEVNULL)
     row("RSS of a created container's init", res, "MiB")
     res = {}
     for rt in rts:

@@ -248,3 +248,23 @@ fn compiled_profiles_are_cached_per_profile() {
     assert!(b.run().status.success());
     assert_eq!(count(&b), 2, "another profile gets its own entry");
 }
+
+#[test]
+fn docker_default_profile_refuses_keyctl() {
+    // busybox has no keyctl applet: a small static probe makes the call.
+    let mut b = Bundle::new("seckeyctl", &["/probe", "keyctl"]);
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/probe.c");
+    let st = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(b.dir.join("rootfs/probe"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success(), "gcc -static failed");
+    with_admin_caps(&mut b);
+    let o = b.run();
+    assert_eq!(stdout(&o), "ok\n", "without the profile keyctl works: {}", stderr(&o));
+    b.config["linux"]["seccomp"] = docker_profile();
+    let o = b.run();
+    assert_eq!(stdout(&o), "EPERM\n", "{}", stderr(&o));
+}
