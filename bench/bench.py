@@ -40,10 +40,10 @@ def bundle(name, args):
 def hyperfine(name, cmds, prepare=None, cleanup=None, runs=RUNS):
     """Runs hyperfine once for all runtimes; returns {runtime: (median, min, max)} in ms."""
     out = os.path.join(WORK, f"{name}.json")
-    args = ["hyperfine", "-N" if not any(" " in c or "|" in c for c in cmds.values()) else "--shell=sh",
-            "--runs", str(runs), "--warmup", "2", "--export-json", out, "--style", "none"]
-    if args[1] == "-N":
-        args = args[:1] + ["--shell=none"] + args[2:]
+    # Without a shell (-N) unless a command needs one: a shell's start-up would be measured too.
+    needs_shell = any(ch in c for c in cmds.values() for ch in "|;$&")
+    args = ["hyperfine", "--shell=sh" if needs_shell else "-N", "--runs", str(runs), "--warmup", "2",
+            "--export-json", out, "--style", "none"]
     for rt, c in cmds.items():
         if prepare:
             args += ["--prepare", prepare[rt]]
@@ -60,9 +60,12 @@ def hyperfine(name, cmds, prepare=None, cleanup=None, runs=RUNS):
 
 
 def peak_rss_kb(cmd):
-    """Peak RSS of the command's own process, from GNU time (%M, in KiB)."""
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", "sh", "-c", "exec " + cmd], capture_output=True, text=True)
-    return int(r.stderr.strip().splitlines()[-1])
+    """Peak RSS of the command's own process, from GNU time (%M, in KiB). The command's stdio
+    goes to /dev/null: a created container inherits it and would hold pipes open."""
+    out = os.path.join(WORK, "time.out")
+    subprocess.run(["/usr/bin/time", "-o", out, "-f", "%M", "sh", "-c", "exec " + cmd],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return int(open(out).read().strip().splitlines()[-1])
 
 
 def main():
