@@ -155,3 +155,83 @@ impl Drop for Containerd {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Podman with private storage, runroot and configuration (cgroupfs, file events, no network,
+/// ulimits within this sandbox's hard limits), using dray as its OCI runtime.
+pub struct Podman {
+    pub dir: PathBuf,
+}
+
+impl Podman {
+    /// Sets podman up in a new temporary directory and imports the busybox fixture as
+    /// `localhost/dray-busybox:latest`.
+    pub fn new(name: &str) -> Podman {
+        let dir = std::env::temp_dir().join(format!("dray-podman-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        // podman asks for nofile and nproc of 1048576 by default, above this sandbox's hard
+        // limits: give it values the host allows.
+        let conf = format!(
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\nnetns = \"none\"\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{}\"\n",
+            dir.join("events.log").display()
+        );
+        std::fs::write(dir.join("containers.conf"), conf).unwrap();
+        let storage = format!(
+            "[storage]\ndriver = \"overlay\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+            dir.join("run").display(),
+            dir.join("storage").display()
+        );
+        std::fs::write(dir.join("storage.conf"), storage).unwrap();
+        let p = Podman { dir };
+        let tar = p.dir.join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(crate::template().join("rootfs"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let o = p.podman(&["import", tar.to_str().unwrap(), "localhost/dray-busybox:latest"]);
+        assert!(
+            o.status.success(),
+            "podman import: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        p
+    }
+
+    /// Runs `podman --runtime <dray> args...` with this instance's configuration.
+    pub fn podman(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
+            .arg("--runtime")
+            .arg(crate::dray_bin())
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .args(args);
+        crate::run_with_timeout(cmd, Duration::from_secs(120))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
+        let _ = self.podman(&["system", "reset", "-f"]);
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let d = self.dir.to_string_lossy().into_owned();
+        let mut mps: Vec<&str> = mi
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&d))
+            .collect();
+        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mps {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -277,7 +277,8 @@ pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &std::path::Path) -> Result<P
     let mut warn = Vec::new();
     let prog = compile(s, &mut warn)?;
     for w in warn {
-        tracing::warn!("{w}");
+        // runc logs skipped syscalls at debug level: engines send profiles for every arch.
+        tracing::debug!("{w}");
     }
     if std::fs::create_dir_all(cache_dir).is_ok() {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
