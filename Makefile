@@ -6,9 +6,9 @@ CARGO ?= cargo
 RELEASE_BIN := target/release/dray
 FIXTURES := target/fixtures
 # Debian packages the tests use: busybox-static (test images), jq (fixture script), tini (a
-# child subreaper: PID 1 here reaps orphans late), containerd and podman (real engines), iproute2 (veth),
+# child subreaper: PID 1 here reaps orphans late), containerd, podman and docker.io (real engines), iproute2 (veth),
 # gcc and libc6-dev (a static syscall probe, tests/fixtures/probe.c).
-TEST_PACKAGES := busybox-static jq tini containerd podman iproute2 gcc libc6-dev
+TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev
 
 .PHONY: all build test unit e2e lint demo install deps fixtures clean bench
 

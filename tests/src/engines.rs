@@ -235,3 +235,145 @@ impl Drop for Podman {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A private dockerd 20.10 (its own data root, exec root and socket, no iptables, no bridge)
+/// with dray registered as runtime `dray`; the busybox fixture is loaded as
+/// `dray/busybox:latest` from a docker-archive built here.
+pub struct Dockerd {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    child: Child,
+}
+
+impl Dockerd {
+    /// Starts dockerd and loads the image.
+    pub fn start(name: &str) -> Dockerd {
+        let dir = std::env::temp_dir().join(format!("dray-dockerd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let runtime = format!("dray={}", crate::dray_bin().display());
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--add-runtime",
+                &runtime,
+            ])
+            // Docker's default ulimits would exceed this sandbox's hard limits.
+            .args([
+                "--default-ulimit",
+                "nofile=1024:1024",
+                "--default-ulimit",
+                "nproc=4096:4096",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd (apt-get install docker.io)");
+        let d = Dockerd { dir, socket, child };
+        let t = Instant::now();
+        while !d.docker(&["version"]).status.success() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "dockerd did not start: {}",
+                std::fs::read_to_string(d.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let archive = d.dir.join("busybox-docker.tar");
+        docker_archive(&archive, &d.dir.join("archive"));
+        let o = d.docker(&["load", "-i", archive.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "docker load: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        d
+    }
+
+    /// Runs `docker args...` against this daemon.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .args(args);
+        crate::run_with_timeout(cmd, Duration::from_secs(120))
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = self.docker(&["rm", "-f", "-v", "dk1"]);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let t = Instant::now();
+        while self.child.try_wait().ok().flatten().is_none() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let d = self.dir.to_string_lossy().into_owned();
+        let mut mps: Vec<&str> = mi
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&d))
+            .collect();
+        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mps {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A docker-archive (what `docker save` writes) of the busybox fixture, tagged
+/// `dray/busybox:latest`.
+pub fn docker_archive(out: &Path, work: &Path) {
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work.join("l1")).unwrap();
+    let layer = work.join("l1/layer.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(crate::template().join("rootfs"))
+        .args(["--numeric-owner", "-cf"])
+        .arg(&layer)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256(&layer))]}
+    });
+    let cfg = work.join("config.json.tmp");
+    std::fs::write(&cfg, serde_json::to_vec(&config).unwrap()).unwrap();
+    let name = format!("{}.json", sha256(&cfg));
+    std::fs::rename(&cfg, work.join(&name)).unwrap();
+    let manifest =
+        serde_json::json!([{"Config": name, "RepoTags": ["dray/busybox:latest"], "Layers": ["l1/layer.tar"]}]);
+    std::fs::write(work.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(work)
+        .arg("-cf")
+        .arg(out)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
