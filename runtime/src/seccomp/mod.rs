@@ -42,6 +42,9 @@ pub struct Filter {
 pub struct Program {
     pub filters: Vec<Filter>,
     pub flags: u32,
+    /// What compiling the profile skipped (unknown calls), repeated whenever it is used.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Program {
@@ -218,7 +221,11 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 32,
         };
     }
-    let prog = Program { filters, flags };
+    let prog = Program {
+        filters,
+        flags,
+        warnings: warn.clone(),
+    };
     if prog.notifies() && s.listener_path().is_none() {
         return Err(Error::msg("seccomp: SCMP_ACT_NOTIFY needs a listenerPath"));
     }
@@ -269,17 +276,21 @@ pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &std::path::Path) -> Result<P
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (crate::VERSION, &text).hash(&mut h);
     let path = cache_dir.join(format!("seccomp-{:016x}.json", h.finish()));
+    // runc logs skipped syscalls at debug level: engines send profiles for every arch.
+    let log = |p: &Program| {
+        for w in &p.warnings {
+            tracing::debug!("{w}");
+        }
+    };
     if let Ok(data) = std::fs::read(&path) {
         if let Ok(p) = serde_json::from_slice::<Program>(&data) {
+            log(&p);
             return Ok(p);
         }
     }
     let mut warn = Vec::new();
     let prog = compile(s, &mut warn)?;
-    for w in warn {
-        // runc logs skipped syscalls at debug level: engines send profiles for every arch.
-        tracing::debug!("{w}");
-    }
+    log(&prog);
     if std::fs::create_dir_all(cache_dir).is_ok() {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         if let Ok(data) = serde_json::to_vec(&prog) {
