@@ -36,6 +36,57 @@ pub unsafe fn clone_fork(flags: libc::c_ulong) -> Result<libc::pid_t> {
     Ok(r as libc::pid_t)
 }
 
+/// `clone3(2)` with CLONE_INTO_CGROUP: like [`clone_fork`], but the child is born in the cgroup
+/// v2 directory `cgroup_fd`, so it never has to be migrated there (a migration waits for an
+/// RCU grace period). Returns the kernel's error (ENOSYS, E2BIG, EINVAL on kernels without it)
+/// so that the caller can fall back to `clone_fork` + cgroup.procs.
+///
+/// # Safety
+/// As [`clone_fork`]: the caller must be single-threaded.
+pub unsafe fn clone_into_cgroup(flags: u64, cgroup_fd: RawFd) -> std::io::Result<libc::pid_t> {
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: flags | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup_fd as u64,
+    };
+    // SAFETY: clone3 with a valid clone_args of the size passed; no stack means the child runs on
+    // a copy of ours, like fork; the caller guarantees a single thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(r as libc::pid_t)
+}
+
 /// `pidfd_open(2)`: a file descriptor that becomes readable when the process exits, which lets
 /// us wait for processes that are not our children without sleeping.
 pub fn pidfd_open(pid: libc::pid_t) -> std::io::Result<OwnedFd> {

@@ -92,9 +92,33 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
         }
     }
     let flags = if single { cfg.plan.clone_flags() } else { 0 };
+    // On a pure cgroup v2 host the init is born in its cgroup (CLONE_INTO_CGROUP), which saves
+    // the migration; elsewhere, or on kernels without clone3, the runtime moves it after the
+    // fork.
+    let v2_dir = match cfg.cgroup.dirs.as_slice() {
+        [d] if d.v2 && single => open_path_dir(&d.path).ok(),
+        _ => None,
+    };
+    let mut placed = false;
+    let mut pid = None;
+    if let Some(fd) = &v2_dir {
+        // SAFETY: the runtime is single-threaded on the creation path.
+        match unsafe { crate::sys::clone_into_cgroup(flags as u64, fd.as_raw_fd()) } {
+            Ok(p) => {
+                placed = true;
+                pid = Some(Ok(p));
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS) | Some(libc::E2BIG) | Some(libc::EINVAL)
+                ) => {}
+            Err(e) => pid = Some(Err(e).ctx(|| "clone3".into())),
+        }
+    }
     // SAFETY: the runtime is single-threaded on the creation path (no threads are spawned by
     // the library, and the CLI calls this from main).
-    let pid = unsafe { crate::sys::clone_fork(flags) };
+    let pid = pid.unwrap_or_else(|| unsafe { crate::sys::clone_fork(flags) });
     let restore = |saved: &mut Vec<(LinuxNamespaceType, OwnedFd)>| -> Result<()> {
         for (t, fd) in saved.drain(..) {
             nix::sched::setns(
@@ -108,6 +132,7 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
     let pid = match pid {
         Ok(0) => {
             drop(parent);
+            drop(v2_dir);
             init::child_main(cfg, child, tramp, state_dir, !single)
         }
         Ok(pid) => pid,
@@ -118,7 +143,8 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
     };
     drop(child);
     restore(&mut saved_ns)?;
-    match drive(cfg, &parent, pid, single, hooks) {
+    drop(v2_dir);
+    match drive(cfg, &parent, pid, single, placed, hooks) {
         Ok(init_pid) => Ok(init_pid),
         Err((init_pid, e)) => {
             // Once the init's pid is known, the intermediate process was already reaped: its
@@ -130,13 +156,22 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
 }
 
 /// The parent's side of the protocol. On error, returns the init pid known so far.
-fn drive(cfg: &InitConfig, ch: &Channel, pid: i32, single: bool, hooks: &mut HookRunner) -> Result<i32, (i32, Error)> {
+fn drive(
+    cfg: &InitConfig,
+    ch: &Channel,
+    pid: i32,
+    single: bool,
+    placed: bool,
+    hooks: &mut HookRunner,
+) -> Result<i32, (i32, Error)> {
     let mut init_pid = pid;
     let r = (|| -> Result<()> {
         if single && cfg.plan.creates(LinuxNamespaceType::User) {
             write_maps(cfg, pid)?;
         }
-        cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?;
+        if !placed {
+            cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?;
+        }
         let process = cfg.spec.process().as_ref();
         if let Some(adj) = process.and_then(|p| p.oom_score_adj()) {
             write_oom_score_adj(pid, adj)?;
