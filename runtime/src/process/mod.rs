@@ -102,8 +102,11 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
     let mut placed = false;
     let mut pid = None;
     if let Some(fd) = &v2_dir {
+        // c_ulong is u64 here but not on every target.
+        #[allow(clippy::unnecessary_cast)]
+        let flags64 = flags as u64;
         // SAFETY: the runtime is single-threaded on the creation path.
-        match unsafe { crate::sys::clone_into_cgroup(flags as u64, fd.as_raw_fd()) } {
+        match unsafe { crate::sys::clone_into_cgroup(flags64, fd.as_raw_fd()) } {
             Ok(p) => {
                 placed = true;
                 pid = Some(Ok(p));
