@@ -500,19 +500,7 @@ impl Runtime {
         }
         // Block every forwardable signal and SIGCHLD before the fork: they queue on the
         // signalfd, so the exit of a fast container can never be missed.
-        let mut set = nix::sys::signal::SigSet::all();
-        for s in [
-            Signal::SIGKILL,
-            Signal::SIGSTOP,
-            Signal::SIGSEGV,
-            Signal::SIGBUS,
-            Signal::SIGILL,
-            Signal::SIGFPE,
-            Signal::SIGTRAP,
-            Signal::SIGABRT,
-        ] {
-            set.remove(s);
-        }
+        let set = forwarded_signals();
         let old = crate::sys::block_signals(&set)?;
         let res = self.run_foreground(o, &set);
         let _ = crate::sys::set_signal_mask(&old);
@@ -679,19 +667,7 @@ impl Runtime {
             }
             return Ok(0);
         }
-        let mut set = nix::sys::signal::SigSet::all();
-        for s in [
-            Signal::SIGKILL,
-            Signal::SIGSTOP,
-            Signal::SIGSEGV,
-            Signal::SIGBUS,
-            Signal::SIGILL,
-            Signal::SIGFPE,
-            Signal::SIGTRAP,
-            Signal::SIGABRT,
-        ] {
-            set.remove(s);
-        }
+        let set = forwarded_signals();
         let old = crate::sys::block_signals(&set)?;
         let res = (|| -> Result<i32> {
             use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -810,6 +786,26 @@ impl Runtime {
         p.dedup();
         Ok(p)
     }
+}
+
+/// The signals a foreground `run`/`exec` blocks before the fork and forwards to the
+/// container (plus SIGCHLD, read from a signalfd): all but the ones that cannot be caught
+/// and the synchronous fault signals.
+fn forwarded_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::all();
+    for s in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+        Signal::SIGTRAP,
+        Signal::SIGABRT,
+    ] {
+        set.remove(s);
+    }
+    set
 }
 
 /// The OCI state as JSON text.

@@ -141,18 +141,7 @@ impl Drop for Containerd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // Unmount what containerd left (snapshots, shim mounts) before removing its files.
-        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let d = self.dir.to_string_lossy().into_owned();
-        let mut mps: Vec<&str> = mi
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&d))
-            .collect();
-        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mps {
-            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_with_mounts(&self.dir);
     }
 }
 
@@ -221,18 +210,7 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.podman(&["rm", "-a", "-f", "-t", "0"]);
         let _ = self.podman(&["system", "reset", "-f"]);
-        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let d = self.dir.to_string_lossy().into_owned();
-        let mut mps: Vec<&str> = mi
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&d))
-            .collect();
-        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mps {
-            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_with_mounts(&self.dir);
     }
 }
 
@@ -325,18 +303,7 @@ impl Drop for Dockerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let d = self.dir.to_string_lossy().into_owned();
-        let mut mps: Vec<&str> = mi
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&d))
-            .collect();
-        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mps {
-            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_with_mounts(&self.dir);
     }
 }
 
@@ -376,4 +343,20 @@ pub fn docker_archive(out: &Path, work: &Path) {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+/// Unmounts everything an engine left mounted below `dir` (deepest first), then removes it.
+fn remove_with_mounts(dir: &Path) {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let d = dir.to_string_lossy().into_owned();
+    let mut mps: Vec<&str> = mi
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&d))
+        .collect();
+    mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mps {
+        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -303,3 +303,42 @@ pub fn have_cap(cap: u32) -> bool {
         .to_string();
     u64::from_str_radix(&hex, 16).unwrap() & (1 << cap) != 0
 }
+
+/// Receives one message with an fd (SCM_RIGHTS) on a unix socket: (payload, fd).
+pub fn recv_with_fd(sock: std::os::fd::RawFd) -> (Vec<u8>, Option<std::os::fd::OwnedFd>) {
+    use std::os::fd::FromRawFd;
+    let mut buf = [0u8; 8192];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg =
+        nix::sys::socket::recvmsg::<()>(sock, &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::empty()).unwrap();
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel installed this fd in our table for us.
+            fd = Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    let n = msg.bytes;
+    (buf[..n].to_vec(), fd)
+}
+
+/// Runs `dray <args>` for bundle `b` inside a private mount namespace that shows only a
+/// cgroup2 hierarchy at /sys/fs/cgroup, as on a pure cgroup v2 host. `args` may use `{dray}`
+/// and `{id}`; several commands can be joined with `&&`.
+pub fn run_pure_v2(b: &Bundle, script: &str) -> Output {
+    b.save();
+    let d = format!("{} --root {}", dray_bin().display(), b.root.display());
+    let body = script.replace("{dray}", &d).replace("{id}", &b.id);
+    let full = format!(
+        "mount --make-rprivate / && umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && {body}"
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &full]).current_dir(&b.dir);
+    run_with_timeout(cmd, Duration::from_secs(30))
+}
+
+/// True when a cgroup2 hierarchy can be mounted for [`run_pure_v2`].
+pub fn cgroup2_available() -> bool {
+    Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}

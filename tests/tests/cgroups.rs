@@ -3,12 +3,9 @@
 //! /sys/fs/cgroup, as on a pure v2 host.
 
 use dray_e2e::*;
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 fn v2_mount_available() -> bool {
-    Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    cgroup2_available()
 }
 
 #[test]
@@ -25,17 +22,7 @@ fn pure_cgroup_v2_layout() {
             "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mountinfo; cat /sys/fs/cgroup/cgroup.procs",
         ],
     );
-    b.save();
-    let script = format!(
-        "mount --make-rprivate / && umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && \
-         grep -c cgroup /proc/self/mountinfo && exec {} --root {} run {}",
-        dray_bin().display(),
-        b.root.display(),
-        b.id
-    );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", &script]).current_dir(&b.dir);
-    let o = run_with_timeout(cmd, Duration::from_secs(30));
+    let o = run_pure_v2(&b, "grep -c cgroup /proc/self/mountinfo && exec {dray} run {id}");
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     // The kernel still lists the (unmounted) v1 hierarchies in /proc/self/cgroup: look at the
@@ -66,16 +53,7 @@ fn pure_cgroup_v2_layout_without_cgroup_namespace() {
         .as_array_mut()
         .unwrap()
         .retain(|n| n["type"] != "cgroup");
-    b.save();
-    let script = format!(
-        "mount --make-rprivate / && umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec {} --root {} run {}",
-        dray_bin().display(),
-        b.root.display(),
-        b.id
-    );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", &script]).current_dir(&b.dir);
-    let o = run_with_timeout(cmd, Duration::from_secs(30));
+    let o = run_pure_v2(&b, "exec {dray} run {id}");
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let v2 = out.lines().find(|l| l.starts_with("0::")).unwrap();
@@ -92,18 +70,12 @@ fn pause_and_resume_on_cgroup_v2() {
         return;
     }
     let b = Bundle::new("cgv2pause", &["sleep", "100"]);
-    b.save();
-    let d = format!("{} --root {}", dray_bin().display(), b.root.display());
-    let id = &b.id;
-    let script = format!(
-        "mount --make-rprivate / && umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && \
-         {d} run -d {id} && {d} pause {id} && {d} state {id} | grep -o '\"status\": \"[a-z]*\"' && \
-         cat /sys/fs/cgroup/{id}/cgroup.freeze && {d} resume {id} && {d} state {id} | grep -o '\"status\": \"[a-z]*\"' && \
-         {d} delete --force {id} && echo deleted"
+    let o = run_pure_v2(
+        &b,
+        "{dray} run -d {id} && {dray} pause {id} && {dray} state {id} | grep -o '\"status\": \"[a-z]*\"' && \
+         cat /sys/fs/cgroup/{id}/cgroup.freeze && {dray} resume {id} && {dray} state {id} | grep -o '\"status\": \"[a-z]*\"' && \
+         {dray} delete --force {id} && echo deleted",
     );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", &script]).current_dir(&b.dir);
-    let o = run_with_timeout(cmd, Duration::from_secs(30));
     assert!(o.status.success(), "{} {}", stdout(&o), stderr(&o));
     assert_eq!(
         stdout(&o),

@@ -4,8 +4,6 @@
 
 use dray_e2e::*;
 use serde_json::json;
-use std::process::Command;
-use std::time::Duration;
 
 const PROBE: &str = "mknod /dev/l0 b 7 0 && { head -c1 /dev/l0 >/dev/null 2>/tmp/err; cat /tmp/err; echo done; }";
 
@@ -39,19 +37,6 @@ fn v1_device_rules_deny_what_is_not_allowed() {
     check(&stdout(&o), true);
 }
 
-fn run_pure_v2(b: &Bundle) -> std::process::Output {
-    b.save();
-    let script = format!(
-        "mount --make-rprivate / && umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec {} --root {} run {}",
-        dray_bin().display(),
-        b.root.display(),
-        b.id
-    );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", &script]).current_dir(&b.dir);
-    run_with_timeout(cmd, Duration::from_secs(30))
-}
-
 #[test]
 fn v2_device_program_denies_what_is_not_allowed() {
     if !std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
@@ -61,12 +46,12 @@ fn v2_device_program_denies_what_is_not_allowed() {
         return;
     }
     let b = bundle("devdeny2", false);
-    let o = run_pure_v2(&b);
+    let o = run_pure_v2(&b, "exec {dray} run {id}");
     assert!(o.status.success(), "{}", stderr(&o));
     check(&stdout(&o), false);
     assert_no_leaks(&b);
     let b = bundle("devallow2", true);
-    let o = run_pure_v2(&b);
+    let o = run_pure_v2(&b, "exec {dray} run {id}");
     assert!(o.status.success(), "{}", stderr(&o));
     check(&stdout(&o), true);
     assert_no_leaks(&b);

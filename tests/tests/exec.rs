@@ -220,7 +220,7 @@ fn exec_never_runs_the_host_binary_either() {
 
 #[test]
 fn exec_with_console_socket_and_preserved_fds() {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let b = running("execsock");
     // --preserve-fds: fd 3 is passed into the process, fd 4 is not.
@@ -269,23 +269,7 @@ fn exec_with_console_socket_and_preserved_fds() {
     ]);
     let t = std::thread::spawn(move || run_with_timeout(cmd, std::time::Duration::from_secs(30)));
     let (conn, _) = listener.accept().unwrap();
-    let mut buf = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .unwrap();
-    let mut master = None;
-    for c in msg.cmsgs().unwrap() {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the kernel gave us this fd.
-            master = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
-        }
-    }
+    let (_, master) = recv_with_fd(conn.as_raw_fd());
     let o = t.join().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let mut f = std::fs::File::from(master.expect("no pty master"));

@@ -150,31 +150,15 @@ fn notify_sends_the_fd_and_state_to_the_listener() {
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]});
     let agent = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 8192];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .unwrap();
-        let mut fd = None;
-        for c in msg.cmsgs().unwrap() {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(f) = c {
-                fd = Some(f[0]);
-            }
-        }
-        let n = msg.bytes;
-        let v: Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let (data, fd) = recv_with_fd(conn.as_raw_fd());
+        let v: Value = serde_json::from_slice(&data).unwrap();
         // Closing the listener fd makes the notified calls fail with ENOSYS.
         let fd = fd.expect("no fd");
-        let is_listener = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        let is_listener = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
             .unwrap()
             .to_string_lossy()
             .contains("seccomp");
-        nix::unistd::close(fd).unwrap();
+        drop(fd);
         (v, is_listener)
     });
     let o = b.run();
