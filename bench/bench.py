@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """dray's start-up benchmark: dray beside runc and crun (and youki when installed), measured in
-one run with hyperfine, printed as a markdown table of medians (min/max) with the ratios
-dray/runc and dray/crun.
+one interleaved run with hyperfine (rounds over all runtimes), printed as a markdown table of
+medians (min/max) with the ratios dray/runc and dray/crun.
 
 Run through `make bench` (as root). Every runtime runs inside one private mount namespace in
 which /sys/fs/cgroup shows a pure cgroup v1 tree (the hybrid cgroup2 mount is unmounted there),
 because crun 1.8 refuses hybrid hosts: all runtimes then see the same cgroup layout.
 """
-import json, os, shutil, subprocess, sys, tempfile, statistics
+import json, os, shlex, shutil, subprocess, sys, tempfile, statistics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = tempfile.mkdtemp(prefix="dray-bench-")
 RUNS = int(os.environ.get("BENCH_RUNS", "30"))
+# Interleaving: the runs of each scenario are split into this many rounds over all runtimes.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 
 
 def sh(cmd, **kw):
@@ -38,25 +40,31 @@ def bundle(name, args):
 
 
 def hyperfine(name, cmds, prepare=None, cleanup=None, runs=RUNS):
-    """Runs hyperfine once for all runtimes; returns {runtime: (median, min, max)} in ms."""
-    out = os.path.join(WORK, f"{name}.json")
-    # Without a shell (-N) unless a command needs one: a shell's start-up would be measured too.
+    """Times every runtime's command with hyperfine, interleaved: the runs are split in rounds,
+    and each round is one hyperfine invocation over all runtimes (A B C, A B C, ...), so a
+    change in the machine's load hits every runtime alike. Returns {runtime: (median, min,
+    max)} in ms."""
     needs_shell = any(ch in c for c in cmds.values() for ch in "|;$&")
-    args = ["hyperfine", "--shell=sh" if needs_shell else "-N", "--runs", str(runs), "--warmup", "2",
-            "--export-json", out, "--style", "none"]
-    for rt, c in cmds.items():
-        if prepare:
-            args += ["--prepare", prepare[rt]]
-        args += ["-n", rt, c]
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-    res = {}
-    for r in json.load(open(out))["results"]:
-        t = [x * 1000 for x in r["times"]]
-        res[r["command"]] = (statistics.median(t), min(t), max(t))
+    rounds = max(1, min(ROUNDS, runs))
+    per_round = max(1, runs // rounds)
+    times = {rt: [] for rt in cmds}
+    for r in range(rounds):
+        out = os.path.join(WORK, f"{name}-{r}.json")
+        # Without a shell (-N) unless a command needs one: a shell's start-up would be measured.
+        args = ["hyperfine", "--shell=sh" if needs_shell else "-N", "--runs", str(per_round),
+                "--warmup", "2" if r == 0 else "0", "--export-json", out, "--style", "none"]
+        for rt, c in cmds.items():
+            if prepare:
+                # A preparation step may find nothing to delete: never let it fail the run.
+                args += ["--prepare", "sh -c " + shlex.quote(prepare[rt] + " >/dev/null 2>&1; true")]
+            args += ["-n", rt, c]
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        for res in json.load(open(out))["results"]:
+            times[res["command"]] += [x * 1000 for x in res["times"]]
     if cleanup:
         for rt in cmds:
             subprocess.run(cleanup[rt], shell=True, stderr=subprocess.DEVNULL)
-    return res
+    return {rt: (statistics.median(t), min(t), max(t)) for rt, t in times.items()}
 
 
 def peak_rss_kb(cmd):
@@ -79,40 +87,40 @@ def main():
     def row(label, res, unit="ms"):
         rows.append((label, res, unit))
 
-    row("lifecycle: run /bin/true (+ delete)", hyperfine("lifecycle", {rt: f"{R(rt)} run -b {b_true} bench" for rt in rts}))
-    row("create", hyperfine("create", {rt: f"{R(rt)} create -b {b_true} bench" for rt in rts},
-                            prepare={rt: f"{R(rt)} delete -f bench" for rt in rts},
-                            cleanup={rt: f"{R(rt)} delete -f bench" for rt in rts}))
-    row("start", hyperfine("start", {rt: f"{R(rt)} start bench" for rt in rts},
-                           prepare={rt: f"sh -c '{R(rt)} delete -f bench; {R(rt)} create -b {b_true} bench'" for rt in rts},
-                           cleanup={rt: f"{R(rt)} delete -f bench" for rt in rts}))
-    row("delete (stopped)", hyperfine("delete", {rt: f"{R(rt)} delete bench" for rt in rts},
-                                      prepare={rt: f"sh -c '{R(rt)} delete -f bench; {R(rt)} run -d -b {b_true} bench; sleep 0.05'" for rt in rts}))
-    row("delete --force (running)", hyperfine("deletef", {rt: f"{R(rt)} delete --force bench" for rt in rts},
-                                              prepare={rt: f"sh -c '{R(rt)} delete -f bench; {R(rt)} run -d -b {b_sleep} bench'" for rt in rts}))
+    row("lifecycle: run /bin/true (+ delete)", hyperfine("lifecycle", {rt: f"{R(rt)} run -b {b_true} bench-{rt}" for rt in rts}))
+    row("create", hyperfine("create", {rt: f"{R(rt)} create -b {b_true} bench-{rt}" for rt in rts},
+                            prepare={rt: f"{R(rt)} delete -f bench-{rt}" for rt in rts},
+                            cleanup={rt: f"{R(rt)} delete -f bench-{rt}" for rt in rts}))
+    row("start", hyperfine("start", {rt: f"{R(rt)} start bench-{rt}" for rt in rts},
+                           prepare={rt: f"sh -c '{R(rt)} delete -f bench-{rt}; {R(rt)} create -b {b_true} bench-{rt}'" for rt in rts},
+                           cleanup={rt: f"{R(rt)} delete -f bench-{rt}" for rt in rts}))
+    row("delete (stopped)", hyperfine("delete", {rt: f"{R(rt)} delete bench-{rt}" for rt in rts},
+                                      prepare={rt: f"sh -c '{R(rt)} delete -f bench-{rt}; {R(rt)} run -d -b {b_true} bench-{rt}; sleep 0.05'" for rt in rts}))
+    row("delete --force (running)", hyperfine("deletef", {rt: f"{R(rt)} delete --force bench-{rt}" for rt in rts},
+                                              prepare={rt: f"sh -c '{R(rt)} delete -f bench-{rt}; {R(rt)} run -d -b {b_sleep} bench-{rt}'" for rt in rts}))
     for rt in rts:
-        sh(f"{R(rt)} delete -f ex 2>/dev/null; {R(rt)} run -d -b {b_sleep} ex")
-    row("exec /bin/true into a running container", hyperfine("exec", {rt: f"{R(rt)} exec ex true" for rt in rts},
-                                                             cleanup={rt: f"{R(rt)} delete -f ex" for rt in rts}))
-    row("50 containers in sequence", hyperfine("seq50", {rt: f"for i in $(seq 50); do {R(rt)} run -b {b_true} s$i; done" for rt in rts}, runs=3))
-    row("10 containers in parallel", hyperfine("par10", {rt: f"seq 10 | xargs -P10 -I{{}} {R(rt)} run -b {b_true} p{{}}" for rt in rts}, runs=5))
+        sh(f"{R(rt)} delete -f ex-{rt} 2>/dev/null; {R(rt)} run -d -b {b_sleep} ex-{rt}")
+    row("exec /bin/true into a running container", hyperfine("exec", {rt: f"{R(rt)} exec ex-{rt} true" for rt in rts},
+                                                             cleanup={rt: f"{R(rt)} delete -f ex-{rt}" for rt in rts}))
+    row("50 containers in sequence", hyperfine("seq50", {rt: f"for i in $(seq 50); do {R(rt)} run -b {b_true} s{rt}$i; done" for rt in rts}, runs=3))
+    row("10 containers in parallel", hyperfine("par10", {rt: f"seq 10 | xargs -P10 -I{{}} {R(rt)} run -b {b_true} p{rt}{{}}" for rt in rts}, runs=5))
     # Memory.
     res = {}
     for rt in rts:
-        subprocess.run(f"{R(rt)} delete -f m", shell=True, stderr=subprocess.DEVNULL)
-        kb = peak_rss_kb(f"{R(rt)} create -b {b_sleep} m")
+        subprocess.run(f"{R(rt)} delete -f m-{rt}", shell=True, stderr=subprocess.DEVNULL)
+        kb = peak_rss_kb(f"{R(rt)} create -b {b_sleep} m-{rt}")
         res[rt] = (kb / 1024, kb / 1024, kb / 1024)
     row("peak RSS of `create`", res, "MiB")
     res = {}
     for rt in rts:
-        st = json.loads(subprocess.run(f"{R(rt)} state m", shell=True, capture_output=True, text=True).stdout)
+        st = json.loads(subprocess.run(f"{R(rt)} state m-{rt}", shell=True, capture_output=True, text=True).stdout)
         rss = [l for l in open(f"/proc/{st['pid']}/status") if l.startswith("VmRSS")][0].split()[1]
         res[rt] = (int(rss) / 1024,) * 3
-        subprocess.run(f"{R(rt)} delete -f m", shell=True, stderr=subprocess.DEVNULL)
+        subprocess.run(f"{R(rt)} delete -f m-{rt}", shell=True, stderr=subprocess.DEVNULL)
     row("RSS of a created container's init", res, "MiB")
     res = {}
     for rt in rts:
-        kb = peak_rss_kb(f"{R(rt)} run -b {b_true} r")
+        kb = peak_rss_kb(f"{R(rt)} run -b {b_true} r-{rt}")
         res[rt] = (kb / 1024,) * 3
     row("peak RSS of `run`", res, "MiB")
     row("binary size", {rt: (os.path.getsize(os.path.realpath(p)) / 1048576,) * 3 for rt, p in rts.items()}, "MiB")
