@@ -159,6 +159,7 @@ impl Runtime {
     /// `create`, with an already connected console socket instead of `o.console_socket` (used
     /// by a foreground `run` that proxies the terminal itself).
     fn create_with(&self, o: &CreateOptions, console: Option<UnixStream>) -> Result<i32> {
+        let mut t = crate::timing::Phases::new("create");
         crate::state::validate_id(&o.id)?;
         let bundle = o
             .bundle
@@ -189,6 +190,7 @@ impl Runtime {
         }
         let cgroup = CgroupPaths::for_container(linux.cgroups_path().as_deref(), &o.id)?;
 
+        t.mark("load and check the bundle");
         let dir = self.store.create_dir(&o.id)?;
         let mut made_cgroups: Vec<PathBuf> = Vec::new();
         let res = self.create_in(
@@ -201,6 +203,7 @@ impl Runtime {
             cgroup,
             console,
             &mut made_cgroups,
+            &mut t,
         );
         if res.is_err() {
             for d in made_cgroups.iter().rev() {
@@ -223,6 +226,7 @@ impl Runtime {
         cgroup: CgroupPaths,
         console: Option<UnixStream>,
         made_cgroups: &mut Vec<PathBuf>,
+        t: &mut crate::timing::Phases,
     ) -> Result<i32> {
         // 0622 whatever the umask: the init may have dropped to any uid before it opens the fifo.
         let fifo = dir.join(EXEC_FIFO);
@@ -254,6 +258,7 @@ impl Runtime {
                 .collect(),
         };
         self.store.save(&st)?;
+        t.mark("state directory, exec.fifo, state");
         let made = cgroup.create(made_cgroups);
         st.cgroup_owned = cgroup
             .dirs
@@ -275,6 +280,7 @@ impl Runtime {
             (Some(p), None) => Some(crate::console::connect(p)?),
             (None, None) => None,
         };
+        t.mark("cgroups and resources");
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             Some(s) => Some(crate::seccomp::compile_cached(s, &self.store.root.join(".cache"))?),
             None => None,
@@ -319,7 +325,9 @@ impl Runtime {
             }
             Ok((json, state_json(&s.oci(Status::Created))?))
         };
+        t.mark("seccomp, console, hooks set-up");
         let pid = process::spawn(&cfg, &mut run_hooks)?;
+        t.mark("init (fork, namespaces, mounts, pivot_root, process set-up)");
         st.pid = pid;
         st.pid_start = crate::sys::process_start_time(pid).unwrap_or(0);
         st.creating = false;
@@ -334,11 +342,13 @@ impl Runtime {
             process::kill_and_reap(pid);
             return Err(e);
         }
+        t.mark("save state, pid file");
         Ok(pid)
     }
 
     /// `start`: lets the created init exec the user's process, then runs poststart hooks.
     pub fn start(&self, id: &str) -> Result<()> {
+        let mut t = crate::timing::Phases::new("start");
         let _lock = self.store.lock(id)?;
         let st = self.store.load(id)?;
         let dir = self.store.dir(id);
@@ -375,6 +385,7 @@ impl Runtime {
                 return Err(Error::msg("the container's init exited before start"));
             }
         }
+        t.mark("fifo handshake");
         let _ = std::fs::remove_file(&fifo_path);
         if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
             let json = state_json(&st.oci(Status::Running))?;
@@ -448,6 +459,7 @@ impl Runtime {
     /// Kills whatever is left of a container and removes it: processes, cgroup, state; then
     /// runs the poststop hooks.
     fn destroy(&self, st: &ContainerState) -> Result<()> {
+        let mut t = crate::timing::Phases::new("delete");
         if crate::sys::process_alive(st.pid, Some(st.pid_start)) {
             let _ = crate::sys::kill(st.pid, libc::SIGKILL);
             // A frozen container cannot die until it is thawed.
@@ -466,7 +478,9 @@ impl Runtime {
             st.cgroup.signal_all(libc::SIGKILL)?;
         }
 
+        t.mark("stop processes");
         st.cgroup.remove(&st.cgroup_owned)?;
+        t.mark("remove cgroups");
         let json = state_json(&st.oci(Status::Stopped))?;
         if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
             crate::hooks::run_all_warn(Some(h), &json, "poststop");

@@ -37,6 +37,7 @@ pub mod state;
 pub mod sys;
 pub mod sysctl;
 pub mod time;
+pub mod timing;
 pub mod user;
 
 pub use error::{Error, Result};

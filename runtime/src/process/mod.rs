@@ -168,13 +168,16 @@ fn drive(
     hooks: &mut HookRunner,
 ) -> Result<i32, (i32, Error)> {
     let mut init_pid = pid;
+    let mut t = crate::timing::Phases::new("create/init");
     let r = (|| -> Result<()> {
         if single && cfg.plan.creates(LinuxNamespaceType::User) {
             write_maps(cfg, pid)?;
         }
+        t.mark("uid/gid maps");
         if !placed {
             cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?;
         }
+        t.mark("move the init into its cgroup");
         let process = cfg.spec.process().as_ref();
         if let Some(adj) = process.and_then(|p| p.oom_score_adj()) {
             write_oom_score_adj(pid, adj)?;
@@ -202,13 +205,16 @@ fn drive(
             }
         }
         ch.expect(&Msg::RunCreateRuntimeHooks)?;
+        t.mark("init: namespaces joined, mounts, /dev");
         let (creating, created) = hooks(init_pid)?;
         ch.send(&Msg::HooksDone {
             creating,
             created: created.clone(),
         })?;
         let seccomp = cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-        wait_ready(ch, seccomp, init_pid, &created)
+        let r = wait_ready(ch, seccomp, init_pid, &created);
+        t.mark("init: pivot_root, paths, console, capabilities, user, exec lookup");
+        r
     })();
     r.map(|_| init_pid).map_err(|e| (init_pid, e))
 }
