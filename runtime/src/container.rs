@@ -153,19 +153,27 @@ impl Runtime {
     /// `create`: sets the container up and leaves its init waiting for `start`. Returns the
     /// init's pid. On failure nothing is left behind: no process, mount, cgroup or state.
     pub fn create(&self, o: &CreateOptions) -> Result<i32> {
-        self.create_with(o, None)
+        self.create_with(o, None, None)
     }
 
     /// `create`, with an already connected console socket instead of `o.console_socket` (used
     /// by a foreground `run` that proxies the terminal itself).
-    fn create_with(&self, o: &CreateOptions, console: Option<UnixStream>) -> Result<i32> {
+    fn create_with(
+        &self,
+        o: &CreateOptions,
+        console: Option<UnixStream>,
+        loaded: Option<(Spec, PathBuf)>,
+    ) -> Result<i32> {
         let mut t = crate::timing::Phases::new("create");
         crate::state::validate_id(&o.id)?;
         let bundle = o
             .bundle
             .canonicalize()
             .ctx(|| format!("bundle {}", o.bundle.display()))?;
-        let (spec, rootfs) = load_bundle(&bundle)?;
+        let (spec, rootfs) = match loaded {
+            Some(l) => l,
+            None => load_bundle(&bundle)?,
+        };
         let process = spec
             .process()
             .as_ref()
@@ -528,16 +536,17 @@ impl Runtime {
         let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).ctx(|| "creating a signalfd".into())?;
         // With a terminal and no console socket, dray allocates the pty itself (through a
         // socket pair) and relays it to its own stdio, as `runc run` does.
-        let (bundle_spec, _) = load_bundle(&o.bundle)?;
-        let own_tty = o.console_socket.is_none()
-            && bundle_spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.terminal())
-                .unwrap_or(false);
+        // The bundle is loaded once, here, and handed to create.
+        let bundle = o
+            .bundle
+            .canonicalize()
+            .ctx(|| format!("bundle {}", o.bundle.display()))?;
+        let loaded = load_bundle(&bundle)?;
+        let own_tty =
+            o.console_socket.is_none() && loaded.0.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let (pid, mut relay) = if own_tty {
             let (ours, theirs) = UnixStream::pair().ctx(|| "creating the console socket pair".into())?;
-            let pid = self.create_with(o, Some(theirs))?;
+            let pid = self.create_with(o, Some(theirs), Some(loaded))?;
             match crate::console::recv_fd(ours.as_raw_fd()).and_then(crate::console::Relay::new) {
                 Ok(r) => (pid, Some(r)),
                 Err(e) => {
@@ -546,7 +555,7 @@ impl Runtime {
                 }
             }
         } else {
-            (self.create(o)?, None)
+            (self.create_with(o, None, Some(loaded))?, None)
         };
         if let Err(e) = self.start(&o.id) {
             drop(relay);
