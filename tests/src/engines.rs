@@ -111,15 +111,11 @@ impl Containerd {
             .spawn()
             .expect("containerd (apt-get install containerd)");
         let c = Containerd { dir, socket, child };
-        let t = Instant::now();
-        while !c.ctr(&["version"]).status.success() {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "containerd did not start: {}",
-                c.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            Duration::from_secs(30),
+            || c.ctr(&["version"]).status.success(),
+            || format!("containerd did not start: {}", c.log()),
+        );
         c
     }
 
@@ -261,15 +257,17 @@ impl Dockerd {
             .spawn()
             .expect("dockerd (apt-get install docker.io)");
         let d = Dockerd { dir, socket, child };
-        let t = Instant::now();
-        while !d.docker(&["version"]).status.success() {
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "dockerd did not start: {}",
-                std::fs::read_to_string(d.dir.join("dockerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let log = d.dir.join("dockerd.log");
+        wait_until(
+            Duration::from_secs(60),
+            || d.docker(&["version"]).status.success(),
+            || {
+                format!(
+                    "dockerd did not start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            },
+        );
         let archive = d.dir.join("busybox-docker.tar");
         docker_archive(&archive, &d.dir.join("archive"));
         let o = d.docker(&["load", "-i", archive.to_str().unwrap()]);
@@ -359,4 +357,13 @@ fn remove_with_mounts(dir: &Path) {
         let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Polls `ready` until it holds; fails the test with `why()` after `limit`.
+fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let t = Instant::now();
+    while !ready() {
+        assert!(t.elapsed() < limit, "{}", why());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

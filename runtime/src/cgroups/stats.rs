@@ -45,6 +45,17 @@ fn percpu(dir: &Path, file: &str) -> Vec<u64> {
         .collect()
 }
 
+/// runc's throttling numbers from cpu.stat; `time_key` and `scale` give the throttled time in
+/// nanoseconds (v2 counts microseconds, v1 nanoseconds).
+fn throttling(s: &BTreeMap<String, u64>, time_key: &str, scale: u64) -> Map<String, Value> {
+    let get = |k: &str| s.get(k).copied().unwrap_or(0);
+    let mut thr = Map::new();
+    thr.insert("periods".into(), json!(get("nr_periods")));
+    thr.insert("throttledPeriods".into(), json!(get("nr_throttled")));
+    thr.insert("throttledTime".into(), json!(get(time_key) * scale));
+    thr
+}
+
 fn cpu(d: Option<&CgroupDir>, acct: Option<&CgroupDir>) -> Value {
     let mut usage = Map::new();
     let mut thr = Map::new();
@@ -56,15 +67,7 @@ fn cpu(d: Option<&CgroupDir>, acct: Option<&CgroupDir>) -> Value {
             json!(s.get("system_usec").copied().unwrap_or(0) * 1000),
         );
         usage.insert("user".into(), json!(s.get("user_usec").copied().unwrap_or(0) * 1000));
-        thr.insert("periods".into(), json!(s.get("nr_periods").copied().unwrap_or(0)));
-        thr.insert(
-            "throttledPeriods".into(),
-            json!(s.get("nr_throttled").copied().unwrap_or(0)),
-        );
-        thr.insert(
-            "throttledTime".into(),
-            json!(s.get("throttled_usec").copied().unwrap_or(0) * 1000),
-        );
+        thr = throttling(&s, "throttled_usec", 1000);
     } else {
         if let Some(a) = acct {
             // cpuacct.stat is in clock ticks (USER_HZ = 100).
@@ -87,15 +90,7 @@ fn cpu(d: Option<&CgroupDir>, acct: Option<&CgroupDir>) -> Value {
         }
         if let Some(d) = d {
             let s = kv(&d.path, "cpu.stat");
-            thr.insert("periods".into(), json!(s.get("nr_periods").copied().unwrap_or(0)));
-            thr.insert(
-                "throttledPeriods".into(),
-                json!(s.get("nr_throttled").copied().unwrap_or(0)),
-            );
-            thr.insert(
-                "throttledTime".into(),
-                json!(s.get("throttled_time").copied().unwrap_or(0)),
-            );
+            thr = throttling(&s, "throttled_time", 1);
         }
     }
     json!({"usage": usage, "throttling": thr})

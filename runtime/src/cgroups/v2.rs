@@ -1,14 +1,5 @@
 //! cgroup v2 specifics.
 
-use std::path::Path;
-
-/// True when `path` is the root of a cgroup2 file system (statfs magic CGROUP2_SUPER_MAGIC).
-pub fn is_cgroup2_mount(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-        .unwrap_or(false)
-}
-
 /// Enables, in every ancestor of `dir` below (and including) the mount root, all controllers
 /// the ancestor has, so that `dir` gets the controllers' files (runc does the same). A
 /// controller that cannot be enabled (e.g. a parent with processes of its own) is left out;

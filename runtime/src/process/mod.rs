@@ -266,11 +266,6 @@ fn open_path_dir_or_file(p: &str) -> Result<OwnedFd> {
     Ok(OwnedFd::from(f))
 }
 
-/// The raw fd of a console socket, if any.
-pub fn console_fd(c: &Option<UnixStream>) -> Option<i32> {
-    c.as_ref().map(|s| s.as_raw_fd())
-}
-
 /// Waits for `Ready`, forwarding a seccomp notify fd to the profile's listener on the way.
 pub fn wait_ready(
     ch: &Channel,
