@@ -7,8 +7,9 @@ RELEASE_BIN := target/release/dray
 FIXTURES := target/fixtures
 # Debian packages the tests use: busybox-static (test images), jq (fixture script), tini (a
 # child subreaper: PID 1 here reaps orphans late), containerd, podman and docker.io (real engines), iproute2 (veth),
-# gcc and libc6-dev (a static syscall probe, tests/fixtures/probe.c).
-TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev
+# gcc and libc6-dev (a static syscall probe, tests/fixtures/probe.c), runc (the shim drives it
+# through BinaryName).
+TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev runc
 
 .PHONY: all build test unit e2e lint demo install deps fixtures clean bench
 
@@ -50,6 +51,7 @@ demo: build deps
 
 install: build
 	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/dray
+	install -D -m 0755 target/release/containerd-shim-dray-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-dray-v2
 
 clean:
 	$(CARGO) clean

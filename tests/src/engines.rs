@@ -77,6 +77,7 @@ pub fn busybox_oci_archive(out: &Path, tag: &str) {
 pub struct Containerd {
     pub dir: PathBuf,
     pub socket: PathBuf,
+    path: String,
     child: Child,
 }
 
@@ -96,12 +97,28 @@ impl Containerd {
             sock = socket.display()
         );
         std::fs::write(dir.join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
         let mut path = std::env::var("PATH").unwrap_or_default();
         if let Some(p) = path_prefix {
             path = format!("{}:{path}", p.display());
         }
-        let child = Command::new("containerd")
+        let child = Self::spawn(&dir, &path);
+        let c = Containerd {
+            dir,
+            socket,
+            path,
+            child,
+        };
+        c.wait_ready();
+        c
+    }
+
+    fn spawn(dir: &Path, path: &str) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("containerd.log"))
+            .unwrap();
+        Command::new("containerd")
             .arg("--config")
             .arg(dir.join("config.toml"))
             .env("PATH", path)
@@ -109,14 +126,47 @@ impl Containerd {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("containerd (apt-get install containerd)");
-        let c = Containerd { dir, socket, child };
+            .expect("containerd (apt-get install containerd)")
+    }
+
+    fn wait_ready(&self) {
         wait_until(
             Duration::from_secs(30),
-            || c.ctr(&["version"]).status.success(),
-            || format!("containerd did not start: {}", c.log()),
+            || self.ctr(&["version"]).status.success(),
+            || format!("containerd did not start: {}", self.log()),
         );
+    }
+
+    /// [`Containerd::start`], then imports the busybox image as docker.io/dray/busybox:latest.
+    pub fn with_busybox(name: &str, path_prefix: Option<&Path>) -> Containerd {
+        let c = Containerd::start(name, path_prefix);
+        let archive = c.dir.join("busybox.tar");
+        busybox_oci_archive(&archive, "latest");
+        let o = c.ctr(&[
+            "images",
+            "import",
+            "--base-name",
+            "docker.io/dray/busybox",
+            archive.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "import: {}", String::from_utf8_lossy(&o.stderr));
+        let o = c.ctr(&["images", "ls", "-q"]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("docker.io/dray/busybox:latest"));
         c
+    }
+
+    /// Kills containerd with SIGKILL (its shims live on) and starts it again on the same
+    /// root, state and socket.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.dir, &self.path);
+        self.wait_ready();
+    }
+
+    /// The bundle containerd made for task `id` in namespace `default`.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.dir.join("state/io.containerd.runtime.v2.task/default").join(id)
     }
 
     /// Runs `ctr --address SOCK args...` with a time limit.
@@ -360,7 +410,7 @@ fn remove_with_mounts(dir: &Path) {
 }
 
 /// Polls `ready` until it holds; fails the test with `why()` after `limit`.
-fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool, why: impl Fn() -> String) {
+pub fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool, why: impl Fn() -> String) {
     let t = Instant::now();
     while !ready() {
         assert!(t.elapsed() < limit, "{}", why());

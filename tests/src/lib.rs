@@ -24,6 +24,13 @@ pub fn dray_bin() -> PathBuf {
     panic!("dray binary not found: run `make build` or set DRAY_BIN");
 }
 
+/// The shim binary, built beside dray (`containerd-shim-dray-v2`).
+pub fn shim_bin() -> PathBuf {
+    let p = dray_bin().with_file_name("containerd-shim-dray-v2");
+    assert!(p.exists(), "{} not found: run `make build`", p.display());
+    p
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }

@@ -1,27 +1,14 @@
 //! dray under a real containerd 1.6 (Debian's), through its runc shim:
 //! `ctr run --runc-binary <dray>`.
 
-use dray_e2e::engines::{busybox_oci_archive, Containerd};
+use dray_e2e::engines::Containerd;
 use dray_e2e::*;
 use std::time::Duration;
 
 const IMAGE: &str = "docker.io/dray/busybox:latest";
 
 fn setup(name: &str) -> Containerd {
-    let c = Containerd::start(name, None);
-    let archive = c.dir.join("busybox.tar");
-    busybox_oci_archive(&archive, "latest");
-    let o = c.ctr(&[
-        "images",
-        "import",
-        "--base-name",
-        "docker.io/dray/busybox",
-        archive.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "import: {} {}", stdout(&o), stderr(&o));
-    let o = c.ctr(&["images", "ls", "-q"]);
-    assert!(stdout(&o).contains(IMAGE), "{}", stdout(&o));
-    c
+    Containerd::with_busybox(name, None)
 }
 
 fn dray() -> String {

@@ -1,0 +1,94 @@
+//! The long-lived shim server: a subreaper running the task service over ttrpc on the
+//! socket `start` handed it (fd 3), on a single-threaded tokio runtime (one small process
+//! per container group: few threads, little memory).
+
+use crate::args::Flags;
+use crate::events::Publisher;
+use crate::reaper::{self, Reaper};
+use crate::task::{Service, Shared};
+use anyhow::{Context, Result};
+use containerd_shim_protos::shim_async::create_task;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+
+/// The fd on which `start` passes the listening socket.
+pub const LISTENER_FD: i32 = 3;
+
+/// Logs go to the `log` FIFO containerd opened in the bundle; never blocking on it (a dead
+/// containerd must not stall the shim), so lines are dropped when nobody reads.
+fn init_logging(debug: bool) {
+    use tracing_subscriber::prelude::*;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("log");
+    let level = if debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
+    let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
+    let layer = tracing_subscriber::fmt::layer().with_target(false);
+    match file {
+        Ok(f) => {
+            let _ = tracing_subscriber::registry()
+                .with(layer.with_writer(std::sync::Mutex::new(f)).with_filter(filter))
+                .try_init();
+        }
+        Err(_) => {
+            let _ = tracing_subscriber::registry()
+                .with(layer.with_writer(std::io::sink).with_filter(filter))
+                .try_init();
+        }
+    }
+}
+
+/// Serves until Shutdown finds no task left.
+pub fn serve(flags: &Flags) -> Result<()> {
+    init_logging(flags.debug);
+    reaper::become_subreaper().context("become a child subreaper")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async {
+        let reaper = Arc::new(Reaper::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(reaper.clone().run(tx));
+        let publisher = Publisher::start(
+            flags.namespace.clone(),
+            std::env::var("TTRPC_ADDRESS").ok().filter(|s| !s.is_empty()),
+            flags.address.clone(),
+            flags.publish_binary.clone(),
+        );
+        let shutdown = Arc::new(Notify::new());
+        let shared = Shared::new(publisher, reaper, flags.namespace.clone(), shutdown.clone());
+        tokio::spawn(shared.clone().exit_loop(rx));
+        let service = Arc::new(Service(shared));
+        // containerd 1.6/1.7 (and 2.x with a plain address) call task v2, newer ones v3:
+        // the messages are the same, so one service answers under both names.
+        let mut services = create_task(service.clone());
+        for (name, svc) in create_task(service) {
+            services.insert(name.replace(".v3.", ".v2."), svc);
+        }
+        // SAFETY: fd 3 is the listening socket `start` passed to this process; nothing else
+        // in the process uses or closes it.
+        let server = unsafe { ttrpc::r#async::Server::new().add_unix_listener(LISTENER_FD) }
+            .context("listen on the shim socket")?;
+        let mut server = server.register_service(services);
+        server.start().await.context("start the ttrpc server")?;
+        tracing::info!("shim {} serving", flags.id);
+        shutdown.notified().await;
+        tracing::info!("shim {} shutting down", flags.id);
+        let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    if let Ok(a) = std::fs::read_to_string("address") {
+        if let Some(p) = a.trim().strip_prefix("unix://") {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,436 @@
+//! containerd-shim-dray-v2 driven directly over ttrpc, as containerd drives it: `start` with
+//! the bundle as cwd, the task API on the printed address, and events received by a fake
+//! containerd events service (`TTRPC_ADDRESS`). Checks the order of events, the error codes
+//! containerd relies on, CloseIO, Wait for init and exec, and `BinaryName` driving runc.
+
+use async_trait::async_trait;
+use containerd_shim_protos::api;
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
+use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::shim::oci::Options;
+use containerd_shim_protos::shim_async::{create_events, Client, Events, TaskClient};
+use dray_e2e::*;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use ttrpc::r#async::TtrpcContext;
+
+/// (topic, event payload) as the fake containerd received them.
+type Log = Arc<Mutex<Vec<(String, Any)>>>;
+
+struct FakeContainerd(Log);
+
+#[async_trait]
+impl Events for FakeContainerd {
+    async fn forward(&self, _ctx: &TtrpcContext, req: ForwardRequest) -> ttrpc::Result<Empty> {
+        let env = req.envelope.unwrap_or_default();
+        self.0
+            .lock()
+            .unwrap()
+            .push((env.topic.clone(), env.event.unwrap_or_default()));
+        Ok(Empty::new())
+    }
+}
+
+struct Shim {
+    dir: PathBuf,
+    bundle: PathBuf,
+    events: Log,
+    client: TaskClient,
+    _server: ttrpc::r#async::Server,
+    id: String,
+    _bundle: Bundle,
+}
+
+fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::with_timeout(Duration::from_secs(30).as_nanos() as i64)
+}
+
+fn code(e: ttrpc::Error) -> ttrpc::Code {
+    match e {
+        ttrpc::Error::RpcStatus(s) => s.code(),
+        o => panic!("not a status: {o:?}"),
+    }
+}
+
+impl Shim {
+    /// Starts a shim for a bundle running `args` (the template's config otherwise).
+    async fn start(name: &str, args: &[&str]) -> Shim {
+        let b = Bundle::new(&format!("shim-{name}"), args);
+        b.save();
+        let dir = b.dir.clone();
+        let events: Log = Arc::default();
+        let ev_sock = dir.join("events.sock");
+        let mut server = ttrpc::r#async::Server::new()
+            .bind(&format!("unix://{}", ev_sock.display()))
+            .unwrap()
+            .register_service(create_events(Arc::new(FakeContainerd(events.clone()))));
+        server.start().await.unwrap();
+        let out = std::process::Command::new(shim_bin())
+            .args([
+                "-namespace",
+                "dray-test",
+                "-address",
+                &dir.join("fake.sock").to_string_lossy(),
+            ])
+            .args(["-publish-binary", "/bin/false", "-id", &b.id, "start"])
+            .current_dir(&dir)
+            .env("TTRPC_ADDRESS", &ev_sock)
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                    dray_bin().parent().unwrap().display()
+                ),
+            )
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+        let address = String::from_utf8(out.stdout).unwrap();
+        assert!(address.starts_with("unix:///run/containerd/s/"), "{address}");
+        assert_eq!(std::fs::read_to_string(dir.join("address")).unwrap(), address);
+        let client = TaskClient::new(Client::connect(&address).await.unwrap());
+        Shim {
+            bundle: dir.clone(),
+            dir,
+            events,
+            client,
+            _server: server,
+            id: b.id.clone(),
+            _bundle: b,
+        }
+    }
+
+    fn create_req(&self, stdout: &Path) -> api::CreateTaskRequest {
+        api::CreateTaskRequest {
+            id: self.id.clone(),
+            bundle: self.bundle.to_string_lossy().into_owned(),
+            stdout: stdout.to_string_lossy().into_owned(),
+            ..Default::default()
+        }
+    }
+
+    async fn start_proc(&self, exec_id: &str) -> api::StartResponse {
+        let r = req_id(|r: &mut api::StartRequest| {
+            r.id = self.id.clone();
+            r.exec_id = exec_id.into();
+        });
+        self.client.start(ctx(), &r).await.unwrap()
+    }
+
+    async fn wait_proc(&self, exec_id: &str) -> u32 {
+        let r = req_id(|r: &mut api::WaitRequest| {
+            r.id = self.id.clone();
+            r.exec_id = exec_id.into();
+        });
+        self.client.wait(ctx(), &r).await.unwrap().exit_status
+    }
+
+    async fn delete_proc(&self, exec_id: &str) -> ttrpc::Result<api::DeleteResponse> {
+        let r = req_id(|r: &mut api::DeleteRequest| {
+            r.id = self.id.clone();
+            r.exec_id = exec_id.into();
+        });
+        self.client.delete(ctx(), &r).await
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.events.lock().unwrap().iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    async fn wait_events(&self, n: usize) {
+        for _ in 0..200 {
+            if self.events.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("expected {n} events, got {:?}", self.topics());
+    }
+
+    async fn shutdown(self) {
+        let pid: i32 = std::fs::read_to_string(self.dir.join("shim.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let req = api::ShutdownRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        let _ = self.client.shutdown(ctx(), &req).await;
+        for _ in 0..200 {
+            // SAFETY: signal 0 only checks that the process exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the shim did not exit on Shutdown");
+    }
+}
+
+impl Drop for Shim {
+    /// Whatever a failed test left: the container (in the shim's default dray root) and the
+    /// shim itself.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(dray_bin())
+            .args([
+                "--root",
+                "/run/containerd/dray/dray-test",
+                "delete",
+                "--force",
+                &self.id,
+            ])
+            .stderr(std::process::Stdio::null())
+            .status();
+        if let Some(pid) = std::fs::read_to_string(self.dir.join("shim.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: plain kill(2) of the shim this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if let Ok(a) = std::fs::read_to_string(self.dir.join("address")) {
+            let _ = std::fs::remove_file(a.trim_start_matches("unix://"));
+        }
+    }
+}
+
+fn exec_spec(args: &[&str]) -> MessageField<Any> {
+    let p = json!({"args": args, "cwd": "/", "env": ["PATH=/bin:/usr/bin"], "user": {"uid": 0, "gid": 0}});
+    let mut a = Any::new();
+    a.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".into();
+    a.value = serde_json::to_vec(&p).unwrap();
+    MessageField::some(a)
+}
+
+fn exec_req(id: &str, exec_id: &str, args: &[&str], stdout: &Path) -> api::ExecProcessRequest {
+    api::ExecProcessRequest {
+        id: id.into(),
+        exec_id: exec_id.into(),
+        stdout: stdout.to_string_lossy().into_owned(),
+        spec: exec_spec(args),
+        ..Default::default()
+    }
+}
+
+fn req_id<T: Default>(f: impl FnOnce(&mut T)) -> T {
+    let mut t = T::default();
+    f(&mut t);
+    t
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lifecycle_event_order_and_error_codes() {
+    let s = Shim::start("life", &["sleep", "1000"]).await;
+    let c = &s.client;
+    let id = s.id.clone();
+    let out = s.dir.join("stdout.log");
+    let r = c.create(ctx(), &s.create_req(&out)).await.unwrap();
+    assert!(r.pid > 0);
+    assert_eq!(
+        code(c.create(ctx(), &s.create_req(&out)).await.unwrap_err()),
+        ttrpc::Code::ALREADY_EXISTS
+    );
+    let st = c
+        .state(ctx(), &req_id(|r: &mut api::StateRequest| r.id = "nope".into()))
+        .await;
+    assert_eq!(code(st.unwrap_err()), ttrpc::Code::NOT_FOUND);
+    let st = c
+        .state(ctx(), &req_id(|r: &mut api::StateRequest| r.id = id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(st.status.unwrap(), containerd_shim_protos::types::task::Status::CREATED);
+    s.start_proc("").await;
+
+    // An exec: output, exit status through Wait, id reuse refused.
+    let eout = s.dir.join("exec.log");
+    c.exec(
+        ctx(),
+        &exec_req(&id, "e1", &["sh", "-c", "echo from-exec; exit 3"], &eout),
+    )
+    .await
+    .unwrap();
+    let again = c.exec(ctx(), &exec_req(&id, "e1", &["true"], &eout)).await;
+    assert_eq!(code(again.unwrap_err()), ttrpc::Code::ALREADY_EXISTS);
+    s.start_proc("e1").await;
+    assert_eq!(s.wait_proc("e1").await, 3);
+    assert_eq!(s.delete_proc("e1").await.unwrap().exit_status, 3);
+    assert_eq!(std::fs::read_to_string(&eout).unwrap(), "from-exec\n");
+
+    // A running container cannot be deleted; paused and resumed it runs on.
+    assert_eq!(
+        code(s.delete_proc("").await.unwrap_err()),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    c.pause(ctx(), &req_id(|r: &mut api::PauseRequest| r.id = id.clone()))
+        .await
+        .unwrap();
+    let st = c
+        .state(ctx(), &req_id(|r: &mut api::StateRequest| r.id = id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(st.status.unwrap(), containerd_shim_protos::types::task::Status::PAUSED);
+    c.resume(ctx(), &req_id(|r: &mut api::ResumeRequest| r.id = id.clone()))
+        .await
+        .unwrap();
+    let pids = c
+        .pids(ctx(), &req_id(|r: &mut api::PidsRequest| r.id = id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(pids.processes.len(), 1);
+    let stats = c
+        .stats(ctx(), &req_id(|r: &mut api::StatsRequest| r.id = id.clone()))
+        .await
+        .unwrap();
+    assert!(
+        stats.stats.type_url.starts_with("io.containerd.cgroups.v"),
+        "{}",
+        stats.stats.type_url
+    );
+
+    let kill = req_id(|r: &mut api::KillRequest| {
+        r.id = id.clone();
+        r.signal = 9;
+    });
+    c.kill(ctx(), &kill).await.unwrap();
+    assert_eq!(s.wait_proc("").await, 137);
+    assert_eq!(code(c.kill(ctx(), &kill).await.unwrap_err()), ttrpc::Code::NOT_FOUND);
+    let d = s.delete_proc("").await.unwrap();
+    assert_eq!(d.exit_status, 137);
+    assert_eq!(code(s.delete_proc("").await.unwrap_err()), ttrpc::Code::NOT_FOUND);
+
+    s.wait_events(9).await;
+    assert_eq!(
+        s.topics(),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/exit",
+            "/tasks/paused",
+            "/tasks/resumed",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+    let evs = s.events.lock().unwrap().clone();
+    let exit1 = ev::TaskExit::parse_from_bytes(&evs[4].1.value).unwrap();
+    assert_eq!((exit1.id.as_str(), exit1.exit_status), ("e1", 3));
+    let exit2 = ev::TaskExit::parse_from_bytes(&evs[7].1.value).unwrap();
+    assert_eq!(
+        (exit2.id.as_str(), exit2.exit_status, exit2.pid),
+        (id.as_str(), 137, r.pid)
+    );
+    assert_eq!(evs[0].1.type_url, "containerd.events.TaskCreate");
+    assert!(cgroup_dirs(&id).is_empty(), "cgroups left: {:?}", cgroup_dirs(&id));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn start_precedes_exit_of_instant_processes() {
+    for round in 0..5 {
+        let s = Shim::start(&format!("fast{round}"), &["true"]).await;
+        let c = &s.client;
+        c.create(ctx(), &s.create_req(Path::new(""))).await.unwrap();
+        s.start_proc("").await;
+        assert_eq!(s.wait_proc("").await, 0);
+        s.delete_proc("").await.unwrap();
+        s.wait_events(4).await;
+        assert_eq!(
+            s.topics(),
+            ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+        );
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn close_io_ends_stdin_after_delivering_it() {
+    let s = Shim::start("stdin", &["cat"]).await;
+    let c = &s.client;
+    let id = s.id.clone();
+    let fifo = s.dir.join("stdin.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // The client's write end, opened read-write so the open does not wait for the shim.
+    let w = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    let out = s.dir.join("cat.log");
+    let mut req = s.create_req(&out);
+    req.stdin = fifo.to_string_lossy().into_owned();
+    c.create(ctx(), &req).await.unwrap();
+    s.start_proc("").await;
+    use std::io::Write;
+    (&w).write_all(b"line-one\nline-two\n").unwrap();
+    let close = req_id(|r: &mut api::CloseIORequest| {
+        r.id = id.clone();
+        r.stdin = true;
+    });
+    c.close_io(ctx(), &close).await.unwrap();
+    let wreq = req_id(|r: &mut api::WaitRequest| r.id = id.clone());
+    let wait = c.wait(ctx(), &wreq);
+    let w8 = tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .expect("cat did not see EOF")
+        .unwrap();
+    assert_eq!(w8.exit_status, 0);
+    s.delete_proc("").await.unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "line-one\nline-two\n");
+    drop(w);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn binary_name_drives_runc() {
+    if which("runc").is_none() {
+        panic!("runc is not installed (make deps installs it)");
+    }
+    let s = Shim::start("runc", &["sh", "-c", "echo via-runc"]).await;
+    let c = &s.client;
+    let id = s.id.clone();
+    let root = s.dir.join("runc-root");
+    let opts = Options {
+        binary_name: "runc".into(),
+        root: root.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let mut a = Any::new();
+    a.type_url = "containerd.runc.v1.Options".into();
+    a.value = opts.write_to_bytes().unwrap();
+    let out = s.dir.join("runc.log");
+    let mut req = s.create_req(&out);
+    req.options = MessageField::some(a);
+    c.create(ctx(), &req).await.unwrap();
+    // runc, not dray, holds the container: its state is in runc's format under the root.
+    let st = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(root.join("dray-test"))
+        .args(["state", &id])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "runc does not know it: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    s.start_proc("").await;
+    assert_eq!(s.wait_proc("").await, 0);
+    s.delete_proc("").await.unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "via-runc\n");
+    s.shutdown().await;
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .ok()?
+        .split(':')
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.exists())
+}
