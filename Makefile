@@ -3,7 +3,10 @@
 
 PREFIX ?= /usr/local
 CARGO ?= cargo
-RELEASE_BIN := target/release/dray
+# Static binaries for this target (see .cargo/config.toml).
+RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
+RELEASE_BIN := $(RELEASE_DIR)/dray
+SHIM_BIN := $(RELEASE_DIR)/containerd-shim-dray-v2
 FIXTURES := target/fixtures
 # Debian packages the tests use: busybox-static (test images), jq (fixture script), tini (a
 # child subreaper: PID 1 here reaps orphans late), containerd, podman and docker.io (real engines), iproute2 (veth),
@@ -51,7 +54,7 @@ demo: build deps
 
 install: build
 	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/dray
-	install -D -m 0755 target/release/containerd-shim-dray-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-dray-v2
+	install -D -m 0755 $(SHIM_BIN) $(DESTDIR)$(PREFIX)/bin/containerd-shim-dray-v2
 
 clean:
 	$(CARGO) clean

@@ -89,7 +89,13 @@ pub fn init(file: Option<&std::path::Path>, format: Format, debug: bool) -> std:
         ),
         None => (Box::new(std::io::stderr()), Format::Plain),
     };
-    let max = if debug { Level::DEBUG } else { Level::WARN };
+    init_writer(out, format, if debug { Level::DEBUG } else { Level::WARN });
+    Ok(())
+}
+
+/// Installs the logger on any writer (the shim's `log` FIFO, opened without blocking), with
+/// `max` the most verbose level kept.
+pub fn init_writer(out: Box<dyn Write + Send>, format: Format, max: Level) {
     let sink = Sink {
         out: Mutex::new(out),
         format,
@@ -97,7 +103,6 @@ pub fn init(file: Option<&std::path::Path>, format: Format, debug: bool) -> std:
     let _ = tracing_subscriber::registry()
         .with(sink.with_filter(tracing_subscriber::filter::LevelFilter::from_level(max)))
         .try_init();
-    Ok(())
 }
 
 #[cfg(test)]

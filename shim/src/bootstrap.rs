@@ -128,18 +128,24 @@ pub fn delete(flags: &Flags) -> Result<Vec<u8>> {
         PathBuf::from(&flags.bundle)
     };
     let opts = RuntimeOptions::load(&bundle);
-    let status = std::process::Command::new(opts.binary())
-        .arg("--root")
-        .arg(opts.root_for(&flags.namespace))
-        .arg("--log")
-        .arg(bundle.join("log.json"))
-        .args(["--log-format", "json", "delete", "--force", &flags.id])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if let Err(e) = status {
-        eprintln!("delete {}: {e}", flags.id);
+    let root = opts.root_for(&flags.namespace);
+    // containerd runs `delete` after every shim exit, clean ones included: when the runtime
+    // (runc, crun and dray alike keep `<root>/<id>`) no longer knows the container, there is
+    // nothing to force.
+    if root.join(&flags.id).exists() {
+        let status = std::process::Command::new(opts.binary())
+            .arg("--root")
+            .arg(&root)
+            .arg("--log")
+            .arg(bundle.join("log.json"))
+            .args(["--log-format", "json", "delete", "--force", &flags.id])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if let Err(e) = status {
+            eprintln!("delete {}: {e}", flags.id);
+        }
     }
     crate::mount::unmount_all(&bundle.join("rootfs"));
     // The dead shim's socket, if nobody answers on it any more.

@@ -33,6 +33,9 @@ pub struct RuntimeCli {
     pub root: PathBuf,
     pub log: PathBuf,
     pub systemd_cgroup: bool,
+    /// `--debug` (the shim runs with `-debug`): the runtime's debug lines, phase timings
+    /// included, go to the log file too.
+    pub debug: bool,
     pub reaper: Arc<Reaper>,
 }
 
@@ -80,6 +83,25 @@ fn stdio_of(fd: Option<OwnedFd>) -> Stdio {
     }
 }
 
+/// The runtime's absolute path, looked up on PATH once per container rather than at every
+/// invocation (a name containing `/` is used as it is).
+pub fn resolve(binary: &str) -> String {
+    if binary.contains('/') {
+        return binary.to_string();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(binary))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| binary.to_string())
+}
+
 /// The last `level=error` message of a runc JSON log written after `from`.
 pub fn last_error(log: &Path, from: u64) -> Option<String> {
     let mut f = File::open(log).ok()?;
@@ -100,6 +122,9 @@ impl RuntimeCli {
         c.arg("--log").arg(&self.log).args(["--log-format", "json"]);
         if self.systemd_cgroup {
             c.arg("--systemd-cgroup");
+        }
+        if self.debug {
+            c.arg("--debug");
         }
         c.args(args);
         c

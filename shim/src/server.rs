@@ -16,33 +16,24 @@ use tokio::sync::{mpsc, Notify};
 /// The fd on which `start` passes the listening socket.
 pub const LISTENER_FD: i32 = 3;
 
-/// Logs go to the `log` FIFO containerd opened in the bundle; never blocking on it (a dead
-/// containerd must not stall the shim), so lines are dropped when nobody reads.
+/// Logs go to the `log` FIFO containerd opened in the bundle, in runc's logrus text format;
+/// never blocking on it (a dead containerd must not stall the shim), so lines are dropped
+/// when nobody reads.
 fn init_logging(debug: bool) {
-    use tracing_subscriber::prelude::*;
-    let file = std::fs::OpenOptions::new()
+    let out: Box<dyn std::io::Write + Send> = match std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("log");
+        .open("log")
+    {
+        Ok(f) => Box::new(f),
+        Err(_) => Box::new(std::io::sink()),
+    };
     let level = if debug {
         tracing::Level::DEBUG
     } else {
         tracing::Level::INFO
     };
-    let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
-    let layer = tracing_subscriber::fmt::layer().with_target(false);
-    match file {
-        Ok(f) => {
-            let _ = tracing_subscriber::registry()
-                .with(layer.with_writer(std::sync::Mutex::new(f)).with_filter(filter))
-                .try_init();
-        }
-        Err(_) => {
-            let _ = tracing_subscriber::registry()
-                .with(layer.with_writer(std::io::sink).with_filter(filter))
-                .try_init();
-        }
-    }
+    dray_runtime::logging::init_writer(out, dray_runtime::logging::Format::Text, level);
 }
 
 /// Serves until Shutdown finds no task left.
@@ -64,8 +55,15 @@ pub fn serve(flags: &Flags) -> Result<()> {
             flags.publish_binary.clone(),
         );
         let shutdown = Arc::new(Notify::new());
-        let shared = Shared::new(publisher, reaper, flags.namespace.clone(), shutdown.clone());
+        let shared = Shared::new(
+            publisher,
+            reaper,
+            flags.namespace.clone(),
+            flags.debug,
+            shutdown.clone(),
+        );
         tokio::spawn(shared.clone().exit_loop(rx));
+        tokio::spawn(shared.clone().trim_loop());
         let service = Arc::new(Service(shared));
         // containerd 1.6/1.7 (and 2.x with a plain address) call task v2, newer ones v3:
         // the messages are the same, so one service answers under both names.

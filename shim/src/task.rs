@@ -196,7 +196,10 @@ pub struct Shared {
     reaper: Arc<Reaper>,
     namespace: String,
     unified: bool,
+    debug: bool,
     pub shutdown: Arc<Notify>,
+    /// Wakes the memory trimmer after a request (see [`Shared::trim_loop`]).
+    activity: Notify,
 }
 
 /// The ttrpc task service.
@@ -204,19 +207,40 @@ pub struct Shared {
 pub struct Service(pub Arc<Shared>);
 
 impl Shared {
-    pub fn new(publisher: Publisher, reaper: Arc<Reaper>, namespace: String, shutdown: Arc<Notify>) -> Arc<Shared> {
+    pub fn new(
+        publisher: Publisher,
+        reaper: Arc<Reaper>,
+        namespace: String,
+        debug: bool,
+        shutdown: Arc<Notify>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             tasks: Mutex::new(Tasks::default()),
             publisher,
             reaper,
             namespace,
             unified: crate::metrics::unified_host(),
+            debug,
             shutdown,
+            activity: Notify::new(),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Tasks> {
+        self.activity.notify_one();
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs forever: shortly after each burst of requests, hands the heap's free pages back to
+    /// the kernel (glibc keeps them otherwise), so that an idle shim stays small. No timer
+    /// runs while the shim is idle.
+    pub async fn trim_loop(self: Arc<Self>) {
+        loop {
+            self.activity.notified().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // SAFETY: malloc_trim only returns free heap memory to the kernel.
+            unsafe { libc::malloc_trim(0) };
+        }
     }
 
     /// Runs forever: matches every reaped exit to its process.
@@ -453,10 +477,11 @@ impl Service {
             let _ = std::fs::write(bundle.join("options.json"), j);
         }
         let runtime = RuntimeCli {
-            binary: opts.binary().to_string(),
+            binary: crate::runtime::resolve(opts.binary()),
             root: opts.root_for(&self.0.namespace),
             log: bundle.join("log.json"),
             systemd_cgroup: opts.systemd_cgroup,
+            debug: self.0.debug,
             reaper: self.0.reaper.clone(),
         };
         let rootfs = bundle.join("rootfs");

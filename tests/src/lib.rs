@@ -16,7 +16,10 @@ pub fn dray_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    for p in ["target/release/dray", "target/debug/dray"] {
+    for p in [
+        "target/x86_64-unknown-linux-gnu/release/dray",
+        "target/x86_64-unknown-linux-gnu/debug/dray",
+    ] {
         if ws.join(p).exists() {
             return ws.join(p);
         }
