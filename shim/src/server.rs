@@ -16,24 +16,39 @@ use tokio::sync::{mpsc, Notify};
 /// The fd on which `start` passes the listening socket.
 pub const LISTENER_FD: i32 = 3;
 
-/// Logs go to the `log` FIFO containerd opened in the bundle, in runc's logrus text format;
-/// never blocking on it (a dead containerd must not stall the shim), so lines are dropped
-/// when nobody reads.
+/// The bundle's `log` FIFO, where containerd reads shim logs. containerd may open its read end
+/// only after the shim started, so the FIFO is opened on the first line that finds a reader.
+/// Never blocking (a dead containerd must not stall the shim): lines nobody reads are dropped.
+struct LogFifo(Option<std::fs::File>);
+
+impl std::io::Write for LogFifo {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.is_none() {
+            self.0 = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open("log")
+                .ok();
+        }
+        if let Some(f) = &mut self.0 {
+            let _ = f.write(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Logs in runc's logrus text format, at debug level with `-debug`.
 fn init_logging(debug: bool) {
-    let out: Box<dyn std::io::Write + Send> = match std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("log")
-    {
-        Ok(f) => Box::new(f),
-        Err(_) => Box::new(std::io::sink()),
-    };
     let level = if debug {
         tracing::Level::DEBUG
     } else {
         tracing::Level::INFO
     };
-    dray_runtime::logging::init_writer(out, dray_runtime::logging::Format::Text, level);
+    dray_runtime::logging::init_writer(Box::new(LogFifo(None)), dray_runtime::logging::Format::Text, level);
 }
 
 /// Serves until Shutdown finds no task left.

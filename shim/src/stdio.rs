@@ -359,7 +359,9 @@ async fn start_logger(bin: &Path, args: &[String], id: &str, ns: &str) -> Result
         cmd.pre_exec(move || {
             let mut high = [0; 3];
             for (i, fd) in fds.iter().enumerate() {
-                high[i] = libc::fcntl(*fd, libc::F_DUPFD, 100);
+                // Close-on-exec: only the dup2 targets below may reach the logger, or it
+                // could never signal readiness by closing fd 5.
+                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
                 if high[i] < 0 {
                     return Err(std::io::Error::last_os_error());
                 }

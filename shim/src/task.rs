@@ -1140,6 +1140,7 @@ impl Task for Service {
     }
 
     async fn shutdown(&self, _ctx: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
+        tracing::debug!("shutdown {}", req.id);
         let t = self.0.lock();
         if !t.containers.is_empty() || !t.creating.is_empty() {
             tracing::debug!("shutdown {}: containers remain", req.id);

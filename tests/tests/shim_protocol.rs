@@ -14,6 +14,7 @@ use containerd_shim_protos::shim::oci::Options;
 use containerd_shim_protos::shim_async::{create_events, Client, Events, TaskClient};
 use dray_e2e::*;
 use serde_json::json;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -433,4 +434,220 @@ fn which(bin: &str) -> Option<PathBuf> {
         .split(':')
         .map(|d| Path::new(d).join(bin))
         .find(|p| p.exists())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn binary_log_uri() {
+    let s = Shim::start("logbin", &["sh", "-c", "echo to-out; echo to-err >&2"]).await;
+    let c = &s.client;
+    // containerd's logging-binary protocol: stdout on fd 3, stderr on fd 4, ready when fd 5
+    // is closed; query parameters become arguments.
+    let logger = s.dir.join("logger.sh");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\nexec 5>&-\ncat <&3 > \"$2.out\" &\ncat <&4 > \"$2.err\" &\nwait\necho \"$CONTAINER_ID $CONTAINER_NAMESPACE\" > \"$2.env\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let base = s.dir.join("captured");
+    let uri = format!("binary://{}?path={}", logger.display(), base.display());
+    let mut req = s.create_req(Path::new(""));
+    req.stdout = uri.clone();
+    req.stderr = uri;
+    c.create(ctx(), &req).await.unwrap();
+    s.start_proc("").await;
+    assert_eq!(s.wait_proc("").await, 0);
+    s.delete_proc("").await.unwrap();
+    let env = base.with_extension("env");
+    for _ in 0..100 {
+        if env.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read_to_string(base.with_extension("out")).unwrap(), "to-out\n");
+    assert_eq!(std::fs::read_to_string(base.with_extension("err")).unwrap(), "to-err\n");
+    assert_eq!(std::fs::read_to_string(env).unwrap(), format!("{} dray-test\n", s.id));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn exec_with_terminal_and_resize() {
+    let s = Shim::start("tty", &["sleep", "1000"]).await;
+    let c = &s.client;
+    let id = s.id.clone();
+    c.create(ctx(), &s.create_req(Path::new(""))).await.unwrap();
+    s.start_proc("").await;
+    let out = s.dir.join("tty.log");
+    let mut req = exec_req(&id, "t1", &["sh", "-c", "tty; sleep 1; stty size"], &out);
+    // As containerd sends it: the terminal flag in the request and in the process spec.
+    req.terminal = true;
+    let mut p: serde_json::Value = serde_json::from_slice(&req.spec.value).unwrap();
+    p["terminal"] = json!(true);
+    req.spec.as_mut().unwrap().value = serde_json::to_vec(&p).unwrap();
+    c.exec(ctx(), &req).await.unwrap();
+    s.start_proc("t1").await;
+    let resize = req_id(|r: &mut api::ResizePtyRequest| {
+        r.id = id.clone();
+        r.exec_id = "t1".into();
+        r.width = 100;
+        r.height = 40;
+    });
+    c.resize_pty(ctx(), &resize).await.unwrap();
+    assert_eq!(s.wait_proc("t1").await, 0);
+    s.delete_proc("t1").await.unwrap();
+    let got = std::fs::read_to_string(&out).unwrap();
+    assert!(got.starts_with("/dev/pts/"), "{got:?}");
+    assert!(got.contains("40 100"), "{got:?}");
+    // The init has no terminal: resizing it is refused.
+    let mut r = resize.clone();
+    r.exec_id = String::new();
+    assert_eq!(
+        code(c.resize_pty(ctx(), &r).await.unwrap_err()),
+        ttrpc::Code::FAILED_PRECONDITION
+    );
+    let kill = req_id(|r: &mut api::KillRequest| {
+        r.id = id.clone();
+        r.signal = 9;
+    });
+    c.kill(ctx(), &kill).await.unwrap();
+    assert_eq!(s.wait_proc("").await, 137);
+    s.delete_proc("").await.unwrap();
+    s.shutdown().await;
+}
+
+#[test]
+fn version_flag() {
+    let o = std::process::Command::new(shim_bin()).arg("-v").output().unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Version:") && out.contains(env!("CARGO_PKG_VERSION")),
+        "{out}"
+    );
+    let o = std::process::Command::new(shim_bin()).arg("-bogus").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn update_applies_resources() {
+    let s = Shim::start("update", &["sleep", "1000"]).await;
+    let c = &s.client;
+    let id = s.id.clone();
+    let pid = c.create(ctx(), &s.create_req(Path::new(""))).await.unwrap().pid;
+    s.start_proc("").await;
+    let mut a = Any::new();
+    a.type_url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into();
+    a.value = serde_json::to_vec(&json!({"pids": {"limit": 42}})).unwrap();
+    let up = req_id(|r: &mut api::UpdateTaskRequest| {
+        r.id = id.clone();
+        r.resources = MessageField::some(a);
+    });
+    c.update(ctx(), &up).await.unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = cg
+        .lines()
+        .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()))
+        .expect("a pids cgroup");
+    let max = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{rel}/pids.max")).unwrap();
+    assert_eq!(max.trim(), "42");
+    let kill = req_id(|r: &mut api::KillRequest| {
+        r.id = id.clone();
+        r.signal = 9;
+    });
+    c.kill(ctx(), &kill).await.unwrap();
+    s.wait_proc("").await;
+    s.delete_proc("").await.unwrap();
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pod_containers_share_a_shim() {
+    let s = Shim::start("pod", &["sleep", "1000"]).await;
+    // A second container of the same sandbox: `start` answers with the running shim.
+    let mut b = Bundle::new("shim-pod-member", &["sh", "-c", "echo member"]);
+    b.config["annotations"] = json!({"io.kubernetes.cri.sandbox-id": s.id});
+    b.save();
+    let addr_of = |dir: &Path, id: &str| {
+        let o = std::process::Command::new(shim_bin())
+            .args([
+                "-namespace",
+                "dray-test",
+                "-address",
+                &s.dir.join("fake.sock").to_string_lossy(),
+            ])
+            .args(["-publish-binary", "/bin/false", "-id", id, "start"])
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let first = std::fs::read_to_string(s.dir.join("address")).unwrap();
+    assert_eq!(addr_of(&b.dir, &b.id), first, "a pod member got its own shim");
+    assert!(!b.dir.join("shim.pid").exists(), "a second shim was started");
+    assert_eq!(std::fs::read_to_string(b.dir.join("address")).unwrap(), first);
+    // The shared shim runs the member container too.
+    let out = b.dir.join("member.log");
+    let req = api::CreateTaskRequest {
+        id: b.id.clone(),
+        bundle: b.dir.to_string_lossy().into_owned(),
+        stdout: out.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    s.client.create(ctx(), &req).await.unwrap();
+    let st = req_id(|r: &mut api::StartRequest| r.id = b.id.clone());
+    s.client.start(ctx(), &st).await.unwrap();
+    let w = req_id(|r: &mut api::WaitRequest| r.id = b.id.clone());
+    assert_eq!(s.client.wait(ctx(), &w).await.unwrap().exit_status, 0);
+    let d = req_id(|r: &mut api::DeleteRequest| r.id = b.id.clone());
+    s.client.delete(ctx(), &d).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "member\n");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn debug_logs_reach_the_log_fifo() {
+    let b = Bundle::new("shim-debuglog", &["true"]);
+    b.save();
+    let fifo = b.dir.join("log");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // containerd's side: the read end, opened before the shim starts.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let o = std::process::Command::new(shim_bin())
+        .args(["-namespace", "dray-test", "-address", "/nonexistent.sock", "-debug"])
+        .args(["-publish-binary", "/bin/false", "-id", &b.id, "start"])
+        .current_dir(&b.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let address = String::from_utf8(o.stdout).unwrap();
+    let client = TaskClient::new(Client::connect(&address).await.unwrap());
+    let st = req_id(|r: &mut api::StateRequest| r.id = "no-such".into());
+    let _ = client.state(ctx(), &st).await;
+    let sd = req_id(|r: &mut api::ShutdownRequest| r.id = b.id.clone());
+    let _ = client.shutdown(ctx(), &sd).await;
+    let mut got = String::new();
+    for _ in 0..100 {
+        let mut buf = [0u8; 4096];
+        use std::io::Read;
+        if let Ok(n) = reader.read(&mut buf) {
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        if got.contains("shutting down") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        got.contains("level=info msg=\"shim") && got.contains("serving"),
+        "{got:?}"
+    );
+    assert!(got.contains("level=debug msg=\"shutdown"), "{got:?}");
 }
