@@ -6,6 +6,7 @@
 //! nothing is lost or reordered. Without `TTRPC_ADDRESS`, each event goes through the publish
 //! binary instead (`BIN --address ADDR publish --topic T --namespace NS`, the event on stdin).
 
+use crate::reaper::Reaper;
 use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -13,8 +14,9 @@ use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::{Client, EventsClient};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// One event: its topic (`/tasks/exit`) and its payload as a typed Any.
 #[derive(Debug, Clone)]
@@ -62,10 +64,16 @@ event_ctors! {
     task_delete(TaskDelete) => "/tasks/delete",
 }
 
+enum Msg {
+    Event(Event),
+    /// Answered once every event queued before it has been delivered.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Where events go.
 #[derive(Clone)]
 pub struct Publisher {
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::UnboundedSender<Msg>,
 }
 
 impl Publisher {
@@ -75,15 +83,30 @@ impl Publisher {
         ttrpc_address: Option<String>,
         address: String,
         publish_binary: String,
+        reaper: Arc<Reaper>,
     ) -> Publisher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(forward(rx, namespace, ttrpc_address, address, publish_binary));
+        let binary = Binary {
+            path: publish_binary,
+            address,
+            reaper,
+        };
+        tokio::spawn(forward(rx, namespace, ttrpc_address, binary));
         Publisher { tx }
     }
 
     pub fn publish(&self, e: Event) {
         tracing::debug!("event {}", e.topic);
-        let _ = self.tx.send(e);
+        let _ = self.tx.send(Msg::Event(e));
+    }
+
+    /// Waits (at most `limit`) until the events published so far are delivered: the shim
+    /// does not exit with events still queued.
+    pub async fn flush(&self, limit: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = tokio::time::timeout(limit, rx).await;
+        }
     }
 }
 
@@ -96,22 +119,31 @@ async fn connect(addr: &str) -> Option<EventsClient> {
     Client::connect(&a).await.ok().map(EventsClient::new)
 }
 
-async fn forward(
-    mut rx: mpsc::UnboundedReceiver<Event>,
-    ns: String,
-    ttrpc_address: Option<String>,
+/// The publish binary containerd names with `-publish-binary`, for when there is no ttrpc
+/// events address.
+struct Binary {
+    path: String,
     address: String,
-    publish_binary: String,
-) {
+    reaper: Arc<Reaper>,
+}
+
+async fn forward(mut rx: mpsc::UnboundedReceiver<Msg>, ns: String, ttrpc_address: Option<String>, binary: Binary) {
     let mut client: Option<EventsClient> = None;
-    while let Some(e) = rx.recv().await {
+    while let Some(m) = rx.recv().await {
+        let e = match m {
+            Msg::Event(e) => e,
+            Msg::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         let mut env = Envelope::new();
         env.timestamp = MessageField::some(timestamp(e.at));
         env.namespace = ns.clone();
         env.topic = e.topic.to_string();
         env.event = MessageField::some(e.any.clone());
         let Some(addr) = &ttrpc_address else {
-            publish_with_binary(&publish_binary, &address, &ns, &e).await;
+            publish_with_binary(&binary, &ns, &e).await;
             continue;
         };
         let mut req = ForwardRequest::new();
@@ -138,8 +170,9 @@ async fn forward(
     }
 }
 
-async fn publish_with_binary(bin: &str, address: &str, ns: &str, e: &Event) {
-    if bin.is_empty() {
+/// Runs the publish binary for one event and waits for it, so that events stay in order.
+async fn publish_with_binary(b: &Binary, ns: &str, e: &Event) {
+    if b.path.is_empty() {
         return;
     }
     let data = e.any.write_to_bytes().unwrap_or_default();
@@ -147,13 +180,28 @@ async fn publish_with_binary(bin: &str, address: &str, ns: &str, e: &Event) {
         Ok(f) => f,
         Err(err) => return tracing::warn!("publish {}: {err}", e.topic),
     };
-    let mut c = std::process::Command::new(bin);
-    c.args(["--address", address, "publish", "--topic", e.topic, "--namespace", ns])
-        .stdin(stdin)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // The reaper collects the exit; no need to wait for it here.
-    if let Err(err) = c.spawn() {
-        tracing::warn!("publish {}: {err}", e.topic);
+    let mut c = std::process::Command::new(&b.path);
+    c.args([
+        "--address",
+        &b.address,
+        "publish",
+        "--topic",
+        e.topic,
+        "--namespace",
+        ns,
+    ])
+    .stdin(stdin)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    match c.spawn() {
+        Ok(child) => {
+            let exit = b.reaper.subscribe(child.id() as i32);
+            drop(c);
+            match exit.await {
+                Ok(x) if x.status != 0 => tracing::warn!("publish {}: exit status {}", e.topic, x.status),
+                _ => {}
+            }
+        }
+        Err(err) => tracing::warn!("publish {}: {err}", e.topic),
     }
 }

@@ -36,6 +36,8 @@ pub struct RuntimeCli {
     /// `--debug` (the shim runs with `-debug`): the runtime's debug lines, phase timings
     /// included, go to the log file too.
     pub debug: bool,
+    /// Who owns the container's stdio pipes (containerd's IoUid/IoGid), exec's included.
+    pub io_owner: Option<(u32, u32)>,
     pub reaper: Arc<Reaper>,
 }
 
@@ -48,12 +50,29 @@ pub struct Stdio3 {
 }
 
 impl Stdio3 {
+    /// No streams given: the runtime's stdin is /dev/null and the shim captures its output.
     pub fn null() -> Stdio3 {
         Stdio3 {
             stdin: None,
             stdout: None,
             stderr: None,
         }
+    }
+
+    /// Streams that become a container process's own: what is not given is /dev/null (never
+    /// a capture file, which the container could fill).
+    pub fn or_dev_null(mut self) -> Result<Stdio3, RuntimeError> {
+        for slot in [&mut self.stdin, &mut self.stdout, &mut self.stderr] {
+            if slot.is_none() {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(|e| RuntimeError::Io("/dev/null", e))?;
+                *slot = Some(OwnedFd::from(f));
+            }
+        }
+        Ok(self)
     }
 }
 

@@ -68,10 +68,11 @@ pub fn serve(flags: &Flags) -> Result<()> {
             std::env::var("TTRPC_ADDRESS").ok().filter(|s| !s.is_empty()),
             flags.address.clone(),
             flags.publish_binary.clone(),
+            reaper.clone(),
         );
         let shutdown = Arc::new(Notify::new());
         let shared = Shared::new(
-            publisher,
+            publisher.clone(),
             reaper,
             flags.namespace.clone(),
             flags.debug,
@@ -95,6 +96,7 @@ pub fn serve(flags: &Flags) -> Result<()> {
         tracing::info!("shim {} serving", flags.id);
         shutdown.notified().await;
         tracing::info!("shim {} shutting down", flags.id);
+        publisher.flush(Duration::from_secs(5)).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await;
         Ok::<(), anyhow::Error>(())
     })?;

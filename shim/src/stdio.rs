@@ -283,10 +283,11 @@ pub struct Prepared {
 }
 
 fn append_to(p: &Path) -> Result<Sink, IoError> {
+    // O_NONBLOCK: should the "file" be a FIFO, opening it must not wait for a reader.
     let f = OpenOptions::new()
         .append(true)
         .create(true)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(p)
         .map_err(os(format!("{}", p.display())))?;
     Ok(Sink::File(f))
@@ -402,9 +403,18 @@ pub async fn prepare(spec: &StdioSpec, id: &str, ns: &str, owner: Option<(u32, u
         Ok(())
     };
     if spec.terminal {
-        let stdout_sink = open_output(&out)?;
+        let stdout_sink = match &out {
+            Dest::Binary(bin, args) => {
+                // The terminal's output to the logger's stdout; its stderr stays empty.
+                let (o, _e) = start_logger(bin, args, id, ns).await?;
+                Some(Sink::Fd(async_file(o)?))
+            }
+            _ => open_output(&out)?,
+        };
         return Ok(Prepared {
-            child: Stdio3::null(),
+            child: Stdio3::null()
+                .or_dev_null()
+                .map_err(|e| IoError::Invalid(e.to_string()))?,
             console_socket: Some(ConsoleSocket::new()?),
             io,
             stdin_fifo,
@@ -438,7 +448,7 @@ pub async fn prepare(spec: &StdioSpec, id: &str, ns: &str, owner: Option<(u32, u
         }
     }
     Ok(Prepared {
-        child,
+        child: child.or_dev_null().map_err(|e| IoError::Invalid(e.to_string()))?,
         console_socket: None,
         io,
         stdin_fifo: None,
@@ -480,11 +490,16 @@ pub struct ConsoleSocket {
 
 impl ConsoleSocket {
     fn new() -> Result<ConsoleSocket, IoError> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("dray-shim-pty-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).map_err(os(format!("{}", path.display())))?;
+        // A fresh private directory (mkdtemp, 0700): nobody can take or pre-create the path.
+        let dir = nix::unistd::mkdtemp(&std::env::temp_dir().join("dray-pty-XXXXXX")).map_err(os("mkdtemp"))?;
+        let path = dir.join("pty.sock");
+        let listener = match UnixListener::bind(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(IoError::Os(path.display().to_string(), e));
+            }
+        };
         Ok(ConsoleSocket { path, listener })
     }
 
@@ -495,7 +510,6 @@ impl ConsoleSocket {
             .listener
             .accept()
             .map_err(|e| IoError::Os("the runtime sent no terminal".into(), e))?;
-        conn.set_nonblocking(false).map_err(os("console socket"))?;
         let mut buf = [0u8; 4096];
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
@@ -503,24 +517,32 @@ impl ConsoleSocket {
             conn.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg),
-            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+            // The runtime sent before it exited: never wait (a silent peer must not stall
+            // the shim's only thread).
+            nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
         )
         .map_err(os("console socket"))?;
+        let mut received = Vec::new();
         for c in msg.cmsgs().map_err(os("console socket"))? {
             if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(fd) = fds.first() {
-                    // SAFETY: the fd was just received with SCM_RIGHTS and is ours alone.
-                    return Ok(unsafe { File::from_raw_fd(*fd) });
-                }
+                // SAFETY: these fds were just received with SCM_RIGHTS and are ours alone;
+                // owning them closes any beyond the first.
+                received.extend(fds.into_iter().map(|fd| unsafe { File::from_raw_fd(fd) }));
             }
         }
-        Err(IoError::Invalid("the runtime sent no terminal".into()))
+        received
+            .into_iter()
+            .next()
+            .ok_or_else(|| IoError::Invalid("the runtime sent no terminal".into()))
     }
 }
 
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

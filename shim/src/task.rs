@@ -269,9 +269,12 @@ impl Shared {
                 let rt = c.runtime.clone();
                 let id = c.id.clone();
                 tokio::spawn(async move {
-                    let _ = rt
+                    if let Err(e) = rt
                         .run(&["kill", "--all", &id, "9"], crate::runtime::Stdio3::null(), None)
-                        .await;
+                        .await
+                    {
+                        tracing::warn!("{id}: killing the processes left after init: {e}");
+                    }
                 });
             }
         } else if let Some(p) = c.execs.get_mut(&eid) {
@@ -310,7 +313,7 @@ impl Shared {
         if c.init.exit.is_none() || c.init.exit_published || c.init.starting {
             return;
         }
-        if c.execs.values().any(|p| p.state == State::Running) {
+        if c.execs.values().any(|p| p.state == State::Running || p.starting) {
             return;
         }
         if let Some(o) = &mut c.oom {
@@ -363,6 +366,17 @@ impl Shared {
     }
 }
 
+/// Runs a request's work as its own task: ttrpc drops a handler whose caller went away
+/// (deadline passed, connection lost), and a create, start or delete stopped half-way would
+/// leave the container's state inconsistent.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, TtrpcError>> + Send + 'static,
+) -> Result<T, TtrpcError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| status(Code::INTERNAL, format!("request task failed: {e}")))?
+}
+
 fn valid_id(id: &str) -> Result<(), TtrpcError> {
     if id.is_empty() || id.len() > 1024 || id == "." || id == ".." || id.contains(['/', '\0']) {
         return Err(status(Code::INVALID_ARGUMENT, format!("invalid id {id:?}")));
@@ -391,6 +405,8 @@ fn read_pid(path: &Path) -> Result<i32, TtrpcError> {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|s| s.trim().parse().ok())
+        // 0 or a negative pid would make kill(2) signal a process group or everything.
+        .filter(|p: &i32| *p > 0)
         .ok_or_else(|| status(Code::UNKNOWN, format!("the runtime wrote no pid to {}", path.display())))
 }
 
@@ -434,17 +450,15 @@ impl Service {
         let r = self.create_inner(&req).await;
         let mut t = self.0.lock();
         t.creating.remove(&req.id);
+        // An init that died as soon as it was created: claim its exit before the capture ends.
+        let early = r.as_ref().ok().and_then(|c| t.unclaimed.remove(&c.init.pid));
         Shared::capture_done(&mut t);
-        let mut c = match r {
-            Ok(c) => c,
-            Err(e) => return Err(e),
-        };
+        let mut c = r?;
         let pid = c.init.pid;
         let (oom, task) = self.0.watch_oom(req.id.clone(), pid);
         c.oom = oom;
         c.oom_task = task;
         t.by_pid.insert(pid, (req.id.clone(), String::new()));
-        let early = t.unclaimed.remove(&pid);
         t.containers.insert(req.id.clone(), c);
         self.0.publisher.publish(events::task_create(ev::TaskCreate {
             container_id: req.id.clone(),
@@ -482,6 +496,7 @@ impl Service {
             log: bundle.join("log.json"),
             systemd_cgroup: opts.systemd_cgroup,
             debug: self.0.debug,
+            io_owner: (opts.io_uid != 0 || opts.io_gid != 0).then_some((opts.io_uid, opts.io_gid)),
             reaper: self.0.reaper.clone(),
         };
         let rootfs = bundle.join("rootfs");
@@ -501,8 +516,7 @@ impl Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let owner = (opts.io_uid != 0 || opts.io_gid != 0).then_some((opts.io_uid, opts.io_gid));
-        let prepared = match stdio::prepare(&spec, &req.id, &self.0.namespace, owner).await {
+        let prepared = match stdio::prepare(&spec, &req.id, &self.0.namespace, runtime.io_owner).await {
             Ok(p) => p,
             Err(e) => {
                 undo_mounts();
@@ -568,7 +582,7 @@ impl Service {
     async fn start_init(&self, id: &str) -> Result<api::StartResponse, TtrpcError> {
         let (rt, pid) = self.with(id, |t| {
             let c = t.containers.get_mut(id).ok_or_else(|| not_found(id))?;
-            if c.init.state != State::Created || c.init.starting {
+            if c.init.state != State::Created || c.init.starting || c.busy {
                 return Err(status(
                     Code::FAILED_PRECONDITION,
                     format!("container {id} is not in created state"),
@@ -654,6 +668,7 @@ impl Service {
                 });
                 p.exit_published = true;
                 p.waiters.send_replace(p.exit);
+                self.0.maybe_publish_init_exit(c);
                 return Err(e);
             }
         };
@@ -669,6 +684,8 @@ impl Service {
         }));
         if let Some(e) = early {
             self.0.on_exit(&mut t, e);
+        } else if let Some(c) = t.containers.get_mut(id) {
+            self.0.maybe_publish_init_exit(c);
         }
         Ok(api::StartResponse {
             pid: pid as u32,
@@ -692,7 +709,7 @@ impl Service {
             let _ = std::fs::remove_file(&spec_file);
             let _ = std::fs::remove_file(&pid_file);
         };
-        let mut prepared = match stdio::prepare(stdio, id, &self.0.namespace, None).await {
+        let mut prepared = match stdio::prepare(stdio, id, &self.0.namespace, rt.io_owner).await {
             Ok(p) => p,
             Err(e) => {
                 cleanup();
@@ -799,6 +816,13 @@ impl Service {
                     format!("container {id} is running: kill it first"),
                 ));
             }
+            if c.init.exit.is_some() && !c.init.exit_published {
+                // Its exit waits for the exits of its exec processes.
+                return Err(status(
+                    Code::FAILED_PRECONDITION,
+                    format!("container {id} is still stopping"),
+                ));
+            }
             c.busy = true;
             Ok((
                 c.runtime.clone(),
@@ -821,6 +845,8 @@ impl Service {
                 if !msg.contains("not exist") && !msg.contains("not found") {
                     if let Some(c) = self.0.lock().containers.get_mut(id) {
                         c.busy = false;
+                        // Still there: its stdio goes on.
+                        c.init.io = io;
                     }
                     return Err(runtime_err(e));
                 }
@@ -894,21 +920,27 @@ impl Task for Service {
 
     async fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> ttrpc::Result<api::CreateTaskResponse> {
         tracing::debug!("create {}", req.id);
-        self.create_task(req).await
+        let me = self.clone();
+        detached(async move { me.create_task(req).await }).await
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> ttrpc::Result<api::StartResponse> {
         tracing::debug!("start {} {}", req.id, req.exec_id);
-        if req.exec_id.is_empty() {
-            self.start_init(&req.id).await
-        } else {
-            self.start_exec(&req.id, &req.exec_id).await
-        }
+        let me = self.clone();
+        detached(async move {
+            if req.exec_id.is_empty() {
+                me.start_init(&req.id).await
+            } else {
+                me.start_exec(&req.id, &req.exec_id).await
+            }
+        })
+        .await
     }
 
     async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> ttrpc::Result<api::DeleteResponse> {
         tracing::debug!("delete {} {}", req.id, req.exec_id);
-        self.delete_task(&req.id, &req.exec_id).await
+        let me = self.clone();
+        detached(async move { me.delete_task(&req.id, &req.exec_id).await }).await
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> ttrpc::Result<api::PidsResponse> {

@@ -58,6 +58,28 @@ fn code(e: ttrpc::Error) -> ttrpc::Code {
     }
 }
 
+/// `containerd-shim-dray-v2 ... start` as containerd runs it: the bundle as cwd, the runtime
+/// under test first on PATH, stdin empty.
+fn start_cmd(bundle: &Path, id: &str, address: &str, publish_binary: &Path, flags: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(shim_bin());
+    c.args(["-namespace", "dray-test", "-address", address])
+        .arg("-publish-binary")
+        .arg(publish_binary)
+        .args(["-id", id])
+        .args(flags)
+        .arg("start")
+        .current_dir(bundle)
+        .env(
+            "PATH",
+            format!(
+                "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                dray_bin().parent().unwrap().display()
+            ),
+        )
+        .stdin(std::process::Stdio::null());
+    c
+}
+
 impl Shim {
     /// Starts a shim for a bundle running `args` (the template's config otherwise).
     async fn start(name: &str, args: &[&str]) -> Shim {
@@ -71,26 +93,16 @@ impl Shim {
             .unwrap()
             .register_service(create_events(Arc::new(FakeContainerd(events.clone()))));
         server.start().await.unwrap();
-        let out = std::process::Command::new(shim_bin())
-            .args([
-                "-namespace",
-                "dray-test",
-                "-address",
-                &dir.join("fake.sock").to_string_lossy(),
-            ])
-            .args(["-publish-binary", "/bin/false", "-id", &b.id, "start"])
-            .current_dir(&dir)
-            .env("TTRPC_ADDRESS", &ev_sock)
-            .env(
-                "PATH",
-                format!(
-                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
-                    dray_bin().parent().unwrap().display()
-                ),
-            )
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
+        let out = start_cmd(
+            &dir,
+            &b.id,
+            &dir.join("fake.sock").to_string_lossy(),
+            Path::new("/bin/false"),
+            &[],
+        )
+        .env("TTRPC_ADDRESS", &ev_sock)
+        .output()
+        .unwrap();
         assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
         let address = String::from_utf8(out.stdout).unwrap();
         assert!(address.starts_with("unix:///run/containerd/s/"), "{address}");
@@ -569,18 +581,15 @@ async fn pod_containers_share_a_shim() {
     b.config["annotations"] = json!({"io.kubernetes.cri.sandbox-id": s.id});
     b.save();
     let addr_of = |dir: &Path, id: &str| {
-        let o = std::process::Command::new(shim_bin())
-            .args([
-                "-namespace",
-                "dray-test",
-                "-address",
-                &s.dir.join("fake.sock").to_string_lossy(),
-            ])
-            .args(["-publish-binary", "/bin/false", "-id", id, "start"])
-            .current_dir(dir)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
+        let o = start_cmd(
+            dir,
+            id,
+            &s.dir.join("fake.sock").to_string_lossy(),
+            Path::new("/bin/false"),
+            &[],
+        )
+        .output()
+        .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
     };
@@ -619,11 +628,7 @@ async fn debug_logs_reach_the_log_fifo() {
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .unwrap();
-    let o = std::process::Command::new(shim_bin())
-        .args(["-namespace", "dray-test", "-address", "/nonexistent.sock", "-debug"])
-        .args(["-publish-binary", "/bin/false", "-id", &b.id, "start"])
-        .current_dir(&b.dir)
-        .stdin(std::process::Stdio::null())
+    let o = start_cmd(&b.dir, &b.id, "/nonexistent.sock", Path::new("/bin/false"), &["-debug"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -650,4 +655,78 @@ async fn debug_logs_reach_the_log_fifo() {
         "{got:?}"
     );
     assert!(got.contains("level=debug msg=\"shutdown"), "{got:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn publish_binary_without_ttrpc_address() {
+    let b = Bundle::new("shim-publish", &["true"]);
+    b.save();
+    // containerd's publish binary: `BIN --address ADDR publish --topic T --namespace NS`, the
+    // event (a protobuf Any) on stdin.
+    let log = b.dir.join("published");
+    let bin = b.dir.join("publish.sh");
+    std::fs::write(
+        &bin,
+        format!("#!/bin/sh\necho \"$@ $(wc -c | tr -d ' ')\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = start_cmd(&b.dir, &b.id, "/run/fake.sock", &bin, &[])
+        .env_remove("TTRPC_ADDRESS")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let client = TaskClient::new(Client::connect(&String::from_utf8(o.stdout).unwrap()).await.unwrap());
+    let req = api::CreateTaskRequest {
+        id: b.id.clone(),
+        bundle: b.dir.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    client.create(ctx(), &req).await.unwrap();
+    let d = req_id(|r: &mut api::DeleteRequest| r.id = b.id.clone());
+    client.delete(ctx(), &d).await.unwrap();
+    let sd = req_id(|r: &mut api::ShutdownRequest| r.id = b.id.clone());
+    let _ = client.shutdown(ctx(), &sd).await;
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = std::fs::read_to_string(&log).unwrap_or_default();
+        if got.lines().count() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines: Vec<&str> = got.lines().collect();
+    // Create, the exit of the init that Delete killed, Delete: in order, one at a time.
+    assert_eq!(lines.len(), 3, "{got}");
+    assert!(
+        lines[0].starts_with("--address /run/fake.sock publish --topic /tasks/create --namespace dray-test "),
+        "{got}"
+    );
+    assert!(lines[1].contains("--topic /tasks/exit"), "{got}");
+    assert!(lines[2].contains("--topic /tasks/delete"), "{got}");
+    // A non-empty protobuf Any came on stdin.
+    assert!(
+        lines[0].rsplit(' ').next().unwrap().parse::<usize>().unwrap() > 10,
+        "{got}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn absent_stdio_is_dev_null() {
+    let s = Shim::start("nullio", &["sleep", "1000"]).await;
+    let pid = s.client.create(ctx(), &s.create_req(Path::new(""))).await.unwrap().pid;
+    s.start_proc("").await;
+    // Never a capture file the container could fill: /dev/null, as containerd's null IO.
+    for fd in 0..3 {
+        let l = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+        assert_eq!(l, Path::new("/dev/null"), "fd {fd}");
+    }
+    let kill = req_id(|r: &mut api::KillRequest| {
+        r.id = s.id.clone();
+        r.signal = 9;
+    });
+    s.client.kill(ctx(), &kill).await.unwrap();
+    assert_eq!(s.wait_proc("").await, 137);
+    s.delete_proc("").await.unwrap();
+    s.shutdown().await;
 }
