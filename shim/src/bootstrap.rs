@@ -6,6 +6,7 @@ use crate::args::Flags;
 use crate::task::RuntimeOptions;
 use anyhow::{bail, Context, Result};
 use containerd_shim_protos::api::DeleteResponse;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{Message, MessageField};
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -59,13 +60,18 @@ fn require(flags: &Flags) -> Result<()> {
 /// `start`: returns the address to print.
 pub fn start(flags: &Flags) -> Result<String> {
     require(flags)?;
-    // The runtime options containerd sends on stdin are read again at Create; drain them so
-    // the caller never blocks on a full pipe.
+    // The runtime options containerd sends on stdin (a protobuf Any); of them only the shim's
+    // own cgroup matters here, the rest is read again at Create.
+    let mut opts = Vec::new();
     // SAFETY: isatty only inspects fd 0.
     if unsafe { libc::isatty(0) } == 0 {
-        let mut sink = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut sink);
+        let _ = std::io::stdin().read_to_end(&mut opts);
     }
+    let shim_cgroup = Any::parse_from_bytes(&opts)
+        .ok()
+        .and_then(|a| RuntimeOptions::from_any(Some(&a)).ok())
+        .map(|o| o.shim_cgroup)
+        .unwrap_or_default();
     let bundle = std::env::current_dir().context("bundle directory")?;
     let group = group_of(&bundle, &flags.id);
     let path = socket_path(&flags.address, &flags.namespace, &group);
@@ -114,8 +120,37 @@ pub fn start(flags: &Flags) -> Result<String> {
         }
     };
     let _ = std::fs::write(bundle.join("shim.pid"), child.id().to_string());
+    if !shim_cgroup.is_empty() {
+        // ShimCgroup: the server lives (and is accounted) in the cgroup the options name.
+        join_cgroup(&shim_cgroup, child.id()).with_context(|| format!("move the shim into {shim_cgroup}"))?;
+    }
     std::fs::write(bundle.join("address"), &address).context("write address")?;
     Ok(address)
+}
+
+/// Moves `pid` into the cgroup at `path` (relative to the hierarchy roots): on a unified host
+/// the one hierarchy, otherwise every v1 hierarchy where that cgroup exists.
+fn join_cgroup(path: &str, pid: u32) -> Result<()> {
+    let rel = path.trim_start_matches('/');
+    if crate::metrics::unified_host() {
+        std::fs::write(
+            Path::new("/sys/fs/cgroup").join(rel).join("cgroup.procs"),
+            pid.to_string(),
+        )?;
+        return Ok(());
+    }
+    let mut joined = 0;
+    for e in std::fs::read_dir("/sys/fs/cgroup")?.flatten() {
+        let procs = e.path().join(rel).join("cgroup.procs");
+        if procs.exists() {
+            std::fs::write(&procs, pid.to_string()).with_context(|| procs.display().to_string())?;
+            joined += 1;
+        }
+    }
+    if joined == 0 {
+        bail!("no cgroup {path} on this host");
+    }
+    Ok(())
 }
 
 /// `delete`: force-deletes the container of a dead shim and unmounts its rootfs; returns

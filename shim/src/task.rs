@@ -64,6 +64,8 @@ pub struct RuntimeOptions {
     pub no_new_keyring: bool,
     pub io_uid: u32,
     pub io_gid: u32,
+    #[serde(default)]
+    pub shim_cgroup: String,
 }
 
 impl RuntimeOptions {
@@ -81,6 +83,7 @@ impl RuntimeOptions {
                 no_new_keyring: p.no_new_keyring,
                 io_uid: p.io_uid,
                 io_gid: p.io_gid,
+                shim_cgroup: p.shim_cgroup,
             };
         }
         Ok(o)

@@ -730,3 +730,40 @@ async fn absent_stdio_is_dev_null() {
     s.delete_proc("").await.unwrap();
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn shim_cgroup_option_moves_the_shim() {
+    let b = Bundle::new("shim-cg", &["true"]);
+    b.save();
+    let cg = format!("dray-shim-test-{}", std::process::id());
+    let dir = Path::new("/sys/fs/cgroup/pids").join(&cg);
+    std::fs::create_dir_all(&dir).unwrap();
+    // containerd writes the task options (a protobuf Any) on `start`'s stdin.
+    let opts = Options {
+        shim_cgroup: format!("/{cg}"),
+        ..Default::default()
+    };
+    let mut a = Any::new();
+    a.type_url = "containerd.runc.v1.Options".into();
+    a.value = opts.write_to_bytes().unwrap();
+    let input = b.dir.join("opts.bin");
+    std::fs::write(&input, a.write_to_bytes().unwrap()).unwrap();
+    let o = start_cmd(&b.dir, &b.id, "/run/fake.sock", Path::new("/bin/false"), &[])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pid = std::fs::read_to_string(b.dir.join("shim.pid")).unwrap();
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == pid.trim()), "shim {pid} not in {procs:?}");
+    let client = TaskClient::new(Client::connect(&String::from_utf8(o.stdout).unwrap()).await.unwrap());
+    let sd = req_id(|r: &mut api::ShutdownRequest| r.id = b.id.clone());
+    let _ = client.shutdown(ctx(), &sd).await;
+    for _ in 0..100 {
+        if std::fs::remove_dir(&dir).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the shim did not leave {}", dir.display());
+}
