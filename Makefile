@@ -10,9 +10,9 @@ SHIM_BIN := $(RELEASE_DIR)/containerd-shim-dray-v2
 FIXTURES := target/fixtures
 # Debian packages the tests use: busybox-static (test images), jq (fixture script), tini (a
 # child subreaper: PID 1 here reaps orphans late), containerd, podman and docker.io (real engines), iproute2 (veth),
-# gcc and libc6-dev (a static syscall probe, tests/fixtures/probe.c), runc (the shim drives it
+# gcc and libc6-dev (a static syscall probe, tests/fixtures/probe.c), runc and crun (the shim drives them
 # through BinaryName).
-TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev runc
+TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev runc crun
 
 .PHONY: all build test unit e2e lint demo install deps fixtures clean bench
 

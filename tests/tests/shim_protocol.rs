@@ -61,7 +61,29 @@ fn code(e: ttrpc::Error) -> ttrpc::Code {
 /// `containerd-shim-dray-v2 ... start` as containerd runs it: the bundle as cwd, the runtime
 /// under test first on PATH, stdin empty.
 fn start_cmd(bundle: &Path, id: &str, address: &str, publish_binary: &Path, flags: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(shim_bin());
+    start_cmd_in(false, bundle, id, address, publish_binary, flags)
+}
+
+/// [`start_cmd`], in a private mount namespace with a pure cgroup v1 view when `pure_v1`
+/// (crun 1.8 refuses this host's hybrid layout); the shim server and the runtimes it runs
+/// live in that namespace.
+fn start_cmd_in(
+    pure_v1: bool,
+    bundle: &Path,
+    id: &str,
+    address: &str,
+    publish_binary: &Path,
+    flags: &[&str],
+) -> std::process::Command {
+    let mut c = if pure_v1 {
+        let mut c = std::process::Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
+            .arg(shim_bin());
+        c
+    } else {
+        std::process::Command::new(shim_bin())
+    };
     c.args(["-namespace", "dray-test", "-address", address])
         .arg("-publish-binary")
         .arg(publish_binary)
@@ -83,7 +105,13 @@ fn start_cmd(bundle: &Path, id: &str, address: &str, publish_binary: &Path, flag
 impl Shim {
     /// Starts a shim for a bundle running `args` (the template's config otherwise).
     async fn start(name: &str, args: &[&str]) -> Shim {
-        let b = Bundle::new(&format!("shim-{name}"), args);
+        Shim::start_in(false, name, args).await
+    }
+
+    async fn start_in(pure_v1: bool, name: &str, args: &[&str]) -> Shim {
+        let mut b = Bundle::new(&format!("shim-{name}"), args);
+        // Every runtime under test knows this version (crun 1.8 knows none later).
+        b.config["ociVersion"] = json!("1.0.2");
         b.save();
         let dir = b.dir.clone();
         let events: Log = Arc::default();
@@ -93,7 +121,8 @@ impl Shim {
             .unwrap()
             .register_service(create_events(Arc::new(FakeContainerd(events.clone()))));
         server.start().await.unwrap();
-        let out = start_cmd(
+        let out = start_cmd_in(
+            pure_v1,
             &dir,
             &b.id,
             &dir.join("fake.sock").to_string_lossy(),
@@ -400,29 +429,26 @@ async fn close_io_ends_stdin_after_delivering_it() {
     s.shutdown().await;
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn binary_name_drives_runc() {
-    if which("runc").is_none() {
-        panic!("runc is not installed (make deps installs it)");
-    }
-    let s = Shim::start("runc", &["sh", "-c", "echo via-runc"]).await;
+/// The shim drives another runc-compatible runtime named by the options' BinaryName: the
+/// container's state is in that runtime's root, in its own format.
+async fn binary_name_drives(runtime: &str, pure_v1: bool) {
+    let s = Shim::start_in(pure_v1, runtime, &["sh", "-c", "echo via-other-runtime"]).await;
     let c = &s.client;
     let id = s.id.clone();
-    let root = s.dir.join("runc-root");
+    let root = s.dir.join("other-root");
     let opts = Options {
-        binary_name: "runc".into(),
+        binary_name: runtime.into(),
         root: root.to_string_lossy().into_owned(),
         ..Default::default()
     };
     let mut a = Any::new();
     a.type_url = "containerd.runc.v1.Options".into();
     a.value = opts.write_to_bytes().unwrap();
-    let out = s.dir.join("runc.log");
+    let out = s.dir.join("out.log");
     let mut req = s.create_req(&out);
     req.options = MessageField::some(a);
     c.create(ctx(), &req).await.unwrap();
-    // runc, not dray, holds the container: its state is in runc's format under the root.
-    let st = std::process::Command::new("runc")
+    let st = std::process::Command::new(runtime)
         .arg("--root")
         .arg(root.join("dray-test"))
         .args(["state", &id])
@@ -430,14 +456,26 @@ async fn binary_name_drives_runc() {
         .unwrap();
     assert!(
         st.status.success(),
-        "runc does not know it: {}",
+        "{runtime} does not know it: {}",
         String::from_utf8_lossy(&st.stderr)
     );
     s.start_proc("").await;
     assert_eq!(s.wait_proc("").await, 0);
     s.delete_proc("").await.unwrap();
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "via-runc\n");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "via-other-runtime\n");
     s.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn binary_name_drives_runc() {
+    assert!(which("runc").is_some(), "runc is not installed (make deps installs it)");
+    binary_name_drives("runc", false).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn binary_name_drives_crun() {
+    assert!(which("crun").is_some(), "crun is not installed (make deps installs it)");
+    binary_name_drives("crun", true).await;
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
