@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{Message, MessageField};
+use dray_runtime::cgroups::CgroupPaths;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -128,28 +129,15 @@ pub fn start(flags: &Flags) -> Result<String> {
     Ok(address)
 }
 
-/// Moves `pid` into the cgroup at `path` (relative to the hierarchy roots): on a unified host
-/// the one hierarchy, otherwise every v1 hierarchy where that cgroup exists.
+/// Moves `pid` into the cgroup at `path` (absolute: from each hierarchy's root), in every
+/// hierarchy where that cgroup exists.
 fn join_cgroup(path: &str, pid: u32) -> Result<()> {
-    let rel = path.trim_start_matches('/');
-    if crate::metrics::unified_host() {
-        std::fs::write(
-            Path::new("/sys/fs/cgroup").join(rel).join("cgroup.procs"),
-            pid.to_string(),
-        )?;
-        return Ok(());
-    }
-    let mut joined = 0;
-    for e in std::fs::read_dir("/sys/fs/cgroup")?.flatten() {
-        let procs = e.path().join(rel).join("cgroup.procs");
-        if procs.exists() {
-            std::fs::write(&procs, pid.to_string()).with_context(|| procs.display().to_string())?;
-            joined += 1;
-        }
-    }
-    if joined == 0 {
+    let mut cg = CgroupPaths::for_container(Some(Path::new(path)), "shim")?;
+    cg.dirs.retain(|d| d.path.is_dir());
+    if cg.dirs.is_empty() {
         bail!("no cgroup {path} on this host");
     }
+    cg.add(pid as i32)?;
     Ok(())
 }
 

@@ -4,10 +4,11 @@
 //! `oom_kill` counter, which the exit path also reads, so that TaskOOM always comes before
 //! the TaskExit the kill caused, and exactly once.
 
+use dray_runtime::cgroups::CgroupPaths;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tokio::io::unix::AsyncFd;
 
 /// The `oom_kill` counter of one memory cgroup and how much of it was reported.
@@ -61,23 +62,6 @@ impl OomNotifier {
     }
 }
 
-/// The memory cgroup directory of `pid`.
-fn memory_cgroup(pid: i32, unified: bool) -> Option<PathBuf> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    for l in s.lines() {
-        let mut it = l.splitn(3, ':');
-        let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
-        let rel = path.trim_start_matches('/');
-        if unified && ctrls.is_empty() {
-            return Some(Path::new("/sys/fs/cgroup").join(rel));
-        }
-        if !unified && ctrls.split(',').any(|c| c == "memory") {
-            return Some(Path::new("/sys/fs/cgroup/memory").join(rel));
-        }
-    }
-    None
-}
-
 fn own(fd: i32) -> std::io::Result<File> {
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
@@ -87,10 +71,13 @@ fn own(fd: i32) -> std::io::Result<File> {
 }
 
 /// Starts watching the memory cgroup of the container whose init is `pid`.
-pub fn watch(pid: i32, unified: bool) -> std::io::Result<(OomCounter, OomNotifier)> {
-    let dir = memory_cgroup(pid, unified)
+pub fn watch(pid: i32) -> std::io::Result<(OomCounter, OomNotifier)> {
+    let paths = CgroupPaths::of_process(pid).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mem = paths
+        .host("memory", Some("memory"))
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no memory cgroup"))?;
-    if unified {
+    let dir = mem.path.clone();
+    if mem.v2 {
         let file = dir.join("memory.events");
         // SAFETY: inotify_init1 takes flags only.
         let ino = own(unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) })?;

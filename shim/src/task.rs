@@ -338,7 +338,7 @@ impl Shared {
     }
 
     fn watch_oom(self: &Arc<Self>, cid: String, pid: i32) -> (Option<OomCounter>, Option<JoinHandle<()>>) {
-        match oom::watch(pid, self.unified) {
+        match oom::watch(pid) {
             Ok((counter, notifier)) => {
                 let me = self.clone();
                 let task = tokio::spawn(async move {
@@ -519,44 +519,24 @@ impl Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let prepared = match stdio::prepare(&spec, &req.id, &self.0.namespace, runtime.io_owner).await {
-            Ok(p) => p,
-            Err(e) => {
-                undo_mounts();
-                return Err(status(Code::UNKNOWN, e.to_string()));
-            }
-        };
         let pid_file = bundle.join("init.pid");
-        let pid_s = pid_file.to_string_lossy().into_owned();
-        let bundle_s = bundle.to_string_lossy().into_owned();
-        let mut args = vec!["create", "--bundle", &bundle_s, "--pid-file", &pid_s];
-        let cs = prepared
-            .console_socket
-            .as_ref()
-            .map(|c| c.path.to_string_lossy().into_owned());
-        if let Some(cs) = &cs {
-            args.extend(["--console-socket", cs.as_str()]);
-        }
+        let mut args = vec![
+            "create".to_string(),
+            "--bundle".into(),
+            bundle.to_string_lossy().into_owned(),
+            "--pid-file".into(),
+            pid_file.to_string_lossy().into_owned(),
+        ];
         if opts.no_pivot_root {
-            args.push("--no-pivot");
+            args.push("--no-pivot".into());
         }
         if opts.no_new_keyring {
-            args.push("--no-new-keyring");
+            args.push("--no-new-keyring".into());
         }
-        args.push(&req.id);
-        let mut prepared = prepared;
-        let child = std::mem::replace(&mut prepared.child, crate::runtime::Stdio3::null());
-        let r = runtime.run(&args, child, None).await;
-        let pid = r.map_err(runtime_err).and_then(|_| read_pid(&pid_file));
-        let io = pid.and_then(|pid| {
-            prepared
-                .finish(&req.id)
-                .map(|io| (pid, io))
-                .map_err(|e| status(Code::UNKNOWN, e.to_string()))
-        });
-        let (pid, io) = match io {
+        let (pid, io) = match self.spawn_process(&runtime, args, &spec, &req.id, &pid_file).await {
             Ok(v) => v,
             Err(e) => {
+                // Whatever the runtime left of a half-made container goes.
                 let _ = runtime
                     .run(&["delete", "--force", &req.id], crate::runtime::Stdio3::null(), None)
                     .await;
@@ -637,13 +617,9 @@ impl Service {
                 ));
             }
             p.starting = true;
+            let found = (rt, bundle, p.spec.clone(), p.stdio.clone());
             t.capture += 1;
-            Ok((
-                rt,
-                bundle,
-                t.containers[id].execs[exec_id].spec.clone(),
-                t.containers[id].execs[exec_id].stdio.clone(),
-            ))
+            Ok(found)
         })?;
         let r = self.run_exec(id, exec_id, &rt, &bundle, &spec, &stdio).await;
         let mut t = self.0.lock();
@@ -708,36 +684,44 @@ impl Service {
         let spec_file = bundle.join(format!(".exec-{exec_id}.json"));
         let pid_file = bundle.join(format!(".exec-{exec_id}.pid"));
         std::fs::write(&spec_file, spec).map_err(|e| status(Code::UNKNOWN, format!("{}: {e}", spec_file.display())))?;
-        let cleanup = || {
-            let _ = std::fs::remove_file(&spec_file);
-            let _ = std::fs::remove_file(&pid_file);
-        };
-        let mut prepared = match stdio::prepare(stdio, id, &self.0.namespace, rt.io_owner).await {
-            Ok(p) => p,
-            Err(e) => {
-                cleanup();
-                return Err(status(Code::UNKNOWN, e.to_string()));
-            }
-        };
-        let (sf, pf) = (
+        let args = [
+            "exec".to_string(),
+            "--process".into(),
             spec_file.to_string_lossy().into_owned(),
+            "--detach".into(),
+            "--pid-file".into(),
             pid_file.to_string_lossy().into_owned(),
-        );
-        let mut args = vec!["exec", "--process", &sf, "--detach", "--pid-file", &pf];
-        let cs = prepared
-            .console_socket
-            .as_ref()
-            .map(|c| c.path.to_string_lossy().into_owned());
-        if let Some(cs) = &cs {
-            args.extend(["--console-socket", cs.as_str()]);
+        ];
+        let r = self.spawn_process(rt, args.to_vec(), stdio, id, &pid_file).await;
+        let _ = std::fs::remove_file(&spec_file);
+        let _ = std::fs::remove_file(&pid_file);
+        r
+    }
+
+    /// Runs the runtime's `create` or `exec` (`args`) for a process with `stdio`: with a
+    /// terminal the console socket is added, then the container id; the process's pid comes
+    /// from `pid_file`. Returns the pid and the process's I/O, pumping.
+    async fn spawn_process(
+        &self,
+        rt: &RuntimeCli,
+        mut args: Vec<String>,
+        stdio: &StdioSpec,
+        id: &str,
+        pid_file: &Path,
+    ) -> Result<(i32, ProcessIo), TtrpcError> {
+        let io_err = |e: stdio::IoError| status(Code::UNKNOWN, e.to_string());
+        let mut prepared = stdio::prepare(stdio, id, &self.0.namespace, rt.io_owner)
+            .await
+            .map_err(io_err)?;
+        if let Some(cs) = &prepared.console_socket {
+            args.extend(["--console-socket".to_string(), cs.path.to_string_lossy().into_owned()]);
         }
-        args.push(id);
+        args.push(id.to_string());
         let child = std::mem::replace(&mut prepared.child, crate::runtime::Stdio3::null());
-        let r = rt.run(&args, child, None).await.map_err(runtime_err);
-        let pid = r.and_then(|_| read_pid(&pid_file));
-        cleanup();
-        let pid = pid?;
-        let io = prepared.finish(id).map_err(|e| status(Code::UNKNOWN, e.to_string()))?;
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        rt.run(&argv, child, None).await.map_err(runtime_err)?;
+        let pid = read_pid(pid_file)?;
+        let io = prepared.finish(id).map_err(io_err)?;
         Ok((pid, io))
     }
 

@@ -27,6 +27,23 @@ pub fn dray_bin() -> PathBuf {
     panic!("dray binary not found: run `make build` or set DRAY_BIN");
 }
 
+/// Makes `cmd`'s child inherit `fd` as each of `targets` (without close-on-exec), to test
+/// what the runtime does with fds it did not ask for.
+pub fn inherit_fd_as(cmd: &mut Command, fd: std::os::fd::RawFd, targets: &'static [i32]) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: in the child between fork and exec, only async-signal-safe dup2 and fcntl on an
+    // fd the parent keeps open until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            for t in targets {
+                libc::dup2(fd, *t);
+                libc::fcntl(*t, libc::F_SETFD, 0);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The shim binary, built beside dray (`containerd-shim-dray-v2`).
 pub fn shim_bin() -> PathBuf {
     let p = dray_bin().with_file_name("containerd-shim-dray-v2");

@@ -1,7 +1,7 @@
 //! dray as a dockerd 20.10 runtime (`--add-runtime dray=...`, `docker run --runtime dray`), with
 //! Docker's own default seccomp profile.
 
-use dray_e2e::engines::Dockerd;
+use dray_e2e::engines::{wait_until, Dockerd};
 use dray_e2e::*;
 
 const IMAGE: &str = "dray/busybox:latest";
@@ -64,15 +64,11 @@ fn docker_run_exec_logs_stop_rm_and_volumes() {
         "echo started; cat /data/f; echo w > /data/g; sleep 1000",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let t = std::time::Instant::now();
-    while !stdout(&d.docker(&["logs", "dk1"])).contains("d1") {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(20),
-            "logs: {}",
-            stderr(&d.docker(&["logs", "dk1"]))
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until(
+        std::time::Duration::from_secs(20),
+        || stdout(&d.docker(&["logs", "dk1"])).contains("d1"),
+        || format!("logs: {}", stderr(&d.docker(&["logs", "dk1"]))),
+    );
     assert_eq!(stdout(&d.docker(&["logs", "dk1"])), "started\nd1\n");
     let o = d.docker(&["exec", "dk1", "sh", "-c", "echo exec-ok; exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));

@@ -221,7 +221,6 @@ fn exec_never_runs_the_host_binary_either() {
 #[test]
 fn exec_with_console_socket_and_preserved_fds() {
     use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     let b = running("execsock");
     // --preserve-fds: fd 3 is passed into the process, fd 4 is not.
     let f = std::fs::File::open("/").unwrap();
@@ -235,16 +234,7 @@ fn exec_with_console_socket_and_preserved_fds() {
         "-c",
         "ls /proc/self/fd | tr '\\n' ' '",
     ]);
-    // SAFETY: pre_exec in the child; dup2 only.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::dup2(raw, 3);
-            libc::fcntl(3, libc::F_SETFD, 0);
-            libc::dup2(raw, 4);
-            libc::fcntl(4, libc::F_SETFD, 0);
-            Ok(())
-        });
-    }
+    inherit_fd_as(&mut cmd, raw, &[3, 4]);
     let o = run_with_timeout(cmd, std::time::Duration::from_secs(30));
     assert_eq!(
         stdout(&o).trim(),

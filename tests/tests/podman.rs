@@ -1,6 +1,6 @@
 //! dray as podman 4.3's OCI runtime (Debian's podman, conmon, cgroupfs, file events).
 
-use dray_e2e::engines::Podman;
+use dray_e2e::engines::{wait_until, Podman};
 use dray_e2e::*;
 
 const IMAGE: &str = "localhost/dray-busybox:latest";
@@ -33,15 +33,11 @@ fn podman_detached_logs_exec_top_stop_rm_and_volumes() {
         "echo started; cat /data/f; echo w > /data/g; sleep 1000",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let t = std::time::Instant::now();
-    while !stdout(&p.podman(&["logs", "pm1"])).contains("data1") {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(20),
-            "logs: {}",
-            stderr(&p.podman(&["logs", "pm1"]))
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until(
+        std::time::Duration::from_secs(20),
+        || stdout(&p.podman(&["logs", "pm1"])).contains("data1"),
+        || format!("logs: {}", stderr(&p.podman(&["logs", "pm1"]))),
+    );
     assert_eq!(stdout(&p.podman(&["logs", "pm1"])), "started\ndata1\n");
     let o = p.podman(&["exec", "pm1", "sh", "-c", "echo exec-ok; exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));

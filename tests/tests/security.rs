@@ -98,16 +98,7 @@ fn no_host_fd_leaks_into_the_container() {
     let dir = std::fs::File::open("/").unwrap();
     let raw = std::os::fd::AsRawFd::as_raw_fd(&dir);
     let mut cmd = b.cmd(&["run", &b.id]);
-    // SAFETY: pre_exec in the child: dup2 of an open fd onto 5 and 6, without CLOEXEC.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::dup2(raw, 5);
-            libc::fcntl(5, libc::F_SETFD, 0);
-            libc::dup2(raw, 6);
-            libc::fcntl(6, libc::F_SETFD, 0);
-            Ok(())
-        });
-    }
+    inherit_fd_as(&mut cmd, raw, &[5, 6]);
     let o = run_with_timeout(cmd, Duration::from_secs(30));
     assert!(o.status.success(), "{}", stderr(&o));
     // ls itself opens one fd (3) for the directory it lists.
@@ -115,16 +106,7 @@ fn no_host_fd_leaks_into_the_container() {
     // --preserve-fds passes exactly the asked ones.
     let b = Bundle::new("fdkeep", &["sh", "-c", "ls /proc/self/fd | tr '\\n' ' '"]);
     let mut cmd = b.cmd(&["run", "--preserve-fds", "1", &b.id]);
-    // SAFETY: as above.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::dup2(raw, 3);
-            libc::fcntl(3, libc::F_SETFD, 0);
-            libc::dup2(raw, 4);
-            libc::fcntl(4, libc::F_SETFD, 0);
-            Ok(())
-        });
-    }
+    inherit_fd_as(&mut cmd, raw, &[3, 4]);
     let o = run_with_timeout(cmd, Duration::from_secs(30));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "0 1 2 3 4", "fd 3 is passed, 4 is ls's own");

@@ -144,6 +144,13 @@ pub fn own_cgroup(proc_cgroup: &str, h: &Hierarchy) -> Option<String> {
     None
 }
 
+/// A cgroup path relative to a hierarchy's mount: a mount whose root is not "/" (inside a
+/// cgroup namespace or a bind) shows only part of the tree, so that prefix goes.
+fn under_root<'a>(cg: &'a Path, h: &Hierarchy) -> &'a Path {
+    let rel = cg.strip_prefix(&h.root).unwrap_or(cg);
+    rel.strip_prefix("/").unwrap_or(rel)
+}
+
 /// Computes the container's cgroup directories, with runc's `cgroupsPath` semantics: an
 /// absolute path is taken from the root of each hierarchy; a relative one (and the default,
 /// the container id) from the cgroup of the runtime itself.
@@ -170,16 +177,11 @@ pub fn paths_for(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path
             let own = own_cgroup(proc_cgroup, h).unwrap_or_else(|| "/".into());
             Path::new(&own).join(&inner)
         };
-        // A mount whose root is not "/" (inside a cgroup namespace or a bind) shows only part
-        // of the tree: strip that prefix.
-        let rel = cg.strip_prefix(&h.root).unwrap_or(&cg);
-        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let rel = under_root(&cg, h);
         // The container must get a cgroup of its own: never a hierarchy's root, and never the
         // runtime's own cgroup (deleting the container would kill the caller).
         let own = own_cgroup(proc_cgroup, h).unwrap_or_else(|| "/".into());
-        let own_path = Path::new(&own);
-        let own_rel = own_path.strip_prefix(&h.root).unwrap_or(own_path);
-        let own_rel = own_rel.strip_prefix("/").unwrap_or(own_rel);
+        let own_rel = under_root(Path::new(&own), h);
         if rel.as_os_str().is_empty() || rel == own_rel {
             return Err(Error::msg(format!(
                 "cgroupsPath {:?} names the root or the runtime's own cgroup in {}",
@@ -206,6 +208,26 @@ impl CgroupPaths {
         }
         let own = std::fs::read_to_string("/proc/self/cgroup").ctx(|| "reading /proc/self/cgroup".into())?;
         paths_for(&hs, &own, cgroups_path, id)
+    }
+
+    /// The cgroup directories process `pid` is in now, one per hierarchy (how a shim finds a
+    /// running container's memory cgroup).
+    pub fn of_process(pid: i32) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ctx(|| format!("reading /proc/{pid}/cgroup"))?;
+        let dirs = hierarchies()?
+            .into_iter()
+            .filter_map(|h| {
+                let cg = own_cgroup(&text, &h)?;
+                Some(CgroupDir {
+                    path: h.mountpoint.join(under_root(Path::new(&cg), &h)),
+                    mountpoint: h.mountpoint,
+                    controllers: h.controllers.join(","),
+                    v2: h.v2,
+                })
+            })
+            .collect();
+        Ok(CgroupPaths { dirs })
     }
 
     /// Creates the directories (and initialises v1 cpuset ones). Every directory that did not
@@ -330,7 +352,7 @@ impl CgroupPaths {
 
     /// Where the host has a controller: its v1 hierarchy, else the v2 directory when the
     /// controller is enabled there.
-    pub(crate) fn host(&self, v1: &str, v2: Option<&str>) -> Option<&CgroupDir> {
+    pub fn host(&self, v1: &str, v2: Option<&str>) -> Option<&CgroupDir> {
         if let Some(d) = self
             .dirs
             .iter()
