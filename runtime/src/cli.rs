@@ -220,13 +220,7 @@ impl ExecArgs {
             let data = std::fs::read(path).map_err(|e| Error::msg(format!("reading {}: {e}", path.display())))?;
             let p: oci_spec::runtime::Process =
                 serde_json::from_slice(&data).map_err(|e| Error::msg(format!("parsing {}: {e}", path.display())))?;
-            if p.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty())
-                || p.selinux_label().as_deref().is_some_and(|s| !s.is_empty())
-            {
-                return Err(Error::msg(
-                    "process.apparmorProfile/selinuxLabel: this runtime has no AppArmor or SELinux support",
-                ));
-            }
+            crate::container::check_process(&p)?;
             return Ok(p);
         }
         if self.command.is_empty() {

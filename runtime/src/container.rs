@@ -80,7 +80,6 @@ pub fn load_bundle(bundle: &Path) -> Result<(Spec, PathBuf)> {
 /// Refuses spec fields that dray does not apply yet: silently ignoring a resource limit, a
 /// seccomp profile or an LSM label would run the container with less isolation than asked.
 pub fn check_supported(spec: &Spec) -> Result<()> {
-    let unsupported = |what: &str| Err(Error::msg(format!("{what} is not supported by dray yet")));
     let linux = spec.linux().as_ref();
     if let Some(l) = linux {
         if l.time_offsets().as_ref().is_some_and(|m| !m.is_empty())
@@ -92,10 +91,10 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         {
             return Err(Error::msg("linux.timeOffsets needs a new time namespace"));
         }
-        let no_resctrl = !std::path::Path::new("/sys/fs/resctrl/info").exists();
+        let no_resctrl = || !std::path::Path::new("/sys/fs/resctrl/info").exists();
         for (name, present) in [
             (
-                if no_resctrl {
+                if l.intel_rdt().is_some() && no_resctrl() {
                     "linux.intelRdt (this host has no resctrl file system)"
                 } else {
                     "linux.intelRdt"
@@ -112,24 +111,35 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
             }
         }
     }
-    if let Some(p) = spec.process() {
-        for (name, present) in [
-            (
-                "process.apparmorProfile (AppArmor)",
-                p.apparmor_profile().as_ref().is_some_and(|m| !m.is_empty()),
-            ),
-            (
-                "process.selinuxLabel (SELinux)",
-                p.selinux_label().as_ref().is_some_and(|m| !m.is_empty()),
-            ),
-            ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
-        ] {
-            if present {
-                return unsupported(name);
-            }
+    match spec.process() {
+        Some(p) => check_process(p),
+        None => Ok(()),
+    }
+}
+
+/// Refuses process fields dray does not apply (for the container's process and for `exec
+/// --process`).
+pub fn check_process(p: &oci_spec::runtime::Process) -> Result<()> {
+    for (name, present) in [
+        (
+            "process.apparmorProfile (AppArmor)",
+            p.apparmor_profile().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+        (
+            "process.selinuxLabel (SELinux)",
+            p.selinux_label().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+        ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
+    ] {
+        if present {
+            return unsupported(name);
         }
     }
     Ok(())
+}
+
+fn unsupported(what: &str) -> Result<()> {
+    Err(Error::msg(format!("{what} is not supported by dray yet")))
 }
 
 /// The user name of the current uid, for the state's `owner`.
@@ -205,7 +215,7 @@ impl Runtime {
             o,
             &dir,
             &bundle,
-            spec.clone(),
+            spec,
             rootfs,
             plan,
             cgroup,
@@ -251,7 +261,6 @@ impl Runtime {
             created: crate::time::now(),
             owner: owner(),
             annotations: spec.annotations().clone().unwrap_or_default(),
-            creating: true,
             cgroup: cgroup.clone(),
             cgroup_owned: Vec::new(),
             own_pid_ns: plan.own_pid_ns(),
@@ -310,7 +319,6 @@ impl Runtime {
             no_new_keyring: o.no_new_keyring,
             seccomp,
         };
-        let hooks = cfg.spec.hooks().clone();
         let netdevs = cfg
             .spec
             .linux()
@@ -327,7 +335,7 @@ impl Runtime {
             if let Some(d) = netdevs.as_ref() {
                 crate::netdev::move_all(d, pid)?;
             }
-            if let Some(h) = &hooks {
+            if let Some(h) = &s.hooks {
                 crate::hooks::run_all(h.prestart().as_ref(), &json, "prestart")?;
                 crate::hooks::run_all(h.create_runtime().as_ref(), &json, "createRuntime")?;
             }
@@ -338,7 +346,6 @@ impl Runtime {
         t.mark("init (fork, namespaces, mounts, pivot_root, process set-up)");
         st.pid = pid;
         st.pid_start = crate::sys::process_start_time(pid).unwrap_or(0);
-        st.creating = false;
         let finish = || -> Result<()> {
             self.store.save(&st)?;
             if let Some(pf) = &o.pid_file {
@@ -838,9 +845,8 @@ pub fn state_json(s: &OciState) -> Result<String> {
 
 /// Writes the pid file atomically (runc writes it without a newline).
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_extension("dray-tmp");
-    crate::sys::write_file(&tmp, pid.to_string())?;
-    std::fs::rename(&tmp, path).ctx(|| format!("writing pid file {}", path.display()))
+    crate::sys::write_file_atomic(path, ".dray-tmp", pid.to_string())
+        .ctx(|| format!("writing pid file {}", path.display()))
 }
 
 use std::os::unix::fs::OpenOptionsExt;

@@ -12,7 +12,7 @@
 use crate::error::{Context, Error, Result};
 use oci_spec::runtime::Hook;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::FromRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -50,9 +50,7 @@ pub fn run(hook: &Hook, state: &str) -> Result<()> {
     // and dispositions, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            let empty = nix::sys::signal::SigSet::empty();
-            let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
-            crate::sys::reset_signal_dispositions();
+            crate::sys::reset_signals();
             Ok(())
         });
     }
@@ -60,11 +58,7 @@ pub fn run(hook: &Hook, state: &str) -> Result<()> {
     drop(cmd);
     let timeout = hook.timeout().filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64));
     if let Some(t) = timeout {
-        let exited = match crate::sys::pidfd_open(child.id() as i32) {
-            Ok(fd) => crate::sys::poll_readable(fd.as_raw_fd(), Some(t)).unwrap_or(true),
-            Err(_) => true,
-        };
-        if !exited {
+        if !crate::sys::wait_exit(child.id() as i32, Some(t)) {
             let _ = child.kill();
             let _ = child.wait();
             return Err(Error::msg(format!("hook {name} timed out after {}s", t.as_secs())));

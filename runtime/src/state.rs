@@ -56,8 +56,6 @@ pub struct ContainerState {
     pub owner: String,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
-    /// True until `create` has finished.
-    pub creating: bool,
     /// The container's cgroup directories on this host.
     #[serde(default)]
     pub cgroup: CgroupPaths,
@@ -99,7 +97,8 @@ pub struct OciState {
 impl ContainerState {
     /// The status, derived from the init process and the exec fifo.
     pub fn status(&self, dir: &Path) -> Status {
-        if self.creating {
+        // No init yet: `create` is still running.
+        if self.pid == 0 {
             return Status::Creating;
         }
         if !crate::sys::process_alive(self.pid, Some(self.pid_start)) {
@@ -226,11 +225,9 @@ impl Store {
 
     /// Saves a state atomically (write to a temporary file, then rename).
     pub fn save(&self, st: &ContainerState) -> Result<()> {
-        let dir = self.dir(&st.id);
-        let tmp = dir.join(".state.json.tmp");
         let data = serde_json::to_vec(st).map_err(|e| Error::msg(format!("encoding state: {e}")))?;
-        crate::sys::write_file(&tmp, data)?;
-        std::fs::rename(&tmp, dir.join(STATE_FILE)).ctx(|| format!("saving state of {:?}", st.id))
+        crate::sys::write_file_atomic(&self.dir(&st.id).join(STATE_FILE), ".tmp", data)
+            .ctx(|| format!("saving state of {:?}", st.id))
     }
 
     /// Removes a container's directory.

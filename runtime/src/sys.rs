@@ -130,19 +130,23 @@ pub fn wait_exit(pid: libc::pid_t, timeout: Option<Duration>) -> bool {
     }
 }
 
-/// The start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`), used to
-/// tell a live container init from an unrelated process that reused its pid.
-pub fn process_start_time(pid: libc::pid_t) -> Option<u64> {
+/// The state letter (field 3) and start time (field 22, clock ticks since boot) of a
+/// process, from one read of `/proc/PID/stat`; None if it does not exist.
+fn stat(pid: libc::pid_t) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // Fields after the comm: state is field 3, so start time (22) is index 19 here.
-    rest.split(' ').nth(19)?.parse().ok()
+    // The comm (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut f = rest.split(' ');
+    let state = f.next()?.chars().next()?;
+    // state is field 3, so the start time (22) is 19 fields further.
+    let start = f.nth(18)?.parse().ok()?;
+    Some((state, start))
 }
 
-/// The one-letter state of a process (`R`, `S`, `Z`, ...), or None if it does not exist.
-pub fn process_state(pid: libc::pid_t) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].chars().next()
+/// The start time of a process, used to tell a live container init from an unrelated
+/// process that reused its pid.
+pub fn process_start_time(pid: libc::pid_t) -> Option<u64> {
+    stat(pid).map(|(_, t)| t)
 }
 
 /// True when `pid` is alive, not a zombie, and (if given) started at `start_time`.
@@ -150,9 +154,9 @@ pub fn process_alive(pid: libc::pid_t, start_time: Option<u64>) -> bool {
     if pid <= 0 {
         return false;
     }
-    match process_state(pid) {
-        None | Some('Z') | Some('X') | Some('x') => false,
-        Some(_) => start_time.is_none_or(|t| process_start_time(pid) == Some(t)),
+    match stat(pid) {
+        None | Some(('Z' | 'X' | 'x', _)) => false,
+        Some((_, t)) => start_time.is_none_or(|want| t == want),
     }
 }
 
@@ -320,6 +324,36 @@ pub fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory and a rename, so
+/// that readers see the old contents or the new, never a part.
+pub fn write_file_atomic(path: &Path, tmp_suffix: &str, data: impl AsRef<[u8]>) -> Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(tmp_suffix);
+    let tmp = path.with_file_name(name);
+    write_file(&tmp, data)?;
+    std::fs::rename(&tmp, path).ctx(|| format!("writing {}", path.display()))
+}
+
+/// An `O_PATH` directory fd (for *at calls and fd-based mounts).
+pub fn open_path_dir(p: &Path) -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        p,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", p.display()))?;
+    // SAFETY: a new fd, owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Before running another program: an empty signal mask and default dispositions.
+/// Async-signal-safe (callable between fork and exec).
+pub fn reset_signals() {
+    let empty = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None);
+    reset_signal_dispositions();
 }
 
 /// Resets every signal to its default action (before exec: handlers are reset by the kernel,

@@ -83,17 +83,6 @@ impl Reaper {
     }
 }
 
-/// Makes this process the child subreaper of everything it starts (PR_SET_CHILD_SUBREAPER).
-pub fn become_subreaper() -> std::io::Result<()> {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument and touches no memory.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,7 +91,7 @@ mod tests {
     // The reaper under test is what waits for these children.
     #[allow(clippy::zombie_processes)]
     fn waiter_gets_its_exit_and_others_go_to_the_channel() {
-        let _ = become_subreaper();
+        let _ = dray_runtime::sys::set_child_subreaper();
         let r = Reaper::default();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let a = std::process::Command::new("sh").args(["-c", "exit 7"]).spawn().unwrap();

@@ -4,7 +4,7 @@
 
 use crate::args::Flags;
 use crate::events::Publisher;
-use crate::reaper::{self, Reaper};
+use crate::reaper::Reaper;
 use crate::task::{Service, Shared};
 use anyhow::{Context, Result};
 use containerd_shim_protos::shim_async::create_task;
@@ -54,7 +54,7 @@ fn init_logging(debug: bool) {
 /// Serves until Shutdown finds no task left.
 pub fn serve(flags: &Flags) -> Result<()> {
     init_logging(flags.debug);
-    reaper::become_subreaper().context("become a child subreaper")?;
+    dray_runtime::sys::set_child_subreaper()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

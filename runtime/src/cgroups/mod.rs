@@ -171,16 +171,15 @@ pub fn paths_for(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path
     }
     let mut dirs = Vec::new();
     for h in hs {
+        let own = own_cgroup(proc_cgroup, h).unwrap_or_else(|| "/".into());
         let cg = if inner.is_absolute() {
             inner.clone()
         } else {
-            let own = own_cgroup(proc_cgroup, h).unwrap_or_else(|| "/".into());
             Path::new(&own).join(&inner)
         };
         let rel = under_root(&cg, h);
         // The container must get a cgroup of its own: never a hierarchy's root, and never the
         // runtime's own cgroup (deleting the container would kill the caller).
-        let own = own_cgroup(proc_cgroup, h).unwrap_or_else(|| "/".into());
         let own_rel = under_root(Path::new(&own), h);
         if rel.as_os_str().is_empty() || rel == own_rel {
             return Err(Error::msg(format!(

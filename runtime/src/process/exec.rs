@@ -75,8 +75,7 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
     let res = (|| -> Result<i32> {
         cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?;
         if let Some(adj) = cfg.process.oom_score_adj() {
-            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-                .map_err(|e| Error::msg(format!("setting oomScoreAdj to {adj}: {e}")))?;
+            super::write_oom_score_adj(pid, adj)?;
         }
         if let Some(l) = cfg.process.rlimits() {
             crate::rlimits::apply(pid, l)?;

@@ -294,10 +294,7 @@ pub fn finish_process(
 /// Execs the prepared program through the trampoline, with default signal handling (the
 /// runtime ignores SIGPIPE; the container must not inherit that). Returns only on failure.
 pub fn exec_prepared(tramp: Option<&OwnedFd>, p: &Prepared) -> Error {
-    crate::sys::reset_signal_dispositions();
-    if let Err(e) = crate::sys::set_signal_mask(&nix::sys::signal::SigSet::empty()) {
-        return e;
-    }
+    crate::sys::reset_signals();
     super::trampoline::exec(tramp, &p.path, &p.argv, &p.envp)
 }
 

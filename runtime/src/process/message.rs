@@ -149,11 +149,6 @@ impl Channel {
             None => Err(Error::msg("the container's init exited during set-up")),
         }
     }
-
-    /// The raw fd.
-    pub fn raw(&self) -> i32 {
-        self.fd.as_raw_fd()
-    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use crate::error::{Context, Error, Result};
 use crate::namespaces::{self, Plan};
 use message::{Channel, Msg};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -73,7 +73,7 @@ pub struct InitConfig {
 pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
     let (parent, child) = Channel::pair()?;
     let tramp = trampoline::create()?;
-    let state_dir = open_path_dir(&cfg.state_dir)?;
+    let state_dir = crate::sys::open_path_dir(&cfg.state_dir)?;
     let single = cfg.plan.single_clone();
     let mut saved_ns: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
     if single {
@@ -96,7 +96,7 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
     // the migration; elsewhere, or on kernels without clone3, the runtime moves it after the
     // fork.
     let v2_dir = match cfg.cgroup.dirs.as_slice() {
-        [d] if d.v2 && single => open_path_dir(&d.path).ok(),
+        [d] if d.v2 && single => crate::sys::open_path_dir(&d.path).ok(),
         _ => None,
     };
     let mut placed = false;
@@ -227,7 +227,7 @@ fn write_maps(cfg: &InitConfig, pid: i32) -> Result<()> {
 }
 
 /// `process.oomScoreAdj`, written for the init by the runtime.
-fn write_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
+pub(super) fn write_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
     std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
         let hint = if adj < 0 {
             " (lowering it needs CAP_SYS_RESOURCE)"
@@ -248,17 +248,6 @@ pub fn kill_and_reap(pid: i32) {
             crate::sys::wait_exit(pid, Some(std::time::Duration::from_secs(5)));
         }
     }
-}
-
-fn open_path_dir(p: &std::path::Path) -> Result<OwnedFd> {
-    let fd = nix::fcntl::open(
-        p,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ctx(|| format!("opening {}", p.display()))?;
-    // SAFETY: new fd owned here.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn open_path_dir_or_file(p: &str) -> Result<OwnedFd> {

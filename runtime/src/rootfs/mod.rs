@@ -13,7 +13,7 @@ use crate::error::{Context, Error, Result};
 use crate::sys::fd_path;
 use nix::mount::{MntFlags, MsFlags};
 use oci_spec::runtime::Spec;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// Parses `linux.rootfsPropagation`.
@@ -61,7 +61,7 @@ pub fn prepare(s: &Setup) -> Result<()> {
         s.rootfs,
     )
     .ctx(|| "bind-mounting the rootfs on itself".into())?;
-    let root = open_dir(s.rootfs)?;
+    let root = crate::sys::open_path_dir(s.rootfs).ctx(|| "opening the rootfs".into())?;
     let ctx = mounts::Ctx {
         root: &root,
         bundle: s.bundle,
@@ -140,17 +140,6 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
             .ctx(|| "making the rootfs parent mount private".into())?;
     }
     Ok(())
-}
-
-fn open_dir(p: &Path) -> Result<OwnedFd> {
-    let fd = nix::fcntl::open(
-        p,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ctx(|| format!("opening rootfs {}", p.display()))?;
-    // SAFETY: new fd owned here.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Makes the rootfs the root: pivot_root, then detach the old root (after making it a slave so

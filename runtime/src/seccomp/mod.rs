@@ -292,11 +292,9 @@ pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &std::path::Path) -> Result<P
     let prog = compile(s, &mut warn)?;
     log(&prog);
     if std::fs::create_dir_all(cache_dir).is_ok() {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A per-process temporary name: two runtimes may fill the cache at once.
         if let Ok(data) = serde_json::to_vec(&prog) {
-            if std::fs::write(&tmp, data).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
+            let _ = crate::sys::write_file_atomic(&path, &format!(".tmp{}", std::process::id()), data);
         }
     }
     Ok(prog)
