@@ -36,6 +36,8 @@ pub struct Channel {
     fd: OwnedFd,
     /// An fd that arrived with the last message, if any.
     received: std::cell::RefCell<Option<OwnedFd>>,
+    /// The receive buffer, allocated on the first message and reused.
+    buf: std::cell::RefCell<Vec<u8>>,
 }
 
 impl Channel {
@@ -48,10 +50,12 @@ impl Channel {
             Channel {
                 fd: a,
                 received: Default::default(),
+                buf: Default::default(),
             },
             Channel {
                 fd: b,
                 received: Default::default(),
+                buf: Default::default(),
             },
         ))
     }
@@ -95,7 +99,10 @@ impl Channel {
     /// for [`Self::take_fd`].
     pub fn recv(&self) -> Result<Option<Msg>> {
         use std::os::fd::FromRawFd;
-        let mut buf = vec![0u8; 1024 * 1024];
+        let mut buf = self.buf.borrow_mut();
+        if buf.is_empty() {
+            buf.resize(1024 * 1024, 0);
+        }
         loop {
             let mut iov = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
