@@ -1,6 +1,8 @@
 //! The `dray` command line: runc 1.1's commands, flags, output and exit codes, as a thin layer
 //! over [`crate::container::Runtime`].
 
+mod fast;
+
 use crate::container::{CreateOptions, Runtime};
 use crate::error::{Error, Result};
 use crate::logging::Format;
@@ -462,13 +464,19 @@ impl CreateArgs {
 
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = e.print();
-            return code;
-        }
+    // The common command lines take the fast path; clap parses the rest (and prints help and
+    // errors).
+    let args: Option<Vec<String>> = std::env::args_os().map(|a| a.into_string().ok()).collect();
+    let cli = match args.as_deref().and_then(fast::parse) {
+        Some(c) => c,
+        None => match Cli::try_parse() {
+            Ok(c) => c,
+            Err(e) => {
+                let code = if e.use_stderr() { 1 } else { 0 };
+                let _ = e.print();
+                return code;
+            }
+        },
     };
     if cli.version {
         println!("dray version {}\nspec: {}", crate::VERSION, crate::OCI_VERSION);
