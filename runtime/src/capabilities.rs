@@ -13,7 +13,7 @@ use std::str::FromStr;
 /// are skipped with a warning, as runc does.
 pub fn to_caps(set: Option<&Capabilities>) -> CapsHashSet {
     let mut out = CapsHashSet::new();
-    let all = caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all());
+    let all = supported();
     for c in set.into_iter().flatten() {
         let name = format!("CAP_{c}");
         match caps::Capability::from_str(&name) {
@@ -26,11 +26,17 @@ pub fn to_caps(set: Option<&Capabilities>) -> CapsHashSet {
     out
 }
 
-/// Drops every capability outside the configured bounding set.
+/// The capabilities this kernel knows (from /proc/sys/kernel/cap_last_cap), read once.
+fn supported() -> &'static CapsHashSet {
+    static ALL: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all()))
+}
+
+/// Drops every capability outside the configured bounding set (dropping one that is not in
+/// the set is a no-op, so the set is not read first).
 pub fn apply_bounding(c: &LinuxCapabilities) -> Result<()> {
     let want = to_caps(c.bounding().as_ref());
-    let have = caps::read(None, CapSet::Bounding).map_err(|e| Error::msg(format!("reading the bounding set: {e}")))?;
-    for cap in have.difference(&want) {
+    for cap in supported().difference(&want) {
         caps::drop(None, CapSet::Bounding, *cap)
             .map_err(|e| Error::msg(format!("dropping {cap} from the bounding set: {e}")))?;
     }

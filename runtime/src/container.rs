@@ -142,9 +142,14 @@ fn unsupported(what: &str) -> Result<()> {
     Err(Error::msg(format!("{what} is not supported by dray yet")))
 }
 
-/// The user name of the current uid, for the state's `owner`.
-fn owner() -> String {
-    let uid = nix::unistd::getuid();
+/// `list`'s OWNER: the name of the user owning the container's state directory (as runc;
+/// `state` leaves the field empty, which spares `create` a user database lookup).
+fn owner_of(dir: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(dir) else {
+        return String::new();
+    };
+    let uid = nix::unistd::Uid::from_raw(m.uid());
     nix::unistd::User::from_uid(uid)
         .ok()
         .flatten()
@@ -259,7 +264,7 @@ impl Runtime {
             bundle: bundle.to_path_buf(),
             rootfs: rootfs.clone(),
             created: crate::time::now(),
-            owner: owner(),
+            owner: String::new(),
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroup.clone(),
             cgroup_owned: Vec::new(),
@@ -276,28 +281,14 @@ impl Runtime {
         };
         self.store.save(&st)?;
         t.mark("state directory, exec.fifo, state");
-        let made = cgroup.create(made_cgroups);
-        st.cgroup_owned = cgroup
-            .dirs
-            .iter()
-            .map(|d| d.path.clone())
-            .filter(|p| made_cgroups.contains(p))
-            .collect();
-        made?;
-        if let Some(rules) = crate::cgroups::devices::rules(&spec)? {
-            cgroup.apply_devices(&rules)?;
-        }
-        if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            for w in cgroup.apply_resources(r, false)? {
-                tracing::warn!("{w}");
-            }
-        }
+        // Checked before the fork; written by `make_cgroups` below.
+        let device_rules = crate::cgroups::devices::rules(&spec)?;
         let console = match (&o.console_socket, console) {
             (_, Some(c)) => Some(c),
             (Some(p), None) => Some(crate::console::connect(p)?),
             (None, None) => None,
         };
-        t.mark("cgroups and resources");
+        t.mark("console");
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             Some(s) => Some(crate::seccomp::compile_cached(s, &self.store.root.join(".cache"))?),
             None => None,
@@ -341,9 +332,29 @@ impl Runtime {
             }
             Ok((json, state_json(&s.oci(Status::Created))?))
         };
-        t.mark("seccomp, console, hooks set-up");
-        let pid = process::spawn(&cfg, &mut run_hooks)?;
-        t.mark("init (fork, namespaces, mounts, pivot_root, process set-up)");
+        let mut make_cgroups = || -> Result<()> {
+            cfg.cgroup.create(made_cgroups)?;
+            if let Some(rules) = &device_rules {
+                cfg.cgroup.apply_devices(rules)?;
+            }
+            if let Some(r) = cfg.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+                for w in cfg.cgroup.apply_resources(r, false)? {
+                    tracing::warn!("{w}");
+                }
+            }
+            Ok(())
+        };
+        t.mark("seccomp, hooks set-up");
+        let pid = process::spawn(&cfg, &mut make_cgroups, &mut run_hooks);
+        st.cgroup_owned = cfg
+            .cgroup
+            .dirs
+            .iter()
+            .map(|d| d.path.clone())
+            .filter(|p| made_cgroups.contains(p))
+            .collect();
+        let pid = pid?;
+        t.mark("init (fork, cgroups, namespaces, mounts, pivot_root, process set-up)");
         st.pid = pid;
         st.pid_start = crate::sys::process_start_time(pid).unwrap_or(0);
         let finish = || -> Result<()> {
@@ -508,8 +519,10 @@ impl Runtime {
         let mut out = Vec::new();
         for id in self.store.ids()? {
             if let Ok(st) = self.store.load(&id) {
-                let s = st.status(&self.store.dir(&id));
-                out.push(st.oci(s));
+                let dir = self.store.dir(&id);
+                let mut oci = st.oci(st.status(&dir));
+                oci.owner = owner_of(&dir);
+                out.push(oci);
             }
         }
         Ok(out)

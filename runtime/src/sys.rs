@@ -133,7 +133,7 @@ pub fn wait_exit(pid: libc::pid_t, timeout: Option<Duration>) -> bool {
 /// The state letter (field 3) and start time (field 22, clock ticks since boot) of a
 /// process, from one read of `/proc/PID/stat`; None if it does not exist.
 fn stat(pid: libc::pid_t) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_text(format!("/proc/{pid}/stat")).ok()?;
     // The comm (field 2) may hold spaces and parentheses: fields resume after the last ')'.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let mut f = rest.split(' ');
@@ -393,6 +393,16 @@ pub fn reset_signal_dispositions() {
 }
 
 /// Writes a whole file, naming the file in the error.
+/// Reads a small text file such as a /proc or cgroupfs entry. Those report a size of 0, for
+/// which `std::fs::read_to_string` stats the file and then reads 32 bytes at a time, growing;
+/// this reads 4 KiB at a time from the start.
+pub fn read_text(path: impl AsRef<Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(4096);
+    std::fs::File::open(path)?.read_to_end(&mut buf)?;
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 pub fn write_file(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> Result<()> {
     let path = path.as_ref();
     std::fs::write(path, data).ctx(|| format!("writing {}", path.display()))

@@ -32,7 +32,7 @@ pub fn apply_umask(user: &User) {
 /// True unless /proc/self/setgroups says "deny" (in a user namespace whose gid map was written
 /// without privilege, setgroups is refused).
 pub fn setgroups_allowed() -> bool {
-    std::fs::read_to_string("/proc/self/setgroups")
+    crate::sys::read_text("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
         .unwrap_or(true)
 }

@@ -191,6 +191,10 @@ fn list_shows_containers_in_table_json_and_quiet_forms() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["id"], b.id.as_str());
     assert_eq!(v[0]["status"], "created");
+    assert_eq!(v[0]["owner"], "root");
+    // As runc: `state` leaves the owner empty; `list` names the state directory's owner.
+    let st: serde_json::Value = serde_json::from_slice(&b.dray(&["state", &b.id]).stdout).unwrap();
+    assert_eq!(st["owner"], "");
     let o = b.dray(&["list", "-q"]);
     assert_eq!(stdout(&o), format!("{}\n", b.id));
     b.cleanup();

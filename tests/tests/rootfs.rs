@@ -37,13 +37,51 @@ fn default_mounts_are_in_place() {
 
 #[test]
 fn cgroup_mount_shows_the_container_cgroup_read_only() {
-    let b = Bundle::new("cgmount", &["sh", "-c", "ls /sys/fs/cgroup; cat /sys/fs/cgroup/memory/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup/cgroup.procs; touch /sys/fs/cgroup/x 2>&1 || true"]);
+    let b = Bundle::new(
+        "cgmount",
+        &[
+            "sh",
+            "-c",
+            "ls /sys/fs/cgroup; cat /sys/fs/cgroup/memory/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup/cgroup.procs; \
+             touch /sys/fs/cgroup/x 2>&1; mkdir /sys/fs/cgroup/pids/sub 2>&1 || mkdir /sys/fs/cgroup/sub 2>&1; \
+             grep ' /sys/fs/cgroup' /proc/self/mountinfo",
+        ],
+    );
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     // The container's only process is its pid 1.
     assert!(out.lines().any(|l| l == "1"), "{out}");
-    assert!(out.contains("Read-only file system"), "{out}");
+    // Neither the tmpfs nor the cgroup directories bound into it can be written.
+    assert!(out.matches("Read-only file system").count() >= 2, "{out}");
+    let mounts: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(" /sys/fs/cgroup") && l.contains(" - "))
+        .collect();
+    assert!(!mounts.is_empty(), "{out}");
+    for l in mounts {
+        let opts = l.split(' ').nth(5).unwrap();
+        for o in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(opts.split(',').any(|x| x == o), "{o} missing: {l}");
+        }
+    }
+    // An atime option takes the one-remount-per-mount path: the same result, with noatime.
+    let mut b = Bundle::new("cgmount2", &["grep", " /sys/fs/cgroup", "/proc/self/mountinfo"]);
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "cgroup" {
+            m["options"] = json!(["nosuid", "noexec", "nodev", "noatime", "ro"]);
+        }
+    }
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.is_empty(), "{out}");
+    for l in out.lines() {
+        let opts = l.split(' ').nth(5).unwrap();
+        for o in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
+            assert!(opts.split(',').any(|x| x == o), "{o} missing: {l}");
+        }
+    }
 }
 
 #[test]
@@ -200,6 +238,17 @@ fn a_bad_mount_fails_cleanly() {
     let o = b.dray(&["create", &b.id.clone()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/x"), "{}", stderr(&o));
+    assert_no_leaks(&b);
+    // First in the list: the init fails while the runtime is still making its cgroups, and
+    // its reason is what create reports.
+    let mut b = Bundle::new("badmount0", &["true"]);
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"destination": "/y", "type": "nosuchfs", "source": "none"}));
+    let o = b.dray(&["create", &b.id.clone()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("mount /y (nosuchfs)"), "{}", stderr(&o));
     assert_no_leaks(&b);
     let mut b = Bundle::new("badbind", &["true"]);
     b.config["mounts"]

@@ -105,11 +105,35 @@ pub fn rules(spec: &Spec) -> Result<Option<Vec<Rule>>> {
 }
 
 /// Applies the rules to a v1 devices cgroup: deny everything, then replay the rules in order.
+/// Each file is opened once: every write(2) to it is one rule.
 pub fn apply_v1(dir: &Path, rules: &[Rule]) -> Result<()> {
-    crate::sys::write_file(dir.join("devices.deny"), "a")?;
-    for r in rules {
-        let file = if r.allow { "devices.allow" } else { "devices.deny" };
-        crate::sys::write_file(dir.join(file), r.v1_text()).ctx(|| format!("device rule {:?}", r.v1_text()))?;
+    use std::io::Write;
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(name))
+            .ctx(|| format!("opening {}/{name}", dir.display()))
+    };
+    let mut deny = open("devices.deny")?;
+    let mut allow = None;
+    deny.write_all(b"a").ctx(|| "denying every device".into())?;
+    // A first rule that denies everything (the usual start of a spec's list) repeats that.
+    let deny_all = |r: &Rule| !r.allow && r.typ == 'a' && r.major.is_none() && r.minor.is_none() && r.access == "rwm";
+    let rest = match rules.first() {
+        Some(r) if deny_all(r) => &rules[1..],
+        _ => rules,
+    };
+    for r in rest {
+        let f = if r.allow {
+            match &mut allow {
+                Some(f) => f,
+                None => allow.insert(open("devices.allow")?),
+            }
+        } else {
+            &mut deny
+        };
+        f.write_all(r.v1_text().as_bytes())
+            .ctx(|| format!("device rule {:?}", r.v1_text()))?;
     }
     Ok(())
 }

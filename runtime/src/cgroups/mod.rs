@@ -118,7 +118,7 @@ fn unescape(s: &str) -> String {
 
 /// The hierarchies mounted on this host.
 pub fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo".into())?;
+    let text = crate::sys::read_text("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo".into())?;
     Ok(parse_mountinfo(&text))
 }
 
@@ -205,7 +205,7 @@ impl CgroupPaths {
         if hs.is_empty() {
             return Err(Error::msg("no cgroup hierarchy is mounted on this host"));
         }
-        let own = std::fs::read_to_string("/proc/self/cgroup").ctx(|| "reading /proc/self/cgroup".into())?;
+        let own = crate::sys::read_text("/proc/self/cgroup").ctx(|| "reading /proc/self/cgroup".into())?;
         paths_for(&hs, &own, cgroups_path, id)
     }
 
@@ -213,7 +213,7 @@ impl CgroupPaths {
     /// running container's memory cgroup).
     pub fn of_process(pid: i32) -> Result<Self> {
         let text =
-            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ctx(|| format!("reading /proc/{pid}/cgroup"))?;
+            crate::sys::read_text(format!("/proc/{pid}/cgroup")).ctx(|| format!("reading /proc/{pid}/cgroup"))?;
         let dirs = hierarchies()?
             .into_iter()
             .filter_map(|h| {
@@ -234,6 +234,22 @@ impl CgroupPaths {
     /// still lets the caller remove all of them.
     pub fn create(&self, created: &mut Vec<PathBuf>) -> Result<()> {
         for d in &self.dirs {
+            if d.v2 {
+                v2::enable_controllers(&d.mountpoint, &d.path);
+            }
+            // Usually only the last component is missing: try it first.
+            match std::fs::create_dir(&d.path) {
+                Ok(()) => {
+                    created.push(d.path.clone());
+                    if !d.v2 && d.controllers.split(',').any(|c| c == "cpuset") {
+                        v1::init_cpuset(&d.path)?;
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx(|| format!("creating cgroup {}", d.path.display())),
+            }
             let mut missing = Vec::new();
             let mut p = d.path.as_path();
             while !p.exists() && p != d.mountpoint {
@@ -242,9 +258,6 @@ impl CgroupPaths {
                     Some(parent) => p = parent,
                     None => break,
                 }
-            }
-            if d.v2 {
-                v2::enable_controllers(&d.mountpoint, &d.path);
             }
             for dir in missing.iter().rev() {
                 match std::fs::create_dir(dir) {
@@ -291,10 +304,10 @@ impl CgroupPaths {
     /// container counts as paused, so that `resume` and `delete` still thaw it.
     pub fn frozen(&self) -> bool {
         match self.freezer() {
-            Some(d) if d.v2 => std::fs::read_to_string(d.path.join("cgroup.freeze"))
+            Some(d) if d.v2 => crate::sys::read_text(d.path.join("cgroup.freeze"))
                 .map(|t| t.trim() == "1")
                 .unwrap_or(false),
-            Some(d) => std::fs::read_to_string(d.path.join("freezer.state"))
+            Some(d) => crate::sys::read_text(d.path.join("freezer.state"))
                 .map(|t| matches!(t.trim(), "FROZEN" | "FREEZING"))
                 .unwrap_or(false),
             None => false,
@@ -304,10 +317,10 @@ impl CgroupPaths {
     /// True when every process of the container is frozen (not merely asked to be).
     fn fully_frozen(&self) -> bool {
         match self.freezer() {
-            Some(d) if d.v2 => std::fs::read_to_string(d.path.join("cgroup.events"))
+            Some(d) if d.v2 => crate::sys::read_text(d.path.join("cgroup.events"))
                 .map(|t| t.lines().any(|l| l == "frozen 1"))
                 .unwrap_or(false),
-            Some(d) => std::fs::read_to_string(d.path.join("freezer.state"))
+            Some(d) => crate::sys::read_text(d.path.join("freezer.state"))
                 .map(|t| t.trim() == "FROZEN")
                 .unwrap_or(false),
             None => false,
@@ -361,7 +374,7 @@ impl CgroupPaths {
         }
         let v2 = v2?;
         let d = self.dirs.iter().find(|d| d.v2)?;
-        let avail = std::fs::read_to_string(d.path.join("cgroup.controllers")).unwrap_or_default();
+        let avail = crate::sys::read_text(d.path.join("cgroup.controllers")).unwrap_or_default();
         avail.split_whitespace().any(|c| c == v2).then_some(d)
     }
 
@@ -391,7 +404,7 @@ impl CgroupPaths {
                         } else {
                             "memory.usage_in_bytes"
                         };
-                        let usage: i64 = std::fs::read_to_string(d.path.join(f))
+                        let usage: i64 = crate::sys::read_text(d.path.join(f))
                             .ok()
                             .and_then(|s| s.trim().parse().ok())
                             .unwrap_or(0);
@@ -408,7 +421,7 @@ impl CgroupPaths {
                     res::memory_v1(
                         m,
                         d.path.join("memory.memsw.limit_in_bytes").exists(),
-                        std::fs::read_to_string(d.path.join("memory.limit_in_bytes"))
+                        crate::sys::read_text(d.path.join("memory.limit_in_bytes"))
                             .ok()
                             .and_then(|v| v.trim().parse().ok())
                             .unwrap_or(u64::MAX),
@@ -506,6 +519,11 @@ impl CgroupPaths {
         Ok(warn)
     }
 
+    /// True on a pure cgroup v2 host: one cgroup2 hierarchy and nothing else.
+    pub fn is_pure_v2(&self) -> bool {
+        matches!(self.dirs.as_slice(), [d] if d.v2)
+    }
+
     /// Moves process `pid` into the container's cgroup in every hierarchy.
     pub fn add(&self, pid: i32) -> Result<()> {
         for d in &self.dirs {
@@ -558,7 +576,7 @@ impl CgroupPaths {
 }
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    match std::fs::read_to_string(dir.join("cgroup.procs")) {
+    match crate::sys::read_text(dir.join("cgroup.procs")) {
         Ok(t) => out.extend(t.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).ctx(|| format!("reading {}/cgroup.procs", dir.display())),
@@ -575,6 +593,12 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
 
 /// Removes one cgroup directory, with its child cgroups, retrying EBUSY for up to a second.
 pub fn remove_dir(path: &Path) -> Result<()> {
+    // Usually there is no child cgroup: try the directory itself first.
+    match std::fs::remove_dir(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     if let Ok(rd) = std::fs::read_dir(path) {
         for e in rd.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {

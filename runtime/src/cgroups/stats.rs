@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 fn read(dir: &Path, file: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(file))
-        .ok()
-        .map(|s| s.trim().to_string())
+    crate::sys::read_text(dir.join(file)).ok().map(|s| s.trim().to_string())
 }
 
 fn read_u64(dir: &Path, file: &str) -> u64 {

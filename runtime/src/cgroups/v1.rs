@@ -33,11 +33,11 @@ pub fn is_controller_option(opt: &str) -> bool {
 pub fn init_cpuset(dir: &Path) -> Result<()> {
     let Some(parent) = dir.parent() else { return Ok(()) };
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let cur = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        let cur = crate::sys::read_text(dir.join(file)).unwrap_or_default();
         if !cur.trim().is_empty() {
             continue;
         }
-        let val = std::fs::read_to_string(parent.join(file)).ctx(|| format!("reading {}/{file}", parent.display()))?;
+        let val = crate::sys::read_text(parent.join(file)).ctx(|| format!("reading {}/{file}", parent.display()))?;
         crate::sys::write_file(dir.join(file), val.trim())?;
     }
     Ok(())

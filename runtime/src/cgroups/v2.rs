@@ -8,8 +8,8 @@ pub fn enable_controllers(mountpoint: &std::path::Path, dir: &std::path::Path) {
     let Ok(rel) = dir.strip_prefix(mountpoint) else { return };
     let mut cur = mountpoint.to_path_buf();
     for comp in rel.components() {
-        let avail = std::fs::read_to_string(cur.join("cgroup.controllers")).unwrap_or_default();
-        let enabled = std::fs::read_to_string(cur.join("cgroup.subtree_control")).unwrap_or_default();
+        let avail = crate::sys::read_text(cur.join("cgroup.controllers")).unwrap_or_default();
+        let enabled = crate::sys::read_text(cur.join("cgroup.subtree_control")).unwrap_or_default();
         for c in avail
             .split_whitespace()
             .filter(|c| !enabled.split_whitespace().any(|e| e == *c))

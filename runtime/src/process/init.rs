@@ -5,6 +5,7 @@ use super::message::{Channel, Msg};
 use super::InitConfig;
 use crate::error::{Context, Error, Result};
 use crate::namespaces;
+use crate::rootfs::CgroupGate;
 use oci_spec::runtime::{LinuxNamespaceType as Ns, Process};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -79,10 +80,13 @@ fn run(
         for (t, p) in plan.join.iter().filter(|(t, _)| *t != Ns::Pid) {
             namespaces::join(*t, p)?;
         }
-        if plan.creates(Ns::Cgroup) {
-            namespaces::unshare(libc::CLONE_NEWCGROUP)?;
-        }
     }
+    let mut gate = Gate {
+        ch,
+        made: false,
+        placed: false,
+        cgroupns: !intermediate && plan.creates(Ns::Cgroup),
+    };
     let userns = plan.creates(Ns::User) || plan.joins(Ns::User).is_some();
     if userns {
         // Become root of the new user namespace (when 0 is mapped) to own the mounts.
@@ -102,17 +106,20 @@ fn run(
     // Root file system.
     let states;
     if plan.creates(Ns::Mount) {
-        crate::rootfs::prepare(&crate::rootfs::Setup {
+        crate::rootfs::prepare(&mut crate::rootfs::Setup {
             spec: &cfg.spec,
             rootfs: &cfg.rootfs,
             bundle: &cfg.bundle,
             cgroup: &cfg.cgroup,
             cgroupns: plan.creates(Ns::Cgroup),
             userns,
+            cgroups: &mut gate,
         })?;
+        gate.placed()?;
         states = hooks_phase(cfg, ch)?;
         crate::rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
     } else if plan.joins(Ns::Mount).is_some() {
+        gate.placed()?;
         states = hooks_phase(cfg, ch)?;
     } else {
         return Err(Error::msg(
@@ -194,6 +201,39 @@ fn run(
         "startContainer",
     )?;
     Err(exec_prepared(tramp.as_ref(), &prepared))
+}
+
+/// The init's side of the runtime's cgroup work, which runs while the init sets up its
+/// mounts: `CgroupsMade`, then `InCgroup` (see [`crate::process`]).
+struct Gate<'a> {
+    ch: &'a Channel,
+    made: bool,
+    placed: bool,
+    /// A new cgroup namespace to unshare once in place (it is rooted at the cgroup the process
+    /// is in when it is made). The slow path's intermediate made it already.
+    cgroupns: bool,
+}
+
+impl crate::rootfs::CgroupGate for Gate<'_> {
+    fn made(&mut self) -> Result<()> {
+        if !self.made {
+            self.ch.expect(&Msg::CgroupsMade)?;
+            self.made = true;
+        }
+        Ok(())
+    }
+
+    fn placed(&mut self) -> Result<()> {
+        self.made()?;
+        if !self.placed {
+            self.ch.expect(&Msg::InCgroup)?;
+            if self.cgroupns {
+                namespaces::unshare(libc::CLONE_NEWCGROUP)?;
+            }
+            self.placed = true;
+        }
+        Ok(())
+    }
 }
 
 /// The program to exec, resolved and converted before the point of no return.

@@ -9,8 +9,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 /// A message of the create protocol. The phase order is documented in [`crate::process`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
-    /// Parent → init: the init is in its cgroup, has its rlimits and oom score; go on.
+    /// Parent → init: set-up may begin (the uid/gid maps of a new user namespace are
+    /// written; on the intermediate path, the process is also in its cgroup already).
     Go,
+    /// Parent → init: the container's cgroup directories exist (a v1 cgroup mount binds them).
+    CgroupsMade,
+    /// Parent → init: the init is in its cgroups and has its rlimits and oom score; from here
+    /// on it may create the cgroup namespace, mount the cgroup file system and let hooks run.
+    InCgroup,
     /// Intermediate → parent: I unshared a user namespace, write my id maps.
     NeedIdMaps,
     /// Parent → intermediate: the id maps are written.
@@ -98,10 +104,21 @@ impl Channel {
     /// Receives a message; None when the peer closed its end (exited). An attached fd is kept
     /// for [`Self::take_fd`].
     pub fn recv(&self) -> Result<Option<Msg>> {
+        self.recv_flags(0)
+    }
+
+    /// A message already queued, without waiting: how the runtime finds the init's `Error`
+    /// after a failure of its own (the init may have failed first).
+    pub fn try_recv(&self) -> Option<Msg> {
+        self.recv_flags(libc::MSG_DONTWAIT).ok().flatten()
+    }
+
+    fn recv_flags(&self, flags: i32) -> Result<Option<Msg>> {
         use std::os::fd::FromRawFd;
         let mut buf = self.buf.borrow_mut();
         if buf.is_empty() {
-            buf.resize(1024 * 1024, 0);
+            // Zeroed by the allocator (fresh pages): only the pages a message fills are touched.
+            *buf = vec![0; 1024 * 1024];
         }
         loop {
             let mut iov = libc::iovec {
@@ -116,7 +133,7 @@ impl Channel {
             hdr.msg_control = cmsg.as_mut_ptr().cast();
             hdr.msg_controllen = std::mem::size_of_val(&cmsg);
             // SAFETY: hdr points to valid buffers.
-            let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
+            let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC | flags) };
             if r > 0 && hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
                 return Err(Error::msg("a message on the init channel was truncated"));
             }

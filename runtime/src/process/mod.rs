@@ -3,15 +3,17 @@
 //! ```text
 //! runtime (parent)                         init (child)
 //! ----------------                         ------------
-//! create state dir, exec.fifo, cgroup
+//! create state dir, exec.fifo
+//! [pure v2: create cgroups]
 //! clone(new namespaces)  ───────────────▶  non-dumpable; wait for Go
+//!   (pure v2: CLONE_INTO_CGROUP)
 //! [write uid/gid maps]
-//! cgroup.procs, oom_score_adj, prlimit
-//! Go  ──────────────────────────────────▶  join namespaces by path; unshare cgroupns
-//!                                          (slow path: an intermediate joins, unshares,
-//!                                           asks NeedIdMaps ◀▶ IdMapsDone, forks the init
-//!                                           and reports InitPid, then exits)
-//!                                          mounts, /dev
+//! Go  ──────────────────────────────────▶  join namespaces by path; setsid; keyring;
+//! create cgroups, limits, devices          propagation, rootfs bind, mounts (a v1 cgroup
+//! CgroupsMade ──────────────────────────▶  mount, which binds the new directories, waits
+//! cgroup.procs, oom_score_adj, prlimit     for CgroupsMade; a fresh cgroup2 mount for
+//! InCgroup ─────────────────────────────▶  InCgroup), /dev
+//!                                          wait for InCgroup; unshare cgroupns
 //! prestart + createRuntime hooks  ◀──────  RunCreateRuntimeHooks
 //! HooksDone(state) ─────────────────────▶  createContainer hooks; pivot_root; masked and
 //!                                          read-only paths; hostname; sysctl; console;
@@ -20,6 +22,16 @@
 //!                                          block on exec.fifo until `start`;
 //!                                          startContainer hooks; exec via the trampoline
 //! ```
+//! The slow path (a user namespace to join or to create before other namespaces, a pid or
+//! time namespace that must be entered by a forked child) has an intermediate process: the
+//! runtime creates the cgroups and moves the intermediate into them before `Go`; the
+//! intermediate joins and unshares (asking `NeedIdMaps` ◀▶ `IdMapsDone` for a new user
+//! namespace), forks the init and reports `InitPid`, then exits; `InCgroup` follows at once.
+//!
+//! Nothing the container controls runs before `InCgroup`: its hooks, the cgroup namespace and
+//! the exec all come later. What the init allocates for its mounts before that is charged to
+//! the runtime's cgroup, as is the clone itself.
+//!
 //! Any failure in the init is sent as `Error(reason)`; the runtime then kills the init and
 //! removes everything it made. The channel is a close-on-exec SOCK_SEQPACKET pair, so a dead
 //! peer shows as end-of-file on the other side.
@@ -66,11 +78,17 @@ pub struct InitConfig {
     pub seccomp: Option<crate::seccomp::Program>,
 }
 
+/// Creates the container's cgroups and applies their limits and device rules (no process is
+/// in them yet).
+pub type CgroupMaker<'a> = dyn FnMut() -> Result<()> + 'a;
+
 /// Forks the container's init and drives it through set-up until it waits for `start`.
-/// `hooks` runs the prestart and createRuntime hooks for the given init pid and returns the
-/// state JSON for the in-container hooks (status creating, status created). Returns the init's host pid; on error, the init (if
-/// any) is killed and reaped, and the pid it had, if known, is in the error path's cleanup.
-pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
+/// `make_cgroups` is called once, before the clone on a pure cgroup v2 host (the init is born
+/// in its cgroup) and otherwise while the init sets up its mounts. `hooks` runs the prestart
+/// and createRuntime hooks for the given init pid and returns the state JSON for the
+/// in-container hooks (status creating, status created). Returns the init's host pid; on
+/// error, the init (if any) is killed and reaped.
+pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookRunner) -> Result<i32> {
     let (parent, child) = Channel::pair()?;
     let tramp = trampoline::create()?;
     let state_dir = crate::sys::open_path_dir(&cfg.state_dir)?;
@@ -96,9 +114,13 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
     // the migration; elsewhere, or on kernels without clone3, the runtime moves it after the
     // fork.
     let v2_dir = match cfg.cgroup.dirs.as_slice() {
-        [d] if d.v2 && single => crate::sys::open_path_dir(&d.path).ok(),
+        [d] if d.v2 && single => {
+            make_cgroups()?;
+            Some(crate::sys::open_path_dir(&d.path)?)
+        }
         _ => None,
     };
+    let cgroups_made = v2_dir.is_some();
     let mut placed = false;
     let mut pid = None;
     if let Some(fd) = &v2_dir {
@@ -147,23 +169,32 @@ pub fn spawn(cfg: &InitConfig, hooks: &mut HookRunner) -> Result<i32> {
     drop(child);
     restore(&mut saved_ns)?;
     drop(v2_dir);
-    match drive(cfg, &parent, pid, single, placed, hooks) {
+    let make = if cgroups_made { None } else { Some(make_cgroups) };
+    match drive(cfg, &parent, pid, single, make, placed, hooks) {
         Ok(init_pid) => Ok(init_pid),
         Err((init_pid, e)) => {
             // Once the init's pid is known, the intermediate process was already reaped: its
             // pid may belong to someone else now, so only the init is killed.
             kill_and_reap(init_pid);
-            Err(e)
+            // The init works alongside the runtime: when it failed first, its reason is the
+            // one to report (the runtime's own error is then only a consequence, e.g. ESRCH).
+            match parent.try_recv() {
+                Some(Msg::Error(reason)) => Err(Error::Msg(reason)),
+                _ => Err(e),
+            }
         }
     }
 }
 
-/// The parent's side of the protocol. On error, returns the init pid known so far.
+/// The parent's side of the protocol (phase order in the module docs). `make` creates the
+/// cgroups unless they were made before the clone; `placed` says the init was born in them.
+/// On error, returns the init pid known so far.
 fn drive(
     cfg: &InitConfig,
     ch: &Channel,
     pid: i32,
     single: bool,
+    make: Option<&mut CgroupMaker>,
     placed: bool,
     hooks: &mut HookRunner,
 ) -> Result<i32, (i32, Error)> {
@@ -174,10 +205,21 @@ fn drive(
             write_maps(cfg, pid)?;
         }
         t.mark("uid/gid maps");
+        // Single clone: the init sets up its mounts while its cgroups are made and it is moved
+        // into them. Intermediate: it must be in place before it forks the init.
+        if single {
+            ch.send(&Msg::Go)?;
+        }
+        if let Some(make) = make {
+            make()?;
+        }
+        if single {
+            ch.send(&Msg::CgroupsMade)?;
+        }
+        t.mark("cgroups: create, limits, devices");
         if !placed {
             cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?;
         }
-        t.mark("move the init into its cgroup");
         let process = cfg.spec.process().as_ref();
         if let Some(adj) = process.and_then(|p| p.oom_score_adj()) {
             write_oom_score_adj(pid, adj)?;
@@ -185,8 +227,9 @@ fn drive(
         if let Some(l) = process.and_then(|p| p.rlimits().as_ref()) {
             crate::rlimits::apply(pid, l)?;
         }
-        ch.send(&Msg::Go)?;
+        t.mark("cgroups: move the init, rlimits, oom score");
         if !single {
+            ch.send(&Msg::Go)?;
             loop {
                 match ch.recv()? {
                     Some(Msg::NeedIdMaps) => {
@@ -204,6 +247,10 @@ fn drive(
                 }
             }
         }
+        if !single {
+            ch.send(&Msg::CgroupsMade)?;
+        }
+        ch.send(&Msg::InCgroup)?;
         ch.expect(&Msg::RunCreateRuntimeHooks)?;
         t.mark("init: namespaces joined, mounts, /dev");
         let (creating, created) = hooks(init_pid)?;

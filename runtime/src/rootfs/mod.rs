@@ -39,11 +39,21 @@ pub struct Setup<'a> {
     pub cgroup: &'a crate::cgroups::CgroupPaths,
     pub cgroupns: bool,
     pub userns: bool,
+    /// Waits for the runtime's cgroup work, which runs alongside the mounts.
+    pub cgroups: &'a mut dyn CgroupGate,
+}
+
+/// How the mount set-up waits for the runtime's cgroup work (see [`crate::process`]).
+pub trait CgroupGate {
+    /// Returns once the container's cgroup directories exist.
+    fn made(&mut self) -> Result<()>;
+    /// Returns once the process is in them, and in its new cgroup namespace if it has one.
+    fn placed(&mut self) -> Result<()>;
 }
 
 /// Everything before pivot_root: propagation, the rootfs bind, mounts, /dev. Runs in the
 /// container's new mount namespace.
-pub fn prepare(s: &Setup) -> Result<()> {
+pub fn prepare(s: &mut Setup) -> Result<()> {
     let linux = s.spec.linux().as_ref();
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         Some(p) if !p.is_empty() => propagation_flag(p)?,
@@ -72,6 +82,15 @@ pub fn prepare(s: &Setup) -> Result<()> {
     let mut dev_ro = false;
     let mut dev_bound = false;
     for m in s.spec.mounts().iter().flatten() {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            // v1 and hybrid: the container's directories are bound, so they must exist; a fresh
+            // cgroup2 (pure v2 with a cgroup namespace) shows the namespace's root.
+            if s.cgroupns && s.cgroup.is_pure_v2() {
+                s.cgroups.placed()?;
+            } else {
+                s.cgroups.made()?;
+            }
+        }
         if m.destination() == Path::new("/dev") {
             let o = mounts::parse_options(m.options().as_deref().unwrap_or(&[]))?;
             if o.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind") {
@@ -119,7 +138,7 @@ pub fn prepare(s: &Setup) -> Result<()> {
 
 /// pivot_root needs the rootfs's parent mount not to be shared.
 fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading mountinfo".into())?;
+    let text = crate::sys::read_text("/proc/self/mountinfo").ctx(|| "reading mountinfo".into())?;
     let mut best: Option<(String, bool)> = None;
     for line in text.lines() {
         let f: Vec<&str> = line.split(' ').collect();

@@ -506,7 +506,7 @@ fn apply_propagation(target: &str, opts: &Options, what: &Path) -> Result<()> {
 /// per hierarchy, named like on the host).
 fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
     let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-    let pure_v2 = ctx.cgroup.dirs.len() == 1 && ctx.cgroup.dirs[0].v2;
+    let pure_v2 = ctx.cgroup.is_pure_v2();
     let target = paths::open_or_create(ctx.root, dest, Kind::Dir)?;
     let tpath = fd_path(target.as_raw_fd());
     if pure_v2 {
@@ -527,10 +527,14 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
     }
     let tflags = flags & !MsFlags::MS_RDONLY;
     mount(Some("tmpfs"), &tpath, Some("tmpfs"), tflags, Some("mode=755"), dest)?;
+    // The new tmpfs is empty and nothing of the container runs yet: its entries are made
+    // relative to its root instead of resolving each path from the rootfs again.
+    let base = paths::open_or_create(ctx.root, dest, Kind::Dir)?;
+    let mut subs = Vec::new();
     for d in &ctx.cgroup.dirs {
         let Some(name) = d.mountpoint.file_name() else { continue };
         let sub = dest.join(name);
-        let t = paths::mkdir_all(ctx.root, &sub)?;
+        let t = paths::mkdir_open_at(&base, name).ctx(|| format!("creating {}", sub.display()))?;
         mount(
             Some(&d.path.to_string_lossy()),
             &fd_path(t.as_raw_fd()),
@@ -539,25 +543,40 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
             None,
             &sub,
         )?;
-        let t = paths::mkdir_all(ctx.root, &sub)?;
-        remount_bind(&fd_path(t.as_raw_fd()), flags, &sub)?;
         // Co-mounted controllers ("cpu,cpuacct") are also reachable by each name.
         let n = name.to_string_lossy();
         if n.contains(',') {
-            let dir = paths::mkdir_all(ctx.root, dest)?;
             for c in n.split(',') {
                 let link = crate::sys::cstr(c)?;
                 let to = crate::sys::cstr(&*n)?;
                 // SAFETY: symlinkat with valid C strings; an existing link is fine.
-                unsafe { libc::symlinkat(to.as_ptr(), dir.as_raw_fd(), link.as_ptr()) };
+                unsafe { libc::symlinkat(to.as_ptr(), base.as_raw_fd(), link.as_ptr()) };
             }
         }
+        subs.push((name.to_owned(), sub));
+    }
+    // The options (read-only, nosuid...) go on the tmpfs and every bind at once.
+    let base_path = fd_path(base.as_raw_fd());
+    if let Some(attrs) = mount_attrs(flags) {
+        if attrs == 0 {
+            return Ok(());
+        }
+        match set_recursive_attrs(&base_path, attrs, 0, dest) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.errno() == Some(libc::ENOSYS) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Kernels without mount_setattr, or atime options it would need to clear: one remount
+    // per mount.
+    for (name, sub) in &subs {
+        let t = paths::open_at(&base, name)?;
+        remount_bind(&fd_path(t.as_raw_fd()), flags, sub)?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        let target = paths::open_or_create(ctx.root, dest, Kind::Dir)?;
         mount(
             None,
-            &fd_path(target.as_raw_fd()),
+            &base_path,
             None,
             MsFlags::MS_REMOUNT | flags,
             Some("mode=755"),
@@ -565,6 +584,33 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The mount_setattr attributes for mount flags, when they are only ro/nosuid/nodev/noexec
+/// (plus the default relatime): what setting attributes recursively can express without
+/// clearing any (a cleared attribute may be locked in a user namespace).
+fn mount_attrs(flags: MsFlags) -> Option<u64> {
+    let simple = MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_SILENT;
+    if !(flags & !simple).is_empty() {
+        return None;
+    }
+    let mut a = 0;
+    for (f, attr) in [
+        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+    ] {
+        if flags.contains(f) {
+            a |= attr;
+        }
+    }
+    Some(a)
 }
 
 #[cfg(test)]

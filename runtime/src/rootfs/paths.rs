@@ -47,19 +47,42 @@ fn open_or_create_at(root: &OwnedFd, path: &Path, kind: Kind, links: usize) -> R
         Err(e) => return Err(e).ctx(|| format!("resolving {} in the rootfs", path.display())),
     }
     let comps: Vec<&OsStr> = rel.iter().collect();
-    let mut cur = PathBuf::new();
-    let mut dir = openat2_in_root(root.as_raw_fd(), Path::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
-        .ctx(|| "opening the rootfs".into())?;
-    for (i, c) in comps.iter().enumerate() {
-        let last = i + 1 == comps.len();
-        cur.push(c);
-        match openat2_in_root(root.as_raw_fd(), &cur, libc::O_PATH, 0) {
+    // The deepest existing ancestor, searched upwards (usually only the last component is
+    // missing); creation goes on from there.
+    let mut start = 0;
+    let mut dir = None;
+    for k in (1..comps.len()).rev() {
+        let prefix: PathBuf = comps[..k].iter().collect();
+        match openat2_in_root(root.as_raw_fd(), &prefix, libc::O_PATH, 0) {
             Ok(fd) => {
-                dir = fd;
-                continue;
+                start = k;
+                dir = Some(fd);
+                break;
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(e).ctx(|| format!("resolving {} in the rootfs", cur.display())),
+            Err(e) => return Err(e).ctx(|| format!("resolving {} in the rootfs", prefix.display())),
+        }
+    }
+    let mut dir = match dir {
+        Some(d) => d,
+        None => openat2_in_root(root.as_raw_fd(), Path::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
+            .ctx(|| "opening the rootfs".into())?,
+    };
+    let mut cur: PathBuf = comps[..start].iter().collect();
+    for (i, c) in comps.iter().enumerate().skip(start) {
+        let last = i + 1 == comps.len();
+        cur.push(c);
+        if i == start {
+            // Known to be missing (or the whole path was): straight to creating it.
+        } else {
+            match openat2_in_root(root.as_raw_fd(), &cur, libc::O_PATH, 0) {
+                Ok(fd) => {
+                    dir = fd;
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e).ctx(|| format!("resolving {} in the rootfs", cur.display())),
+            }
         }
         if *c == OsStr::new("..") {
             return Err(Error::msg(format!("cannot create {} in the rootfs", path.display())));
@@ -108,6 +131,39 @@ fn open_or_create_at(root: &OwnedFd, path: &Path, kind: Kind, links: usize) -> R
             .ctx(|| format!("opening {} in the rootfs", cur.display()))?;
     }
     Ok(dir)
+}
+
+/// Creates directory `name` (one component) in `dir` and opens it with O_PATH, following no
+/// symlink: for directories the container cannot have touched yet, such as a tmpfs the
+/// runtime just mounted. An existing directory is fine.
+pub fn mkdir_open_at(dir: &OwnedFd, name: &OsStr) -> Result<OwnedFd> {
+    let c = crate::sys::cstr(name)?;
+    // SAFETY: mkdirat with a valid dirfd and C string.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e).ctx(|| format!("mkdir {}", Path::new(name).display()));
+        }
+    }
+    open_at(dir, name)
+}
+
+/// Opens directory `name` (one component) in `dir` with O_PATH, following no symlink.
+pub fn open_at(dir: &OwnedFd, name: &OsStr) -> Result<OwnedFd> {
+    let c = crate::sys::cstr(name)?;
+    // SAFETY: openat with a valid dirfd and C string; the new fd is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| format!("opening {}", Path::new(name).display()));
+    }
+    // SAFETY: fd is a new fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Creates directories for `path` inside `root` and returns an O_PATH fd of the last one.
