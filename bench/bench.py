@@ -197,6 +197,10 @@ def main():
         return print_table(rts, rows)
 
     row("lifecycle: run /bin/true (+ delete)", hyperfine("lifecycle", {rt: f"{R(rt)} run -b {b_true} bench-{rt}" for rt in rts}))
+    # The same after a pause: the first cgroup migration after a quiet period waits for an RCU
+    # grace period (several ms here) unless the runtime avoids it (docs/performance.md).
+    row("lifecycle after 50 ms idle", hyperfine("cold", {rt: f"{R(rt)} run -b {b_true} cold-{rt}" for rt in rts},
+                                                prepare={rt: "sleep 0.05" for rt in rts}, runs=15))
     row("create", hyperfine("create", {rt: f"{R(rt)} create -b {b_true} bench-{rt}" for rt in rts},
                             prepare={rt: f"{R(rt)} delete -f bench-{rt}" for rt in rts},
                             cleanup={rt: f"{R(rt)} delete -f bench-{rt}" for rt in rts}))

@@ -159,6 +159,22 @@ impl Bundle {
         );
     }
 
+    /// `dray exec --detach --pid-file F ID cmd...` which must succeed; returns the pid.
+    pub fn exec_detached(&self, cmd: &[&str]) -> i32 {
+        let pf = self.dir.join("exec.pid");
+        let _ = std::fs::remove_file(&pf);
+        let pfs = pf.to_string_lossy().into_owned();
+        let mut args = vec!["exec", "--detach", "--pid-file", &pfs, &self.id];
+        args.extend_from_slice(cmd);
+        let o = self.dray(&args);
+        assert!(
+            o.status.success(),
+            "exec failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::read_to_string(&pf).unwrap().trim().parse().unwrap()
+    }
+
     /// The state JSON of the container.
     pub fn state(&self) -> Value {
         let o = self.dray(&["state", &self.id.clone()]);

@@ -83,3 +83,47 @@ fn pause_and_resume_on_cgroup_v2() {
     );
     assert_no_leaks(&b);
 }
+
+/// Every line of /proc/PID/cgroup (one per hierarchy of this host) names the container's own
+/// cgroup (the default cgroupsPath is the id).
+fn assert_in_container_cgroups(pid: i32, id: &str, what: &str) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for l in text.lines() {
+        let path = l.splitn(3, ':').nth(2).unwrap();
+        assert!(
+            path.ends_with(&format!("/{id}")),
+            "{what} is outside its cgroup: {l}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn init_and_exec_are_in_the_container_cgroup_in_every_hierarchy() {
+    // A rootful init enters its v1 cgroups itself, an init in a user namespace is moved by the
+    // runtime, and so is the init forked by the slow path's intermediate; exec'd processes
+    // enter through their helper. All must end up in every hierarchy.
+    for variant in ["rootful", "userns", "slow"] {
+        let mut b = Bundle::new(&format!("cgin{variant}"), &["sleep", "1000"]);
+        let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+        match variant {
+            "userns" | "slow" => {
+                ns.push(serde_json::json!({"type": "user"}));
+                if variant == "slow" {
+                    ns.retain(|n| n["type"] != "network");
+                    ns.push(serde_json::json!({"type": "network", "path": "/proc/self/ns/net"}));
+                }
+                b.config["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+                b.config["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+            }
+            _ => {}
+        }
+        b.create();
+        let init = b.state()["pid"].as_i64().unwrap() as i32;
+        assert_in_container_cgroups(init, &b.id, &format!("{variant} init"));
+        assert!(b.dray(&["start", &b.id]).status.success());
+        let pid = b.exec_detached(&["sleep", "500"]);
+        assert_in_container_cgroups(pid, &b.id, &format!("{variant} exec"));
+        b.cleanup();
+        assert_no_leaks(&b);
+    }
+}

@@ -94,18 +94,7 @@ fn exec_flags_user_env_cwd_caps_and_process_json() {
 #[test]
 fn exec_detach_with_pid_file_and_ps() {
     let b = running("execd");
-    let pf = b.dir.join("exec.pid");
-    let o = b.dray(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pf.to_str().unwrap(),
-        &b.id,
-        "sleep",
-        "500",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let pid: i32 = std::fs::read_to_string(&pf).unwrap().parse().unwrap();
+    let pid = b.exec_detached(&["sleep", "500"]);
     let init = b.state()["pid"].as_i64().unwrap() as i32;
     let o = b.dray(&["ps", "--format", "json", &b.id]);
     let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();

@@ -524,13 +524,35 @@ impl CgroupPaths {
         matches!(self.dirs.as_slice(), [d] if d.v2)
     }
 
-    /// Moves process `pid` into the container's cgroup in every hierarchy.
-    pub fn add(&self, pid: i32) -> Result<()> {
-        for d in &self.dirs {
+    /// Moves the calling thread into the container's v1 cgroups, by writing "0" to each
+    /// hierarchy's `tasks` file: for a single-threaded process, the whole process.
+    ///
+    /// Why not `cgroup.procs`: a write there takes the kernel's global threadgroup rwsem for
+    /// writing, whose first writer after a quiet period waits for an RCU grace period (several
+    /// milliseconds on an idle host); moving the writing thread itself through `tasks` is the
+    /// one migration the kernel does without that lock. Only the process itself can do this,
+    /// so the init calls it (the runtime still moves processes it cannot move this way).
+    pub fn enter_v1_self(&self) -> Result<()> {
+        for d in self.dirs.iter().filter(|d| !d.v2) {
+            crate::sys::write_file(d.path.join("tasks"), "0")
+                .ctx(|| format!("entering cgroup {}", d.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` into the container's cgroup in every hierarchy, or only in the v2
+    /// one (`v2_only`, when the process entered the v1 ones itself).
+    pub fn add_to(&self, pid: i32, v2_only: bool) -> Result<()> {
+        for d in self.dirs.iter().filter(|d| d.v2 || !v2_only) {
             crate::sys::write_file(d.path.join("cgroup.procs"), pid.to_string())
                 .ctx(|| format!("placing pid {pid} in cgroup {}", d.path.display()))?;
         }
         Ok(())
+    }
+
+    /// Moves process `pid` into the container's cgroup in every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        self.add_to(pid, false)
     }
 
     /// Pids of every process in the container's cgroup.

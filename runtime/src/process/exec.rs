@@ -1,14 +1,15 @@
 //! `exec`: a new process inside a running container.
 //!
 //! The runtime opens the init's namespace files, forks a child that joins them (the user
-//! namespace first), and that child forks the process (a pid namespace only applies to
+//! namespace last), and that child forks the process (a pid namespace only applies to
 //! children), reports its pid and exits. The process then finishes like the init (console,
 //! capabilities, user, cwd, exec lookup) and execs through the trampoline. Phases:
 //!
 //! ```text
 //! runtime                                  child (joins)          process
-//! cgroup.procs, oom_score_adj, prlimit
-//! Go ─────────────────────────────────▶    setns(user, ...); fork ───▶ (born in the container)
+//! [cgroup.procs], oom_score_adj, prlimit
+//! Go ─────────────────────────────────▶    [v1 tasks];
+//!                                          setns(..., user); fork ───▶ (born in the container)
 //! (reap the child)   ◀──── InitPid(pid)    exit
 //! done ◀───────────────────────────────────────────────────────────── Ready, then exec
 //!      (end-of-file: the exec happened; Error(reason): it did not)
@@ -43,9 +44,12 @@ pub struct ExecConfig {
 /// Starts the process; returns its host pid once it has exec'd.
 pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
     let tramp = super::trampoline::create()?;
-    // The user namespace goes first: the others are owned by it.
+    // The user namespace goes last: the runtime, privileged where it runs, can join every
+    // other namespace of the container, those owned by the container's user namespace and
+    // those joined from the host (a host network namespace, say), which it could no longer
+    // join from inside that user namespace.
     let mut order: Vec<Ns> = cfg.namespaces.clone();
-    order.sort_by_key(|t| *t != Ns::User);
+    order.sort_by_key(|t| *t == Ns::User);
     order.dedup();
     let mut fds = Vec::new();
     for t in order {
@@ -58,11 +62,15 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
         return Err(Error::msg("the container's init is not running"));
     }
     let (parent, child) = Channel::pair()?;
+    // Still a process of the host, the helper enters the v1 cgroups itself, which spares the
+    // migration's wait for an RCU grace period (see CgroupPaths::enter_v1_self); the runtime
+    // moves it into a v2 one.
+    let self_move = cfg.cgroup.dirs.iter().any(|d| !d.v2);
     // SAFETY: the runtime is single-threaded here.
     let pid = unsafe { crate::sys::clone_fork(0) }?;
     if pid == 0 {
         drop(parent);
-        let err = match child_run(cfg, &child, &fds, tramp.as_ref()) {
+        let err = match child_run(cfg, &child, &fds, tramp.as_ref(), self_move) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -73,7 +81,9 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
     drop(child);
     let mut proc_pid = 0;
     let res = (|| -> Result<i32> {
-        cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?;
+        cfg.cgroup
+            .add_to(pid, self_move)
+            .ctx(|| "joining the container's cgroup".into())?;
         if let Some(adj) = cfg.process.oom_score_adj() {
             super::write_oom_score_adj(pid, adj)?;
         }
@@ -107,9 +117,18 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
 
 enum Never {}
 
-fn child_run(cfg: &ExecConfig, ch: &Channel, fds: &[(Ns, File)], tramp: Option<&OwnedFd>) -> Result<Never> {
+fn child_run(
+    cfg: &ExecConfig,
+    ch: &Channel,
+    fds: &[(Ns, File)],
+    tramp: Option<&OwnedFd>,
+    self_move: bool,
+) -> Result<Never> {
     crate::sys::set_dumpable(false)?;
     ch.expect(&Msg::Go)?;
+    if self_move {
+        cfg.cgroup.enter_v1_self()?;
+    }
     for (t, f) in fds {
         nix::sched::setns(
             f.as_fd(),

@@ -13,8 +13,15 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// Entry point of the forked child. Reports any failure on the channel and exits 1.
-pub fn child_main(cfg: &InitConfig, ch: Channel, tramp: Option<OwnedFd>, state_dir: OwnedFd, intermediate: bool) -> ! {
-    let err = match run(cfg, &ch, tramp, state_dir, intermediate) {
+pub fn child_main(
+    cfg: &InitConfig,
+    ch: Channel,
+    tramp: Option<OwnedFd>,
+    state_dir: OwnedFd,
+    intermediate: bool,
+    self_move: bool,
+) -> ! {
+    let err = match run(cfg, &ch, tramp, state_dir, intermediate, self_move) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -38,6 +45,7 @@ fn run(
     tramp: Option<OwnedFd>,
     state_dir: OwnedFd,
     intermediate: bool,
+    self_move: bool,
 ) -> Result<Never> {
     // Until the exec, /proc/PID/{exe,fd,mem} of this process must not be reachable from the
     // container (CVE-2019-5736).
@@ -86,6 +94,7 @@ fn run(
         made: false,
         placed: false,
         cgroupns: !intermediate && plan.creates(Ns::Cgroup),
+        self_move: self_move.then_some(&cfg.cgroup),
     };
     let userns = plan.creates(Ns::User) || plan.joins(Ns::User).is_some();
     if userns {
@@ -212,12 +221,17 @@ struct Gate<'a> {
     /// A new cgroup namespace to unshare once in place (it is rooted at the cgroup the process
     /// is in when it is made). The slow path's intermediate made it already.
     cgroupns: bool,
+    /// The cgroups whose v1 directories this process enters itself once they exist.
+    self_move: Option<&'a crate::cgroups::CgroupPaths>,
 }
 
 impl crate::rootfs::CgroupGate for Gate<'_> {
     fn made(&mut self) -> Result<()> {
         if !self.made {
             self.ch.expect(&Msg::CgroupsMade)?;
+            if let Some(c) = self.self_move {
+                c.enter_v1_self()?;
+            }
             self.made = true;
         }
         Ok(())

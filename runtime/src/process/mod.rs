@@ -11,8 +11,9 @@
 //! Go  ──────────────────────────────────▶  join namespaces by path; setsid; keyring;
 //! create cgroups, limits, devices          propagation, rootfs bind, mounts (a v1 cgroup
 //! CgroupsMade ──────────────────────────▶  mount, which binds the new directories, waits
-//! cgroup.procs, oom_score_adj, prlimit     for CgroupsMade; a fresh cgroup2 mount for
-//! InCgroup ─────────────────────────────▶  InCgroup), /dev
+//! [cgroup.procs], oom_score_adj, prlimit   for CgroupsMade; a fresh cgroup2 mount for
+//! InCgroup ─────────────────────────────▶  InCgroup), /dev; after CgroupsMade a rootful
+//!                                          init enters its v1 cgroups itself (`tasks`)
 //!                                          wait for InCgroup; unshare cgroupns
 //! prestart + createRuntime hooks  ◀──────  RunCreateRuntimeHooks
 //! HooksDone(state) ─────────────────────▶  createContainer hooks; pivot_root; masked and
@@ -154,11 +155,16 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
         }
         Ok(())
     };
+    // A rootful fast-path init moves itself into its v1 cgroups, which spares the migration's
+    // wait for an RCU grace period (see CgroupPaths::enter_v1_self). In a user namespace it
+    // may not write the host's cgroup files: the runtime moves it.
+    let self_move =
+        single && !placed && !cfg.plan.creates(LinuxNamespaceType::User) && cfg.cgroup.dirs.iter().any(|d| !d.v2);
     let pid = match pid {
         Ok(0) => {
             drop(parent);
             drop(v2_dir);
-            init::child_main(cfg, child, tramp, state_dir, !single)
+            init::child_main(cfg, child, tramp, state_dir, !single, self_move)
         }
         Ok(pid) => pid,
         Err(e) => {
@@ -170,7 +176,14 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     restore(&mut saved_ns)?;
     drop(v2_dir);
     let make = if cgroups_made { None } else { Some(make_cgroups) };
-    match drive(cfg, &parent, pid, single, make, placed, hooks) {
+    let placement = if placed {
+        Placement::Born
+    } else if self_move {
+        Placement::SelfV1
+    } else {
+        Placement::Runtime
+    };
+    match drive(cfg, &parent, pid, single, make, placement, hooks) {
         Ok(init_pid) => Ok(init_pid),
         Err((init_pid, e)) => {
             // Once the init's pid is known, the intermediate process was already reaped: its
@@ -186,16 +199,26 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     }
 }
 
+/// How the init gets into its cgroups.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Born there (clone3 with CLONE_INTO_CGROUP).
+    Born,
+    /// It enters the v1 hierarchies itself; the runtime moves it into a v2 one (hybrid).
+    SelfV1,
+    /// The runtime moves it (cgroup.procs).
+    Runtime,
+}
+
 /// The parent's side of the protocol (phase order in the module docs). `make` creates the
-/// cgroups unless they were made before the clone; `placed` says the init was born in them.
-/// On error, returns the init pid known so far.
+/// cgroups unless they were made before the clone. On error, returns the init pid known so far.
 fn drive(
     cfg: &InitConfig,
     ch: &Channel,
     pid: i32,
     single: bool,
     make: Option<&mut CgroupMaker>,
-    placed: bool,
+    placement: Placement,
     hooks: &mut HookRunner,
 ) -> Result<i32, (i32, Error)> {
     let mut init_pid = pid;
@@ -217,8 +240,10 @@ fn drive(
             ch.send(&Msg::CgroupsMade)?;
         }
         t.mark("cgroups: create, limits, devices");
-        if !placed {
-            cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?;
+        match placement {
+            Placement::Born => {}
+            Placement::SelfV1 => cfg.cgroup.add_to(pid, true)?,
+            Placement::Runtime => cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?,
         }
         let process = cfg.spec.process().as_ref();
         if let Some(adj) = process.and_then(|p| p.oom_score_adj()) {
