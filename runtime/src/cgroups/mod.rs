@@ -233,7 +233,12 @@ impl CgroupPaths {
     /// exist before is pushed to `created` as soon as it is made, so that a failure halfway
     /// still lets the caller remove all of them.
     pub fn create(&self, created: &mut Vec<PathBuf>) -> Result<()> {
-        for d in &self.dirs {
+        self.create_where(created, |_| true)
+    }
+
+    /// [`Self::create`] for the directories `which` selects.
+    pub fn create_where(&self, created: &mut Vec<PathBuf>, which: impl Fn(&CgroupDir) -> bool) -> Result<()> {
+        for d in self.dirs.iter().filter(|d| which(d)) {
             if d.v2 {
                 v2::enable_controllers(&d.mountpoint, &d.path);
             }
@@ -540,10 +545,10 @@ impl CgroupPaths {
         Ok(())
     }
 
-    /// Moves process `pid` into the container's cgroup in every hierarchy, or only in the v2
-    /// one (`v2_only`, when the process entered the v1 ones itself).
-    pub fn add_to(&self, pid: i32, v2_only: bool) -> Result<()> {
-        for d in self.dirs.iter().filter(|d| d.v2 || !v2_only) {
+    /// Moves process `pid` into the container's cgroup in the v1 hierarchies, the v2 one, or
+    /// both (a process may have entered some itself, or have been born in the v2 one).
+    pub fn add_to(&self, pid: i32, v1: bool, v2: bool) -> Result<()> {
+        for d in self.dirs.iter().filter(|d| if d.v2 { v2 } else { v1 }) {
             crate::sys::write_file(d.path.join("cgroup.procs"), pid.to_string())
                 .ctx(|| format!("placing pid {pid} in cgroup {}", d.path.display()))?;
         }
@@ -552,7 +557,7 @@ impl CgroupPaths {
 
     /// Moves process `pid` into the container's cgroup in every hierarchy.
     pub fn add(&self, pid: i32) -> Result<()> {
-        self.add_to(pid, false)
+        self.add_to(pid, true, true)
     }
 
     /// Pids of every process in the container's cgroup.

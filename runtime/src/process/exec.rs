@@ -82,7 +82,7 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
     let mut proc_pid = 0;
     let res = (|| -> Result<i32> {
         cfg.cgroup
-            .add_to(pid, self_move)
+            .add_to(pid, !self_move, true)
             .ctx(|| "joining the container's cgroup".into())?;
         if let Some(adj) = cfg.process.oom_score_adj() {
             super::write_oom_score_adj(pid, adj)?;

@@ -79,9 +79,18 @@ pub struct InitConfig {
     pub seccomp: Option<crate::seccomp::Program>,
 }
 
-/// Creates the container's cgroups and applies their limits and device rules (no process is
-/// in them yet).
-pub type CgroupMaker<'a> = dyn FnMut() -> Result<()> + 'a;
+/// Creates the container's cgroups and applies their limits and device rules: the v2
+/// directories only (made before the clone on a hybrid host), or everything not made yet.
+pub type CgroupMaker<'a> = dyn FnMut(CgroupStep) -> Result<()> + 'a;
+
+/// What a [`CgroupMaker`] call makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupStep {
+    /// The cgroup2 directories (so that the init can be born in them), nothing else.
+    V2Dirs,
+    /// Every directory, limit and device rule.
+    All,
+}
 
 /// Forks the container's init and drives it through set-up until it waits for `start`.
 /// `make_cgroups` is called once, before the clone on a pure cgroup v2 host (the init is born
@@ -94,6 +103,22 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     let tramp = trampoline::create()?;
     let state_dir = crate::sys::open_path_dir(&cfg.state_dir)?;
     let single = cfg.plan.single_clone();
+    // The init is born in its v2 cgroup (clone3 with CLONE_INTO_CGROUP), which saves that
+    // migration: on a pure v2 host the whole cgroup is made first; on a hybrid host only the v2
+    // directory (the v1 ones follow while the init works). Elsewhere, or on kernels without
+    // clone3, the init is moved after the fork.
+    let v2_dir = match cfg.cgroup.dirs.iter().find(|d| d.v2) {
+        Some(d) if single => {
+            make_cgroups(if cfg.cgroup.is_pure_v2() {
+                CgroupStep::All
+            } else {
+                CgroupStep::V2Dirs
+            })?;
+            Some(crate::sys::open_path_dir(&d.path)?)
+        }
+        _ => None,
+    };
+    let cgroups_made = v2_dir.is_some() && cfg.cgroup.is_pure_v2();
     let mut saved_ns: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
     if single {
         // Namespaces that only apply to children are entered by the runtime itself around the
@@ -111,17 +136,6 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
         }
     }
     let flags = if single { cfg.plan.clone_flags() } else { 0 };
-    // On a pure cgroup v2 host the init is born in its cgroup (CLONE_INTO_CGROUP), which saves
-    // the migration; elsewhere, or on kernels without clone3, the runtime moves it after the
-    // fork.
-    let v2_dir = match cfg.cgroup.dirs.as_slice() {
-        [d] if d.v2 && single => {
-            make_cgroups()?;
-            Some(crate::sys::open_path_dir(&d.path)?)
-        }
-        _ => None,
-    };
-    let cgroups_made = v2_dir.is_some();
     let mut placed = false;
     let mut pid = None;
     if let Some(fd) = &v2_dir {
@@ -158,8 +172,7 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     // A rootful fast-path init moves itself into its v1 cgroups, which spares the migration's
     // wait for an RCU grace period (see CgroupPaths::enter_v1_self). In a user namespace it
     // may not write the host's cgroup files: the runtime moves it.
-    let self_move =
-        single && !placed && !cfg.plan.creates(LinuxNamespaceType::User) && cfg.cgroup.dirs.iter().any(|d| !d.v2);
+    let self_move = single && !cfg.plan.creates(LinuxNamespaceType::User) && cfg.cgroup.dirs.iter().any(|d| !d.v2);
     let pid = match pid {
         Ok(0) => {
             drop(parent);
@@ -176,14 +189,10 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     restore(&mut saved_ns)?;
     drop(v2_dir);
     let make = if cgroups_made { None } else { Some(make_cgroups) };
-    let placement = if placed {
-        Placement::Born
-    } else if self_move {
-        Placement::SelfV1
-    } else {
-        Placement::Runtime
-    };
-    match drive(cfg, &parent, pid, single, make, placement, hooks) {
+    // What the runtime still moves: the v1 hierarchies unless the init enters them itself,
+    // v2 unless it was born there.
+    let moves = (!self_move, !placed);
+    match drive(cfg, &parent, pid, single, make, moves, hooks) {
         Ok(init_pid) => Ok(init_pid),
         Err((init_pid, e)) => {
             // Once the init's pid is known, the intermediate process was already reaped: its
@@ -199,26 +208,16 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     }
 }
 
-/// How the init gets into its cgroups.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Placement {
-    /// Born there (clone3 with CLONE_INTO_CGROUP).
-    Born,
-    /// It enters the v1 hierarchies itself; the runtime moves it into a v2 one (hybrid).
-    SelfV1,
-    /// The runtime moves it (cgroup.procs).
-    Runtime,
-}
-
 /// The parent's side of the protocol (phase order in the module docs). `make` creates the
-/// cgroups unless they were made before the clone. On error, returns the init pid known so far.
+/// cgroups unless they were made before the clone; `moves` says which hierarchies (v1, v2)
+/// the runtime moves the process into. On error, returns the init pid known so far.
 fn drive(
     cfg: &InitConfig,
     ch: &Channel,
     pid: i32,
     single: bool,
     make: Option<&mut CgroupMaker>,
-    placement: Placement,
+    moves: (bool, bool),
     hooks: &mut HookRunner,
 ) -> Result<i32, (i32, Error)> {
     let mut init_pid = pid;
@@ -234,17 +233,15 @@ fn drive(
             ch.send(&Msg::Go)?;
         }
         if let Some(make) = make {
-            make()?;
+            make(CgroupStep::All)?;
         }
         if single {
             ch.send(&Msg::CgroupsMade)?;
         }
         t.mark("cgroups: create, limits, devices");
-        match placement {
-            Placement::Born => {}
-            Placement::SelfV1 => cfg.cgroup.add_to(pid, true)?,
-            Placement::Runtime => cfg.cgroup.add(pid).ctx(|| "joining the container's cgroup".into())?,
-        }
+        cfg.cgroup
+            .add_to(pid, moves.0, moves.1)
+            .ctx(|| "joining the container's cgroup".into())?;
         let process = cfg.spec.process().as_ref();
         if let Some(adj) = process.and_then(|p| p.oom_score_adj()) {
             write_oom_score_adj(pid, adj)?;
