@@ -333,10 +333,11 @@ impl Runtime {
             Ok((json, state_json(&s.oci(Status::Created))?))
         };
         let mut make_cgroups = |step: process::CgroupStep| -> Result<()> {
-            if step == process::CgroupStep::V2Dirs {
-                return cfg.cgroup.create_where(made_cgroups, |d| d.v2);
+            match step {
+                process::CgroupStep::V2Dirs => return cfg.cgroup.create_where(made_cgroups, |d| d.v2),
+                process::CgroupStep::Dirs => return cfg.cgroup.create(made_cgroups),
+                process::CgroupStep::Limits => {}
             }
-            cfg.cgroup.create(made_cgroups)?;
             if let Some(rules) = &device_rules {
                 cfg.cgroup.apply_devices(rules)?;
             }

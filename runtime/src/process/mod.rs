@@ -9,11 +9,11 @@
 //!   (pure v2: CLONE_INTO_CGROUP)
 //! [write uid/gid maps]
 //! Go  ──────────────────────────────────▶  join namespaces by path; setsid; keyring;
-//! create cgroups, limits, devices          propagation, rootfs bind, mounts (a v1 cgroup
+//! create the cgroup directories            propagation, rootfs bind, mounts (a v1 cgroup
 //! CgroupsMade ──────────────────────────▶  mount, which binds the new directories, waits
-//! [cgroup.procs], oom_score_adj, prlimit   for CgroupsMade; a fresh cgroup2 mount for
-//! InCgroup ─────────────────────────────▶  InCgroup), /dev; after CgroupsMade a rootful
-//!                                          init enters its v1 cgroups itself (`tasks`)
+//! limits, device rules,                    for CgroupsMade; a fresh cgroup2 mount for
+//! [cgroup.procs], oom_score_adj, prlimit   InCgroup), /dev; after CgroupsMade a rootful
+//! InCgroup ─────────────────────────────▶  init enters its v1 cgroups itself (`tasks`)
 //!                                          wait for InCgroup; unshare cgroupns
 //! prestart + createRuntime hooks  ◀──────  RunCreateRuntimeHooks
 //! HooksDone(state) ─────────────────────▶  createContainer hooks; pivot_root; masked and
@@ -79,17 +79,19 @@ pub struct InitConfig {
     pub seccomp: Option<crate::seccomp::Program>,
 }
 
-/// Creates the container's cgroups and applies their limits and device rules: the v2
-/// directories only (made before the clone on a hybrid host), or everything not made yet.
+/// Creates the container's cgroups and applies their limits and device rules, one
+/// [`CgroupStep`] at a time.
 pub type CgroupMaker<'a> = dyn FnMut(CgroupStep) -> Result<()> + 'a;
 
 /// What a [`CgroupMaker`] call makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupStep {
-    /// The cgroup2 directories (so that the init can be born in them), nothing else.
+    /// The cgroup2 directories (so that the init can be born in them on a hybrid host).
     V2Dirs,
-    /// Every directory, limit and device rule.
-    All,
+    /// Every directory not made yet, ready to take processes (v1 cpusets initialised).
+    Dirs,
+    /// The limits and device rules.
+    Limits,
 }
 
 /// Forks the container's init and drives it through set-up until it waits for `start`.
@@ -109,11 +111,12 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     // clone3, the init is moved after the fork.
     let v2_dir = match cfg.cgroup.dirs.iter().find(|d| d.v2) {
         Some(d) if single => {
-            make_cgroups(if cfg.cgroup.is_pure_v2() {
-                CgroupStep::All
+            if cfg.cgroup.is_pure_v2() {
+                make_cgroups(CgroupStep::Dirs)?;
+                make_cgroups(CgroupStep::Limits)?;
             } else {
-                CgroupStep::V2Dirs
-            })?;
+                make_cgroups(CgroupStep::V2Dirs)?;
+            }
             Some(crate::sys::open_path_dir(&d.path)?)
         }
         _ => None,
@@ -216,7 +219,7 @@ fn drive(
     ch: &Channel,
     pid: i32,
     single: bool,
-    make: Option<&mut CgroupMaker>,
+    mut make: Option<&mut CgroupMaker>,
     moves: (bool, bool),
     hooks: &mut HookRunner,
 ) -> Result<i32, (i32, Error)> {
@@ -232,11 +235,16 @@ fn drive(
         if single {
             ch.send(&Msg::Go)?;
         }
-        if let Some(make) = make {
-            make(CgroupStep::All)?;
+        // The directories are enough for the init to bind them and to enter them itself; the
+        // limits follow meanwhile (before InCgroup, so before anything of the container runs).
+        if let Some(make) = make.as_mut() {
+            make(CgroupStep::Dirs)?;
         }
         if single {
             ch.send(&Msg::CgroupsMade)?;
+        }
+        if let Some(make) = make {
+            make(CgroupStep::Limits)?;
         }
         t.mark("cgroups: create, limits, devices");
         cfg.cgroup
