@@ -239,6 +239,41 @@ fn concurrent_creates_of_one_id_let_exactly_one_win() {
 }
 
 #[test]
+fn containers_run_in_parallel() {
+    // Engines start many containers at once; each must come up whatever the others do (the
+    // runtime's cgroup work and each init's set-up interleave).
+    let b = Bundle::new("par", &["sh", "-c", "test -c /dev/null && echo ok"]);
+    b.save();
+    for round in 0..5 {
+        let children: Vec<_> = (0..10)
+            .map(|i| {
+                let mut c = std::process::Command::new(dray_bin());
+                c.arg("--root")
+                    .arg(&b.root)
+                    .args(["run", &format!("{}-{round}-{i}", b.id)])
+                    .current_dir(&b.dir);
+                std::thread::spawn(move || run_with_timeout(c, std::time::Duration::from_secs(60)))
+            })
+            .collect();
+        for c in children {
+            let o = c.join().unwrap();
+            assert!(o.status.success() && stdout(&o) == "ok\n", "{}", stderr(&o));
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(&b.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+    for i in 0..10 {
+        let cgs = cgroup_dirs(&format!("{}-4-{i}", b.id));
+        assert!(cgs.is_empty(), "cgroups left behind: {cgs:?}");
+    }
+    assert_no_leaks(&b);
+}
+
+#[test]
 fn json_log_format_is_what_containerd_parses() {
     let b = Bundle::new("log", &["true"]);
     let log = b.dir.join("log.json");

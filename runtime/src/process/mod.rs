@@ -9,9 +9,9 @@
 //!   (pure v2: CLONE_INTO_CGROUP)
 //! [write uid/gid maps]
 //! Go  ──────────────────────────────────▶  join namespaces by path; setsid; keyring;
-//! create the cgroup directories            propagation, rootfs bind, mounts (a v1 cgroup
+//! cgroup directories, device rules         propagation, rootfs bind, mounts (a v1 cgroup
 //! CgroupsMade ──────────────────────────▶  mount, which binds the new directories, waits
-//! limits, device rules,                    for CgroupsMade; a fresh cgroup2 mount for
+//! resource limits,                         for CgroupsMade; a fresh cgroup2 mount for
 //! [cgroup.procs], oom_score_adj, prlimit   InCgroup), /dev; after CgroupsMade a rootful
 //! InCgroup ─────────────────────────────▶  init enters its v1 cgroups itself (`tasks`)
 //!                                          wait for InCgroup; unshare cgroupns
@@ -88,9 +88,10 @@ pub type CgroupMaker<'a> = dyn FnMut(CgroupStep) -> Result<()> + 'a;
 pub enum CgroupStep {
     /// The cgroup2 directories (so that the init can be born in them on a hybrid host).
     V2Dirs,
-    /// Every directory not made yet, ready to take processes (v1 cpusets initialised).
+    /// Every directory not made yet, ready to take processes (v1 cpusets initialised), with
+    /// its device rules.
     Dirs,
-    /// The limits and device rules.
+    /// The resource limits.
     Limits,
 }
 
@@ -235,8 +236,9 @@ fn drive(
         if single {
             ch.send(&Msg::Go)?;
         }
-        // The directories are enough for the init to bind them and to enter them itself; the
-        // limits follow meanwhile (before InCgroup, so before anything of the container runs).
+        // The directories (with their device rules, which the init's mknods need) are enough
+        // for the init to bind them and to enter them itself; the resource limits follow
+        // meanwhile (before InCgroup, so before anything of the container runs).
         if let Some(make) = make.as_mut() {
             make(CgroupStep::Dirs)?;
         }
