@@ -43,19 +43,24 @@ def bundle(name, args):
 
 def hyperfine(name, cmds, prepare=None, cleanup=None, runs=RUNS):
     """Times every runtime's command with hyperfine, interleaved: the runs are split in rounds,
-    and each round is one hyperfine invocation over all runtimes (A B C, A B C, ...), so a
-    change in the machine's load hits every runtime alike. Returns {runtime: (median, min,
+    and each round is one hyperfine invocation over all runtimes (A B C, B C A, C A B, ...), so
+    a change in the machine's load hits every runtime alike. Returns {runtime: (median, min,
     max)} in ms."""
     needs_shell = any(ch in c for c in cmds.values() for ch in "|;$&")
     rounds = max(1, min(ROUNDS, runs))
     per_round = max(1, runs // rounds)
     times = {rt: [] for rt in cmds}
+    names = list(cmds)
     for r in range(rounds):
         out = os.path.join(WORK, f"{name}-{r}.json")
         # Without a shell (-N) unless a command needs one: a shell's start-up would be measured.
         args = ["hyperfine", "--shell=sh" if needs_shell else "-N", "--runs", str(per_round),
                 "--warmup", "2" if r == 0 else "0", "--export-json", out, "--style", "none"]
-        for rt, c in cmds.items():
+        # The order rotates every round, so that each runtime runs after each other one
+        # equally often (what one leaves behind, such as network namespaces still being torn
+        # down, slows whoever runs next).
+        for rt in names[r % len(names):] + names[:r % len(names)]:
+            c = cmds[rt]
             if prepare:
                 # A preparation step may find nothing to delete: never let it fail the run.
                 args += ["--prepare", "sh -c " + shlex.quote(prepare[rt] + " >/dev/null 2>&1; true")]

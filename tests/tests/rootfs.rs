@@ -127,9 +127,11 @@ fn masked_paths_are_unreadable() {
 
 #[test]
 fn default_devices_and_linux_devices() {
-    let mut b = Bundle::new("devices", &["sh", "-c", "for d in null zero full random urandom tty mydev; do stat -c '%n %t:%T %a %u' /dev/$d; done; for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c"]);
-    b.config["linux"]["devices"] =
-        json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 0, "gid": 0}]);
+    let mut b = Bundle::new("devices", &["sh", "-c", "for d in null zero full random urandom tty mydev sub/other; do stat -c '%n %t:%T %a %u %g' /dev/$d; done; for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c"]);
+    b.config["linux"]["devices"] = json!([
+        {"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 0, "gid": 0},
+        {"path": "/dev/sub/other", "type": "c", "major": 1, "minor": 5, "fileMode": 0o640, "uid": 1000, "gid": 1001}
+    ]);
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
@@ -140,7 +142,8 @@ fn default_devices_and_linux_devices() {
         "/dev/random 1:8",
         "/dev/urandom 1:9",
         "/dev/tty 5:0",
-        "/dev/mydev 1:3 600 0",
+        "/dev/mydev 1:3 600 0 0",
+        "/dev/sub/other 1:5 640 1000 1001",
         "pts/ptmx",
         "/proc/self/fd\n",
         "/proc/self/fd/0",

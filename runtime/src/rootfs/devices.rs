@@ -80,16 +80,47 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Node> {
     })
 }
 
-/// Creates a device node inside the rootfs: mknod, or (in a user namespace, where mknod is
-/// not allowed) a bind mount of the host's node onto an empty file.
-pub fn create(root: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
+/// Creates the device nodes inside the rootfs (see [`create`]). The umask is cleared meanwhile
+/// so that mknod gives each node its exact mode, and each parent directory is resolved once.
+pub fn create_all(root: &OwnedFd, nodes: &[Node], userns: bool) -> Result<()> {
+    // SAFETY: umask only changes this process's file creation mask; restored below.
+    let old = unsafe { libc::umask(0) };
+    let mut dirs: Vec<(&Path, OwnedFd)> = Vec::new();
+    let mut res = Ok(());
+    for n in nodes {
+        let parent = n.path.parent().unwrap_or(Path::new("/dev"));
+        let dir = match dirs.iter().position(|(p, _)| *p == parent) {
+            Some(i) => &dirs[i].1,
+            None => match paths::mkdir_all(root, parent) {
+                Ok(fd) => {
+                    dirs.push((parent, fd));
+                    &dirs[dirs.len() - 1].1
+                }
+                Err(e) => {
+                    res = Err(e).ctx(|| format!("creating device {}", n.path.display()));
+                    break;
+                }
+            },
+        };
+        res = create(root, dir, n, userns);
+        if res.is_err() {
+            break;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    res
+}
+
+/// Creates a device node in `dir` (its parent, resolved inside the rootfs): mknod, or (in a
+/// user namespace, where mknod is not allowed) a bind mount of the host's node onto an empty
+/// file.
+fn create(root: &OwnedFd, dir: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
     let step = || format!("creating device {}", n.path.display());
-    let parent = n.path.parent().unwrap_or(Path::new("/dev"));
     let name = n
         .path
         .file_name()
         .ok_or_else(|| Error::msg(format!("bad device path {}", n.path.display())))?;
-    let dir = paths::mkdir_all(root, parent).ctx(step)?;
     let cname = crate::sys::cstr(name)?;
     // An existing entry (from the image) is replaced.
     // SAFETY: unlinkat with a valid C string; failure (ENOENT) is fine.
@@ -129,16 +160,13 @@ pub fn create(root: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
     if unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), n.kind | n.mode, dev) } != 0 {
         return Err(std::io::Error::last_os_error()).ctx(step);
     }
-    // mknod is subject to the umask; set the exact mode and owner.
-    let node = paths::open_or_create(root, &n.path, Kind::File).ctx(step)?;
-    let p = fd_path(node.as_raw_fd());
-    nix::unistd::chown(
-        p.as_str(),
-        Some(nix::unistd::Uid::from_raw(n.uid)),
-        Some(nix::unistd::Gid::from_raw(n.gid)),
-    )
-    .ctx(step)?;
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(n.mode)).ctx(step)?;
+    // The mode is exact (no umask, see create_all); the owner is set explicitly (a setgid
+    // directory would give the node its group). The node was just made in a directory that
+    // nothing of the container can reach yet, so it is changed by name.
+    // SAFETY: fchownat with a valid dirfd and C string, not following symlinks.
+    if unsafe { libc::fchownat(dir.as_raw_fd(), cname.as_ptr(), n.uid, n.gid, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(step);
+    }
     Ok(())
 }
 

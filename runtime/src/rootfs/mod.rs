@@ -60,7 +60,11 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
     mounts::mount(None, "/", None, prop, None, Path::new("/")).ctx(|| "setting rootfs propagation".into())?;
-    make_parent_private(s.rootfs)?;
+    // After a recursive change to anything but shared (rslave by default), no mount of this
+    // namespace is shared any more: there is nothing to look for.
+    if !prop.contains(MsFlags::MS_REC) || prop.contains(MsFlags::MS_SHARED) {
+        make_parent_private(s.rootfs)?;
+    }
     let root_s = s.rootfs.to_string_lossy();
     mounts::mount(
         Some(&root_s),
@@ -117,9 +121,7 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
             nodes.retain(|x| x.path != n.path);
             nodes.push(n);
         }
-        for n in &nodes {
-            devices::create(&root, n, s.userns)?;
-        }
+        devices::create_all(&root, &nodes, s.userns)?;
         devices::symlinks(&root)?;
     }
     if dev_ro {
