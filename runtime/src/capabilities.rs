@@ -26,19 +26,24 @@ pub fn to_caps(set: Option<&Capabilities>) -> CapsHashSet {
     out
 }
 
-/// The capabilities this kernel knows (from /proc/sys/kernel/cap_last_cap), read once.
-fn supported() -> &'static CapsHashSet {
+/// The capabilities this kernel knows (from /proc/sys/kernel/cap_last_cap), read once. The
+/// runtime reads them before it forks the init (the container's /proc may be masked).
+pub fn supported() -> &'static CapsHashSet {
     static ALL: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
     ALL.get_or_init(|| caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all()))
 }
 
-/// Drops every capability outside the configured bounding set (dropping one that is not in
-/// the set is a no-op, so the set is not read first).
+/// Drops every capability outside the configured bounding set. The set is not read first:
+/// dropping a capability that is not in it succeeds, and when it fails (a runtime without
+/// CAP_SETPCAP, a capability this kernel lacks) it is an error only if the capability is there.
 pub fn apply_bounding(c: &LinuxCapabilities) -> Result<()> {
     let want = to_caps(c.bounding().as_ref());
     for cap in supported().difference(&want) {
-        caps::drop(None, CapSet::Bounding, *cap)
-            .map_err(|e| Error::msg(format!("dropping {cap} from the bounding set: {e}")))?;
+        if let Err(e) = caps::drop(None, CapSet::Bounding, *cap) {
+            if caps::has_cap(None, CapSet::Bounding, *cap).unwrap_or(false) {
+                return Err(Error::msg(format!("dropping {cap} from the bounding set: {e}")));
+            }
+        }
     }
     Ok(())
 }

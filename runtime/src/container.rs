@@ -333,18 +333,12 @@ impl Runtime {
             Ok((json, state_json(&s.oci(Status::Created))?))
         };
         let mut make_cgroups = |step: process::CgroupStep| -> Result<()> {
-            match step {
-                process::CgroupStep::V2Dirs => return cfg.cgroup.create_where(made_cgroups, |d| d.v2),
-                process::CgroupStep::Dirs => {
-                    cfg.cgroup.create(made_cgroups)?;
-                    // With the directories: the init may enter them as soon as they exist, and
-                    // must never see the deny-all that starts the rules while it makes /dev.
-                    if let Some(rules) = &device_rules {
-                        cfg.cgroup.apply_devices(rules)?;
-                    }
-                    return Ok(());
-                }
-                process::CgroupStep::Limits => {}
+            if step == process::CgroupStep::V2Dirs {
+                return cfg.cgroup.create_where(made_cgroups, |d| d.v2);
+            }
+            cfg.cgroup.create(made_cgroups)?;
+            if let Some(rules) = &device_rules {
+                cfg.cgroup.apply_devices(rules)?;
             }
             if let Some(r) = cfg.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
                 for w in cfg.cgroup.apply_resources(r, false)? {

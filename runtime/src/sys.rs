@@ -392,7 +392,6 @@ pub fn reset_signal_dispositions() {
     }
 }
 
-/// Writes a whole file, naming the file in the error.
 /// Reads a small text file such as a /proc or cgroupfs entry. Those report a size of 0, for
 /// which `std::fs::read_to_string` stats the file and then reads 32 bytes at a time, growing;
 /// this reads 4 KiB at a time from the start.
@@ -403,6 +402,7 @@ pub fn read_text(path: impl AsRef<Path>) -> std::io::Result<String> {
     String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// Writes a whole file, naming the file in the error.
 pub fn write_file(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> Result<()> {
     let path = path.as_ref();
     std::fs::write(path, data).ctx(|| format!("writing {}", path.display()))

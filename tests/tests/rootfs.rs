@@ -127,10 +127,11 @@ fn masked_paths_are_unreadable() {
 
 #[test]
 fn default_devices_and_linux_devices() {
-    let mut b = Bundle::new("devices", &["sh", "-c", "for d in null zero full random urandom tty mydev sub/other; do stat -c '%n %t:%T %a %u %g' /dev/$d; done; for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c"]);
+    let mut b = Bundle::new("devices", &["sh", "-c", "for d in null zero full random urandom tty mydev sub/other sgid; do stat -c '%n %t:%T %a %u %g' /dev/$d; done; for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c"]);
     b.config["linux"]["devices"] = json!([
         {"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 0, "gid": 0},
-        {"path": "/dev/sub/other", "type": "c", "major": 1, "minor": 5, "fileMode": 0o640, "uid": 1000, "gid": 1001}
+        {"path": "/dev/sub/other", "type": "c", "major": 1, "minor": 5, "fileMode": 0o640, "uid": 1000, "gid": 1001},
+        {"path": "/dev/sgid", "type": "c", "major": 1, "minor": 7, "fileMode": 0o2660, "uid": 0, "gid": 5}
     ]);
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -144,6 +145,7 @@ fn default_devices_and_linux_devices() {
         "/dev/tty 5:0",
         "/dev/mydev 1:3 600 0 0",
         "/dev/sub/other 1:5 640 1000 1001",
+        "/dev/sgid 1:7 2660 0 5",
         "pts/ptmx",
         "/proc/self/fd\n",
         "/proc/self/fd/0",

@@ -537,9 +537,17 @@ impl CgroupPaths {
     /// milliseconds on an idle host); moving the writing thread itself through `tasks` is the
     /// one migration the kernel does without that lock. Only the process itself can do this,
     /// so the init calls it (the runtime still moves processes it cannot move this way).
+    ///
+    /// The kernel's lock-free path for this exists since Linux 5.17 ("cgroup: Optimize single
+    /// thread migration"); older kernels move the thread the same way, with the lock.
     pub fn enter_v1_self(&self) -> Result<()> {
+        use std::io::Write;
         for d in self.dirs.iter().filter(|d| !d.v2) {
-            crate::sys::write_file(d.path.join("tasks"), "0")
+            // Never created or truncated: only the kernel's own file is written.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(d.path.join("tasks"))
+                .and_then(|mut f| f.write_all(b"0"))
                 .ctx(|| format!("entering cgroup {}", d.path.display()))?;
         }
         Ok(())

@@ -49,7 +49,8 @@ pub fn parse(args: &[String]) -> Option<Cli> {
                 Some(v) => v.clone(),
                 None => it.next()?.clone(),
             };
-            if v.starts_with('-') {
+            // clap refuses empty paths; a value like an option may mean something else to it.
+            if v.is_empty() || v.starts_with('-') {
                 return None;
             }
             *slot = Some(v);
@@ -205,6 +206,10 @@ mod tests {
             "--rootless create x",
             "create --preserve-fds many x",
             "state -",
+            "--root= create x",
+            "create --pid-file= x",
+            "create --bundle= x",
+            "--log= start x",
         ] {
             assert!(parse(&argv(line)).is_none(), "fast path took {line:?}");
         }

@@ -4,16 +4,18 @@
 //! runtime (parent)                         init (child)
 //! ----------------                         ------------
 //! create state dir, exec.fifo
-//! [pure v2: create cgroups]
+//! [cgroup2: create the v2 cgroup (pure v2:
+//!  with its limits)]
 //! clone(new namespaces)  ───────────────▶  non-dumpable; wait for Go
-//!   (pure v2: CLONE_INTO_CGROUP)
+//!   (into its v2 cgroup: CLONE_INTO_CGROUP)
 //! [write uid/gid maps]
 //! Go  ──────────────────────────────────▶  join namespaces by path; setsid; keyring;
-//! cgroup directories, device rules         propagation, rootfs bind, mounts (a v1 cgroup
-//! CgroupsMade ──────────────────────────▶  mount, which binds the new directories, waits
-//! resource limits,                         for CgroupsMade; a fresh cgroup2 mount for
-//! [cgroup.procs], oom_score_adj, prlimit   InCgroup), /dev; after CgroupsMade a rootful
-//! InCgroup ─────────────────────────────▶  init enters its v1 cgroups itself (`tasks`)
+//! cgroup directories, device rules,        propagation, rootfs bind, mounts (a v1 cgroup
+//! resource limits                          mount, which binds the new directories, waits
+//! CgroupsMade ──────────────────────────▶  for CgroupsMade; a fresh cgroup2 mount and a
+//! [cgroup.procs], oom_score_adj, prlimit   tmpcopyup mount for InCgroup), /dev; after
+//! InCgroup ─────────────────────────────▶  CgroupsMade a rootful init enters its v1
+//!                                          cgroups itself (`tasks`)
 //!                                          wait for InCgroup; unshare cgroupns
 //! prestart + createRuntime hooks  ◀──────  RunCreateRuntimeHooks
 //! HooksDone(state) ─────────────────────▶  createContainer hooks; pivot_root; masked and
@@ -30,8 +32,10 @@
 //! namespace), forks the init and reports `InitPid`, then exits; `InCgroup` follows at once.
 //!
 //! Nothing the container controls runs before `InCgroup`: its hooks, the cgroup namespace and
-//! the exec all come later. What the init allocates for its mounts before that is charged to
-//! the runtime's cgroup, as is the clone itself.
+//! the exec all come later, and so does copying image data (tmpcopyup). What the init
+//! allocates for its mounts before it enters its cgroups (mount structures, a few tmpfs
+//! inodes) is charged to the runtime's cgroup, as is the clone itself unless the init is born
+//! in its v2 cgroup.
 //!
 //! Any failure in the init is sent as `Error(reason)`; the runtime then kills the init and
 //! removes everything it made. The channel is a close-on-exec SOCK_SEQPACKET pair, so a dead
@@ -89,15 +93,16 @@ pub enum CgroupStep {
     /// The cgroup2 directories (so that the init can be born in them on a hybrid host).
     V2Dirs,
     /// Every directory not made yet, ready to take processes (v1 cpusets initialised), with
-    /// its device rules.
-    Dirs,
-    /// The resource limits.
-    Limits,
+    /// its device rules and resource limits: all in place before any process enters (an init
+    /// makes /dev under the device rules; some limits cannot be set below what a process in
+    /// the cgroup already uses).
+    All,
 }
 
 /// Forks the container's init and drives it through set-up until it waits for `start`.
-/// `make_cgroups` is called once, before the clone on a pure cgroup v2 host (the init is born
-/// in its cgroup) and otherwise while the init sets up its mounts. `hooks` runs the prestart
+/// `make_cgroups` makes the cgroup before the clone on a pure cgroup v2 host (the init is born
+/// in its cgroup), and otherwise while the init sets up its mounts (on a hybrid host, the v2
+/// directory before the clone and the rest after). `hooks` runs the prestart
 /// and createRuntime hooks for the given init pid and returns the state JSON for the
 /// in-container hooks (status creating, status created). Returns the init's host pid; on
 /// error, the init (if any) is killed and reaped.
@@ -105,6 +110,8 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     let (parent, child) = Channel::pair()?;
     let tramp = trampoline::create()?;
     let state_dir = crate::sys::open_path_dir(&cfg.state_dir)?;
+    // Read from the host's /proc, for the init (see capabilities::supported).
+    crate::capabilities::supported();
     let single = cfg.plan.single_clone();
     // The init is born in its v2 cgroup (clone3 with CLONE_INTO_CGROUP), which saves that
     // migration: on a pure v2 host the whole cgroup is made first; on a hybrid host only the v2
@@ -112,12 +119,11 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     // clone3, the init is moved after the fork.
     let v2_dir = match cfg.cgroup.dirs.iter().find(|d| d.v2) {
         Some(d) if single => {
-            if cfg.cgroup.is_pure_v2() {
-                make_cgroups(CgroupStep::Dirs)?;
-                make_cgroups(CgroupStep::Limits)?;
+            make_cgroups(if cfg.cgroup.is_pure_v2() {
+                CgroupStep::All
             } else {
-                make_cgroups(CgroupStep::V2Dirs)?;
-            }
+                CgroupStep::V2Dirs
+            })?;
             Some(crate::sys::open_path_dir(&d.path)?)
         }
         _ => None,
@@ -152,10 +158,12 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
                 placed = true;
                 pid = Some(Ok(p));
             }
+            // Kernels without clone3 or CLONE_INTO_CGROUP, and seccomp profiles (nested
+            // runtimes) that refuse clone3: plain clone, then a move.
             Err(e)
                 if matches!(
                     e.raw_os_error(),
-                    Some(libc::ENOSYS) | Some(libc::E2BIG) | Some(libc::EINVAL)
+                    Some(libc::ENOSYS) | Some(libc::E2BIG) | Some(libc::EINVAL) | Some(libc::EPERM)
                 ) => {}
             Err(e) => pid = Some(Err(e).ctx(|| "clone3".into())),
         }
@@ -174,9 +182,14 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
         Ok(())
     };
     // A rootful fast-path init moves itself into its v1 cgroups, which spares the migration's
-    // wait for an RCU grace period (see CgroupPaths::enter_v1_self). In a user namespace it
-    // may not write the host's cgroup files: the runtime moves it.
-    let self_move = single && !cfg.plan.creates(LinuxNamespaceType::User) && cfg.cgroup.dirs.iter().any(|d| !d.v2);
+    // wait for an RCU grace period (see CgroupPaths::enter_v1_self). It does so from its new
+    // mount namespace, a copy of the runtime's, where the cgroup paths are the runtime's. In a
+    // user namespace it may not write the host's cgroup files, and in a mount namespace joined
+    // by path the paths would be another's: there the runtime moves it.
+    let self_move = single
+        && !cfg.plan.creates(LinuxNamespaceType::User)
+        && cfg.plan.creates(LinuxNamespaceType::Mount)
+        && cfg.cgroup.dirs.iter().any(|d| !d.v2);
     let pid = match pid {
         Ok(0) => {
             drop(parent);
@@ -190,7 +203,10 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
         }
     };
     drop(child);
-    restore(&mut saved_ns)?;
+    if let Err(e) = restore(&mut saved_ns) {
+        kill_and_reap(pid);
+        return Err(e);
+    }
     drop(v2_dir);
     let make = if cgroups_made { None } else { Some(make_cgroups) };
     // What the runtime still moves: the v1 hierarchies unless the init enters them itself,
@@ -206,6 +222,8 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
             // one to report (the runtime's own error is then only a consequence, e.g. ESRCH).
             match parent.try_recv() {
                 Some(Msg::Error(reason)) => Err(Error::Msg(reason)),
+                // The init died without a word (a signal): the channel is closed under us.
+                _ if e.errno() == Some(libc::EPIPE) => Err(Error::msg("the container's init exited during set-up")),
                 _ => Err(e),
             }
         }
@@ -220,7 +238,7 @@ fn drive(
     ch: &Channel,
     pid: i32,
     single: bool,
-    mut make: Option<&mut CgroupMaker>,
+    make: Option<&mut CgroupMaker>,
     moves: (bool, bool),
     hooks: &mut HookRunner,
 ) -> Result<i32, (i32, Error)> {
@@ -236,17 +254,13 @@ fn drive(
         if single {
             ch.send(&Msg::Go)?;
         }
-        // The directories (with their device rules, which the init's mknods need) are enough
-        // for the init to bind them and to enter them itself; the resource limits follow
-        // meanwhile (before InCgroup, so before anything of the container runs).
-        if let Some(make) = make.as_mut() {
-            make(CgroupStep::Dirs)?;
+        // Once made (with their device rules and limits), the init may bind the directories and
+        // enter them itself.
+        if let Some(make) = make {
+            make(CgroupStep::All)?;
         }
         if single {
             ch.send(&Msg::CgroupsMade)?;
-        }
-        if let Some(make) = make {
-            make(CgroupStep::Limits)?;
         }
         t.mark("cgroups: create, limits, devices");
         cfg.cgroup

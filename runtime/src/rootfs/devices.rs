@@ -160,12 +160,38 @@ fn create(root: &OwnedFd, dir: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
     if unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), n.kind | n.mode, dev) } != 0 {
         return Err(std::io::Error::last_os_error()).ctx(step);
     }
-    // The mode is exact (no umask, see create_all); the owner is set explicitly (a setgid
-    // directory would give the node its group). The node was just made in a directory that
-    // nothing of the container can reach yet, so it is changed by name.
-    // SAFETY: fchownat with a valid dirfd and C string, not following symlinks.
-    if unsafe { libc::fchownat(dir.as_raw_fd(), cname.as_ptr(), n.uid, n.gid, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+    // The mode is exact (no umask, see create_all). The owner is set through an fd of the node
+    // after checking that it is the node just made (the directory may be the image's own /dev):
+    // chown must never land on something swapped in.
+    // SAFETY: openat with a valid dirfd and C string; the new fd is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            cname.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
         return Err(std::io::Error::last_os_error()).ctx(step);
+    }
+    // SAFETY: a new fd, owned here.
+    let node = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = nix::sys::stat::fstat(node.as_raw_fd()).ctx(step)?;
+    if st.st_mode & libc::S_IFMT != n.kind || st.st_rdev != dev {
+        return Err(Error::msg(format!("{} changed while it was created", n.path.display())));
+    }
+    let empty = crate::sys::cstr("")?;
+    // SAFETY: fchownat on an fd with AT_EMPTY_PATH.
+    if unsafe { libc::fchownat(node.as_raw_fd(), empty.as_ptr(), n.uid, n.gid, libc::AT_EMPTY_PATH) } != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(step);
+    }
+    // chown clears setuid/setgid bits: put them back.
+    if n.mode & 0o6000 != 0 {
+        std::fs::set_permissions(
+            fd_path(node.as_raw_fd()),
+            std::os::unix::fs::PermissionsExt::from_mode(n.mode),
+        )
+        .ctx(step)?;
     }
     Ok(())
 }

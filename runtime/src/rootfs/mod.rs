@@ -86,6 +86,10 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
     let mut dev_ro = false;
     let mut dev_bound = false;
     for m in s.spec.mounts().iter().flatten() {
+        // Copying image data into a tmpfs is charged to whoever copies: the container.
+        if m.options().iter().flatten().any(|o| o == "tmpcopyup") {
+            s.cgroups.placed()?;
+        }
         if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
             // v1 and hybrid: the container's directories are bound, so they must exist; a fresh
             // cgroup2 (pure v2 with a cgroup namespace) shows the namespace's root.

@@ -563,7 +563,8 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
         }
         match set_recursive_attrs(&base_path, attrs, 0, dest) {
             Ok(()) => return Ok(()),
-            Err(e) if e.errno() == Some(libc::ENOSYS) => {}
+            // No mount_setattr, or a seccomp profile (nested runtimes) that refuses it.
+            Err(e) if matches!(e.errno(), Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)) => {}
             Err(e) => return Err(e),
         }
     }
