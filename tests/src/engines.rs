@@ -409,6 +409,57 @@ fn remove_with_mounts(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The volume scenario every engine runs: a detached container `name` of `image` with
+/// `dir`/vol as a read-write volume (logs, exec with its exit status, stop, rm, its write
+/// reaching the host), then the same volume read-only, which refuses writes. `cli` runs the
+/// engine's command line; `run_flags` follow `run` (docker's `--runtime dray`); `running`
+/// checks more of the running container (podman's `top`).
+pub fn volume_scenario(
+    cli: &dyn Fn(&[&str]) -> Output,
+    run_flags: &[&str],
+    image: &str,
+    name: &str,
+    dir: &Path,
+    running: &dyn Fn(),
+) {
+    use crate::{stderr, stdout};
+    let vol = dir.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("f"), "data1\n").unwrap();
+    let run = |first: &[&str], volume: &str, script: &str| {
+        let mut args: Vec<&str> = first.to_vec();
+        args.extend_from_slice(run_flags);
+        args.extend_from_slice(&["-v", volume, image, "sh", "-c", script]);
+        cli(&args)
+    };
+    let v = format!("{}:/data", vol.display());
+    let o = run(
+        &["run", "-d", "--name", name],
+        &v,
+        "echo started; cat /data/f; echo w > /data/g; sleep 1000",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_until(
+        Duration::from_secs(20),
+        || stdout(&cli(&["logs", name])).contains("data1"),
+        || format!("logs: {}", stderr(&cli(&["logs", name]))),
+    );
+    assert_eq!(stdout(&cli(&["logs", name])), "started\ndata1\n");
+    let o = cli(&["exec", name, "sh", "-c", "echo exec-ok; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "exec-ok\n");
+    running();
+    let o = cli(&["stop", "-t", "1", name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cli(&["rm", name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(vol.join("g")).unwrap(), "w\n");
+    let v = format!("{}:/data:ro", vol.display());
+    let o = run(&["run", "--rm"], &v, "touch /data/x 2>&1; cat /data/g");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "touch: /data/x: Read-only file system\nw\n");
+}
+
 /// Polls `ready` until it holds; fails the test with `why()` after `limit`.
 pub fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool, why: impl Fn() -> String) {
     let t = Instant::now();
