@@ -11,6 +11,7 @@
 //! Go ─────────────────────────────────▶    [v1 tasks];
 //!                                          setns(..., user); fork ───▶ (born in the container)
 //! (reap the child)   ◀──── InitPid(pid)    exit
+//! Go ───────────────────────────────────────────────────────────────▶ console, capabilities, ...
 //! done ◀───────────────────────────────────────────────────────────── Ready, then exec
 //!      (end-of-file: the exec happened; Error(reason): it did not)
 //! ```
@@ -98,6 +99,8 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
             None => return Err(Error::msg("the exec helper exited early")),
         }
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        // The process waits for this: anything it sends comes after InitPid.
+        parent.send(&Msg::Go)?;
         super::wait_ready(&parent, cfg.seccomp.as_ref().map(|s| &s.1), proc_pid, &cfg.state_json)?;
         match parent.recv()? {
             None => Ok(proc_pid),
@@ -143,6 +146,9 @@ fn child_run(
         // SAFETY: see spawn.
         unsafe { libc::_exit(0) }
     }
+    // The helper and this process share the channel: without this wait, this process's
+    // messages could overtake the helper's InitPid.
+    ch.expect(&Msg::Go)?;
     if cfg.namespaces.contains(&Ns::User) {
         let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
         let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
