@@ -7,18 +7,22 @@ CARGO ?= cargo
 RELEASE_DIR := target/x86_64-unknown-linux-gnu/release
 RELEASE_BIN := $(RELEASE_DIR)/dray
 SHIM_BIN := $(RELEASE_DIR)/containerd-shim-dray-v2
+DRAYD_BIN := $(RELEASE_DIR)/drayd
+DRAYCTL_BIN := $(RELEASE_DIR)/drayctl
 FIXTURES := target/fixtures
 # Debian packages the tests use: busybox-static (test images), jq (fixture script), tini (a
 # child subreaper: PID 1 here reaps orphans late), containerd, podman and docker.io (real engines), iproute2 (veth),
 # gcc and libc6-dev (a static syscall probe, tests/fixtures/probe.c), runc and crun (the shim drives them
-# through BinaryName).
-TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev runc crun
+# through BinaryName), protobuf-compiler (protoc, for drayd's API), docker-registry, skopeo,
+# umoci and zstd (the image store's registry, test images and reference unpacker).
+TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev runc crun \
+	protobuf-compiler docker-registry skopeo umoci zstd
 
 .PHONY: all build test unit e2e lint demo install deps fixtures clean bench
 
 all: build
 
-build:
+build: deps
 	$(CARGO) build --release --workspace --bins
 
 deps:
@@ -31,8 +35,9 @@ deps:
 
 fixtures: build deps
 	tests/fixtures/mkbundle.sh $(FIXTURES)/busybox $(RELEASE_BIN)
+	rm -rf $(FIXTURES)/images && python3 tests/fixtures/mkimage.py $(FIXTURES)/images
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -42,6 +47,7 @@ unit:
 # End-to-end tests run real containers as root, under tini as child subreaper.
 e2e: fixtures
 	DRAY_BIN=$(CURDIR)/$(RELEASE_BIN) DRAY_TEMPLATE=$(CURDIR)/$(FIXTURES)/busybox \
+		DRAYD_BIN=$(CURDIR)/$(DRAYD_BIN) DRAYCTL_BIN=$(CURDIR)/$(DRAYCTL_BIN) DRAY_IMAGES=$(CURDIR)/$(FIXTURES)/images \
 		tini -s -- $(CARGO) test -p dray-e2e --tests --no-fail-fast -- --test-threads=2
 
 test: deps build unit e2e
@@ -55,6 +61,8 @@ demo: build deps
 install: build
 	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/dray
 	install -D -m 0755 $(SHIM_BIN) $(DESTDIR)$(PREFIX)/bin/containerd-shim-dray-v2
+	install -D -m 0755 $(DRAYD_BIN) $(DESTDIR)$(PREFIX)/bin/drayd
+	install -D -m 0755 $(DRAYCTL_BIN) $(DESTDIR)$(PREFIX)/bin/drayctl
 
 clean:
 	$(CARGO) clean

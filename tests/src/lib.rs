@@ -2,6 +2,7 @@
 //! binary, and leak checks. Tests run as root against the real kernel.
 
 pub mod engines;
+pub mod manager;
 
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;

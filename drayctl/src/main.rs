@@ -1,0 +1,213 @@
+//! drayctl: a docker-like command line for drayd. It is only a client of drayd's API (it never
+//! links the manager): every command is a gRPC call plus docker's way of printing the answer.
+
+mod client;
+mod commands;
+mod credentials;
+mod format;
+mod progress;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use client::{Client, ConnectError, DEFAULT_HOST};
+
+/// A docker-like command line for drayd.
+#[derive(Parser, Debug)]
+#[command(name = "drayctl", version, about, disable_help_subcommand = true)]
+struct Cli {
+    /// Daemon socket to connect to
+    #[arg(short = 'H', long, env = "DRAY_HOST", default_value = DEFAULT_HOST, value_name = "ADDRESS")]
+    host: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Download an image from a registry
+    Pull(commands::images::PullArgs),
+    /// List images
+    Images(commands::images::ListArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(commands::images::TagArgs),
+    /// Remove one or more images
+    Rmi(commands::images::RmiArgs),
+    /// Show the history of an image
+    History(commands::images::HistoryArgs),
+    /// Return low-level information on images
+    Inspect(commands::images::InspectArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Log in to a registry
+    Login(commands::registry::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::registry::LogoutArgs),
+    /// Show the drayctl and drayd version information
+    Version(commands::system::VersionArgs),
+    /// Display system-wide information
+    Info(commands::system::InfoArgs),
+    /// Manage drayd
+    #[command(subcommand)]
+    System(SystemCmd),
+    /// Generate a shell completion script (bash, zsh, fish)
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCmd {
+    /// List images
+    #[command(alias = "list")]
+    Ls(commands::images::ListArgs),
+    /// Download an image from a registry
+    Pull(commands::images::PullArgs),
+    /// Display detailed information on one or more images
+    Inspect(commands::images::InspectArgs),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(commands::images::RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(commands::images::TagArgs),
+    /// Show the history of an image
+    History(commands::images::HistoryArgs),
+    /// Remove unused images
+    Prune(commands::system::PruneArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum SystemCmd {
+    /// Show drayd disk usage
+    Df(commands::system::DfArgs),
+    /// Remove unused data
+    Prune(commands::system::PruneArgs),
+    /// Display system-wide information
+    Info(commands::system::InfoArgs),
+}
+
+/// An error drayd reported (exit 125, as docker).
+#[derive(Debug)]
+pub struct DaemonError(pub String);
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+impl From<tonic::Status> for DaemonError {
+    fn from(s: tonic::Status) -> Self {
+        if s.code() == tonic::Code::Unavailable && s.message().contains("transport") {
+            return DaemonError(format!("lost the connection to drayd: {}", s.message()));
+        }
+        DaemonError(s.message().to_string())
+    }
+}
+
+/// A failure printed as docker prints it, with docker's exit code.
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Cmd::Completion { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "drayctl", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("drayctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = if e.downcast_ref::<DaemonError>().is_some() || e.downcast_ref::<ConnectError>().is_some() {
+                125
+            } else if let Some(f) = e.downcast_ref::<commands::Exit>() {
+                f.0
+            } else {
+                1
+            };
+            let msg = format!("{e:#}");
+            if !msg.is_empty() {
+                eprintln!("Error: {msg}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    if let Cmd::Logout(a) = &cli.command {
+        return commands::registry::logout(a);
+    }
+    let c = Client::connect(&cli.host).await?;
+    use commands::{images, registry, system};
+    match cli.command {
+        Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => images::pull(&c, a).await,
+        Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => images::list(&c, a).await,
+        Cmd::Tag(a) | Cmd::Image(ImageCmd::Tag(a)) => images::tag(&c, a).await,
+        Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => images::rmi(&c, a).await,
+        Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => images::history(&c, a).await,
+        Cmd::Inspect(a) | Cmd::Image(ImageCmd::Inspect(a)) => images::inspect(&c, a).await,
+        Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
+        Cmd::Login(a) => registry::login(&c, a).await,
+        Cmd::Version(a) => system::version(&c, a).await,
+        Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => system::info(&c, a).await,
+        Cmd::System(SystemCmd::Df(a)) => system::df(&c, a).await,
+        Cmd::System(SystemCmd::Prune(a)) => system::prune(&c, a).await,
+        Cmd::Logout(_) | Cmd::Completion { .. } => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn docker_forms_parse() {
+        let c = Cli::try_parse_from(["drayctl", "-H", "unix:///x.sock", "history", "-H=false", "img"]).unwrap();
+        assert_eq!(c.host, "unix:///x.sock");
+        assert!(Cli::try_parse_from([
+            "drayctl",
+            "images",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--digests",
+            "--format",
+            "{{.ID}}"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from(["drayctl", "image", "ls", "-f", "dangling=true"]).is_ok());
+        assert!(Cli::try_parse_from(["drayctl", "rmi", "-f", "a", "b"]).is_ok());
+        assert!(Cli::try_parse_from(["drayctl", "rmi"]).is_err());
+    }
+}

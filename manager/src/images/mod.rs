@@ -1,0 +1,209 @@
+//! Images: the store that ties content, snapshots and metadata together, and the operations
+//! on images (pull, list, resolve, tag, remove).
+
+pub mod pull;
+pub mod types;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::content::ContentStore;
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::meta::{ImageName, ImageRecord, Meta};
+use crate::remote::reference::familiar_full;
+use crate::remote::{Reference, Registries};
+use crate::snapshots::Snapshotter;
+
+/// Everything image operations need; one per daemon.
+pub struct Store {
+    pub config: Config,
+    pub meta: Meta,
+    pub content: ContentStore,
+    pub snapshots: Snapshotter,
+    pub registries: Registries,
+}
+
+/// An image with its names, as listed.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub record: ImageRecord,
+    /// Full names (`docker.io/library/busybox:latest`).
+    pub tags: Vec<String>,
+    pub digests: Vec<String>,
+}
+
+impl Image {
+    /// docker's RepoTags (familiar names).
+    pub fn repo_tags(&self) -> Vec<String> {
+        self.tags.iter().map(|t| familiar_full(t)).collect()
+    }
+
+    /// docker's RepoDigests (familiar names).
+    pub fn repo_digests(&self) -> Vec<String> {
+        self.digests.iter().map(|t| familiar_full(t)).collect()
+    }
+}
+
+impl Store {
+    /// Opens the data root: the database, the content store and the snapshots; removes what a
+    /// crash left half-made.
+    pub fn open(config: Config) -> Result<Arc<Store>> {
+        let root = &config.data_root;
+        std::fs::create_dir_all(root).ctx(|| format!("creating data root {}", root.display()))?;
+        let meta = Meta::open(&root.join("meta.db"))?;
+        let content = ContentStore::open(&root.join("content"))?;
+        let snapshots = Snapshotter::open(&root.join("snapshots"), meta.clone())?;
+        snapshots.recover()?;
+        let registries = Registries::new(config.registries.clone());
+        Ok(Arc::new(Store {
+            config,
+            meta,
+            content,
+            snapshots,
+            registries,
+        }))
+    }
+
+    /// The data root.
+    pub fn root(&self) -> &Path {
+        &self.config.data_root
+    }
+
+    /// Every image with its names, newest first.
+    pub fn list(&self) -> Result<Vec<Image>> {
+        let names = self.meta.names()?;
+        Ok(self
+            .meta
+            .images()?
+            .into_iter()
+            .map(|record| {
+                let mine = names.iter().filter(|n| n.image_id == record.id);
+                let (digests, tags): (Vec<&ImageName>, Vec<&ImageName>) = mine.partition(|n| n.is_digest);
+                Image {
+                    tags: tags.into_iter().map(|n| n.name.clone()).collect(),
+                    digests: digests.into_iter().map(|n| n.name.clone()).collect(),
+                    record,
+                }
+            })
+            .collect())
+    }
+
+    /// Finds a local image as docker does: a full or short image ID (with or without
+    /// `sha256:`), a name with tag (default `latest`) or digest.
+    pub fn resolve(&self, s: &str) -> Result<Image> {
+        let id = self.resolve_id(s)?;
+        self.list()?
+            .into_iter()
+            .find(|i| i.record.id == id)
+            .ok_or_else(|| Error::NotFound(format!("No such image: {s}")))
+    }
+
+    fn resolve_id(&self, s: &str) -> Result<Digest> {
+        let hexish = s.strip_prefix("sha256:").unwrap_or(s);
+        let is_hex =
+            !hexish.is_empty() && hexish.len() <= 64 && hexish.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if let Ok(d) = s.parse::<Digest>() {
+            if self.meta.image(&d)?.is_some() {
+                return Ok(d);
+            }
+        }
+        if is_hex {
+            let ids = self.meta.image_ids_by_prefix(hexish)?;
+            match ids.len() {
+                1 => return Ok(ids[0].clone()),
+                n if n > 1 => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{s}: the short ID matches {n} images: give more characters"
+                    )))
+                }
+                _ if s.starts_with("sha256:") || hexish.len() == 64 => {
+                    return Err(Error::NotFound(format!("No such image: {s}")))
+                }
+                _ => {}
+            }
+        }
+        let r = Reference::parse(s)?;
+        let key = match &r.digest {
+            Some(d) => r.with_digest(d),
+            None => r.tagged().unwrap_or_else(|| r.name()),
+        };
+        if let Some(id) = self.meta.image_id_by_name(&key)? {
+            return Ok(id);
+        }
+        // A name@digest pulled by tag: match the stored manifest digest too.
+        if let Some(d) = &r.digest {
+            for img in self.meta.images()? {
+                if &img.manifest_digest == d || img.index_digest.as_ref() == Some(d) {
+                    return Ok(img.id);
+                }
+            }
+        }
+        Err(Error::NotFound(format!("No such image: {}", familiar_full(&key))))
+    }
+
+    /// `tag SOURCE TARGET`: points TARGET (a name with tag) at SOURCE's image.
+    pub fn tag(&self, source: &str, target: &str) -> Result<String> {
+        let img = self.resolve(source)?;
+        let r = Reference::parse(target)?;
+        if r.digest.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "refusing to create a tag with a digest reference: {target}"
+            )));
+        }
+        let name = r.tagged().unwrap_or_else(|| r.name());
+        self.meta.set_name(&ImageName {
+            name: name.clone(),
+            image_id: img.record.id.clone(),
+            is_digest: false,
+        })?;
+        Ok(familiar_full(&name))
+    }
+
+    /// `rmi`: removes a name, or the image when no name is left (docker's rules: an ID that
+    /// several repositories name needs `force`). Returns docker's "Untagged:" and "Deleted:"
+    /// lines; unreferenced layers and blobs go through garbage collection.
+    pub fn remove(&self, s: &str, force: bool, prune: bool) -> Result<(Vec<String>, Vec<String>)> {
+        let img = self.resolve(s)?;
+        let mut untagged = Vec::new();
+        let by_name = Reference::parse(s).ok().and_then(|r| {
+            let key = match &r.digest {
+                Some(d) => r.with_digest(d),
+                None => r.tagged()?,
+            };
+            img.tags.iter().chain(img.digests.iter()).find(|n| **n == key).cloned()
+        });
+        let repos: std::collections::BTreeSet<String> = img
+            .tags
+            .iter()
+            .filter_map(|t| Reference::parse(t).ok().map(|r| r.name()))
+            .collect();
+        match by_name {
+            Some(name) if img.tags.len() > 1 || (img.tags.is_empty() && img.digests.len() > 1) => {
+                // Other names keep the image: only this one goes.
+                self.meta.remove_name(&name)?;
+                untagged.push(familiar_full(&name));
+                return Ok((untagged, Vec::new()));
+            }
+            None if repos.len() > 1 && !force => {
+                return Err(Error::Conflict(format!(
+                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    img.record.id.short()
+                )));
+            }
+            _ => {}
+        }
+        for n in img.tags.iter().chain(img.digests.iter()) {
+            self.meta.remove_name(n)?;
+            untagged.push(familiar_full(n));
+        }
+        self.meta.remove_image(&img.record.id)?;
+        let mut deleted = vec![img.record.id.to_string()];
+        if prune {
+            let report = crate::gc::collect(self)?;
+            deleted.extend(report.snapshots);
+        }
+        Ok((untagged, deleted))
+    }
+}

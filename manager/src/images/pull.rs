@@ -1,0 +1,622 @@
+//! Pull: resolve the reference (index → the platform's manifest → config), then every layer at
+//! once, each fetched (resuming a partial ingest with HTTP Range), verified, and unpacked into
+//! its own snapshot; snapshots are committed in order by chain ID, and a layer whose chain ID
+//! is already committed (from any image) is neither fetched nor unpacked. A lease keeps what
+//! the pull made from garbage collection until the image record exists (or for a day after a
+//! crash, so a later pull resumes).
+//!
+//! Order of events sent to the client: Resolving, per layer (Waiting | AlreadyExists),
+//! Downloading…, Verifying, Downloaded, Extracting…, PullComplete; then Message lines
+//! ("Digest: …", "Status: …") and Done.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+
+use super::types::{self, Descriptor, Parsed, Platform};
+use super::{Image, Store};
+use crate::digest::{chain_ids, Digest};
+use crate::error::{Error, Result};
+use crate::meta::{now_nanos, ImageName, ImageRecord, LayerRecord, ResourceKind};
+use crate::remote::{Credentials, Reference, Session};
+use crate::snapshots::EXTRACT_PREFIX;
+use crate::unpack::{self, Whiteouts};
+
+/// A progress event (translated to the API's PullProgress).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub action: Action,
+    /// A layer's short digest, or empty.
+    pub id: String,
+    pub current: u64,
+    pub total: u64,
+    pub message: String,
+}
+
+/// What a progress event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Resolving,
+    Resolved,
+    Waiting,
+    Downloading,
+    Verifying,
+    Downloaded,
+    Extracting,
+    PullComplete,
+    AlreadyExists,
+    Message,
+}
+
+/// Where progress goes; a closed receiver cancels the pull (the client went away).
+#[derive(Clone)]
+pub struct Reporter {
+    tx: mpsc::Sender<Progress>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Reporter {
+    /// A reporter and the receiving end.
+    pub fn new(buffer: usize) -> (Reporter, mpsc::Receiver<Progress>) {
+        let (tx, rx) = mpsc::channel(buffer);
+        (
+            Reporter {
+                tx,
+                cancelled: Arc::new(AtomicBool::new(false)),
+            },
+            rx,
+        )
+    }
+
+    fn send(&self, action: Action, id: &str, current: u64, total: u64, message: &str) {
+        let p = Progress {
+            action,
+            id: id.to_string(),
+            current,
+            total,
+            message: message.to_string(),
+        };
+        if let Err(mpsc::error::TrySendError::Closed(_)) = self.tx.try_send(p) {
+            self.cancelled.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends an event that must not be dropped (waits for room).
+    async fn send_sure(&self, action: Action, id: &str, message: &str) {
+        let p = Progress {
+            action,
+            id: id.to_string(),
+            current: 0,
+            total: 0,
+            message: message.to_string(),
+        };
+        if self.tx.send(p).await.is_err() {
+            self.cancelled.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.cancelled.load(Ordering::Relaxed) || self.tx.is_closed() {
+            return Err(Error::Cancelled);
+        }
+        Ok(())
+    }
+}
+
+/// A pull's lease: created at the start, deleted when the image is recorded.
+struct Lease {
+    id: String,
+    store: Arc<Store>,
+}
+
+impl Lease {
+    fn new(store: &Arc<Store>) -> Result<Lease> {
+        let id = format!("pull-{}-{}", now_nanos(), std::process::id());
+        store
+            .meta
+            .create_lease(&id, now_nanos() + Duration::from_secs(24 * 3600).as_nanos() as i64)?;
+        Ok(Lease {
+            id,
+            store: store.clone(),
+        })
+    }
+
+    fn add(&self, kind: ResourceKind, key: &str) -> Result<()> {
+        self.store.meta.lease_add(&self.id, kind, key)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // What the pull committed stays leased only until the image references it; on failure
+        // the lease goes too, and GC may take the blobs (ingests stay for a resume).
+        let _ = self.store.meta.delete_lease(&self.id);
+    }
+}
+
+/// Pulls `reference` for `platform`; returns the image as stored.
+pub async fn pull(
+    store: Arc<Store>,
+    reference: &str,
+    platform: &str,
+    creds: Credentials,
+    rep: Reporter,
+) -> Result<Image> {
+    let r = Reference::parse(reference)?;
+    let platform = Platform::parse(platform)?;
+    let session = store.registries.session(&r, creds, false)?;
+    rep.send_sure(Action::Resolving, "", &r.to_string()).await;
+    let top = session
+        .manifest(&r.object(), types::MANIFEST_ACCEPT)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::NotFound(format!(
+                "manifest for {} not found: manifest unknown",
+                r.familiar_name() + &tag_or_digest(&r)
+            )),
+            e => e,
+        })?;
+    let lease = Lease::new(&store)?;
+    let (manifest_data, manifest_digest, manifest_type, index_digest) =
+        match types::parse_manifest(&top.data, &top.media_type)? {
+            Parsed::Index(idx) => {
+                put_small(&store, &lease, &top.digest, &top.data).await?;
+                let d = types::select_platform(&idx, &platform)?.clone();
+                let m = session
+                    .manifest(&d.digest.to_string(), &[types::OCI_MANIFEST, types::DOCKER_MANIFEST])
+                    .await?;
+                if m.data.len() as i64 != d.size {
+                    return Err(Error::BadContent(format!(
+                        "manifest {}: {} bytes, the index says {}",
+                        d.digest,
+                        m.data.len(),
+                        d.size
+                    )));
+                }
+                (
+                    m.data,
+                    d.digest,
+                    if d.media_type.is_empty() {
+                        m.media_type
+                    } else {
+                        d.media_type
+                    },
+                    Some(top.digest.clone()),
+                )
+            }
+            Parsed::Manifest(_) => (top.data.clone(), top.digest.clone(), top.media_type.clone(), None),
+        };
+    let Parsed::Manifest(manifest) = types::parse_manifest(&manifest_data, &manifest_type)? else {
+        return Err(Error::BadContent(format!(
+            "{manifest_digest} is an index inside an index: not supported"
+        )));
+    };
+    let manifest_type = if manifest.media_type.is_empty() {
+        manifest_type
+    } else {
+        manifest.media_type.clone()
+    };
+    put_small(&store, &lease, &manifest_digest, &manifest_data).await?;
+    rep.send_sure(
+        Action::Resolved,
+        "",
+        &format!(
+            "{}: Pulling from {}",
+            tag_or_digest(&r).trim_start_matches([':', '@']),
+            r.repository
+        ),
+    )
+    .await;
+
+    // The config.
+    let config_data = fetch_small(&store, &session, &lease, &manifest.config).await?;
+    let config = types::parse_config(&config_data)?;
+    if !config.os.is_empty() && config.os != platform.os {
+        return Err(Error::BadContent(format!(
+            "image config is for {}, not {}",
+            config.os, platform.os
+        )));
+    }
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(Error::BadContent(format!(
+            "manifest lists {} layers but the config {} diff IDs",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    for l in &manifest.layers {
+        if !types::is_layer(&l.media_type) {
+            return Err(Error::Unsupported(format!(
+                "layer {} has media type {:?}, which dray cannot unpack",
+                l.digest, l.media_type
+            )));
+        }
+    }
+    let chains = chain_ids(&config.rootfs.diff_ids);
+    check_space(&store, &manifest.layers, &chains)?;
+
+    // Every layer at once: fetch (bounded), then unpack.
+    let downloads = Arc::new(Semaphore::new(store.config.max_concurrent_downloads));
+    let mut tasks = Vec::new();
+    let mut fresh = false;
+    for (i, layer) in manifest.layers.iter().enumerate() {
+        let chain = chains[i].to_string();
+        if store.meta.snapshot(&chain)?.is_some_and(|s| s.committed) {
+            rep.send(Action::AlreadyExists, layer.digest.short(), 0, 0, "");
+            lease.add(ResourceKind::Snapshot, &chain)?;
+            tasks.push(None);
+            continue;
+        }
+        fresh = true;
+        rep.send(Action::Waiting, layer.digest.short(), 0, layer.size as u64, "");
+        let job = LayerJob {
+            store: store.clone(),
+            session: session.clone(),
+            layer: layer.clone(),
+            diff_id: config.rootfs.diff_ids[i].clone(),
+            key: format!("{EXTRACT_PREFIX}{}-{i}", lease.id),
+            lease: lease.id.clone(),
+            rep: rep.clone(),
+            downloads: downloads.clone(),
+        };
+        tasks.push(Some(tokio::spawn(job.run())));
+    }
+
+    // Commit in order; on the first failure the others are still awaited (their snapshots
+    // removed) so that nothing is left half-made.
+    let mut first_err: Option<Error> = None;
+    let mut sizes = Vec::with_capacity(tasks.len());
+    for (i, t) in tasks.into_iter().enumerate() {
+        let chain = chains[i].to_string();
+        let parent = if i == 0 { None } else { Some(chains[i - 1].to_string()) };
+        let Some(t) = t else {
+            sizes.push(store.meta.snapshot(&chain)?.map(|s| s.size).unwrap_or(0));
+            continue;
+        };
+        let res = t
+            .await
+            .map_err(|e| Error::io("layer task", std::io::Error::other(e.to_string())))
+            .and_then(|r| r);
+        match res {
+            Ok((key, size)) if first_err.is_none() => {
+                let committed = commit_layer(&store, &key, &chain, parent.as_deref(), size as i64, &lease).await;
+                match committed {
+                    Ok(()) => {
+                        rep.send(Action::PullComplete, manifest.layers[i].digest.short(), 0, 0, "");
+                        sizes.push(size as i64);
+                    }
+                    Err(e) => first_err = Some(e),
+                }
+            }
+            Ok((key, _)) => {
+                let _ = store.snapshots.remove(&key);
+            }
+            Err(e) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    rep.check()?;
+
+    // The image record.
+    let id = manifest.config.digest.clone();
+    let existed = store.meta.image(&id)?.is_some();
+    let record = ImageRecord {
+        id: id.clone(),
+        manifest_digest: manifest_digest.clone(),
+        manifest_media_type: manifest_type,
+        index_digest: index_digest.clone(),
+        config_size: config_data.len() as i64,
+        created: config.created.clone().unwrap_or_default(),
+        stored_at: now_nanos(),
+        size: sizes.iter().sum(),
+        layers: manifest
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LayerRecord {
+                diff_id: config.rootfs.diff_ids[i].clone(),
+                chain_id: chains[i].clone(),
+                blob_digest: l.digest.clone(),
+                blob_size: l.size,
+                media_type: l.media_type.clone(),
+            })
+            .collect(),
+    };
+    let repo_digest = index_digest.unwrap_or(manifest_digest);
+    let mut names = vec![ImageName {
+        name: r.with_digest(&repo_digest),
+        image_id: id.clone(),
+        is_digest: true,
+    }];
+    if let Some(t) = r.tagged() {
+        names.push(ImageName {
+            name: t,
+            image_id: id.clone(),
+            is_digest: false,
+        });
+    }
+    let tag_was = match r.tagged() {
+        Some(t) => store.meta.image_id_by_name(&t)?,
+        None => None,
+    };
+    {
+        let store = store.clone();
+        let record = record.clone();
+        store.meta.clone().run(move |m| m.put_image(&record, &names)).await?;
+    }
+    drop(lease);
+    rep.send_sure(Action::Message, "", &format!("Digest: {repo_digest}"))
+        .await;
+    let shown = format!("{}{}", r.familiar_name(), tag_or_digest(&r));
+    let status = if !fresh && existed && tag_was.as_ref() == Some(&id) {
+        format!("Status: Image is up to date for {shown}")
+    } else {
+        format!("Status: Downloaded newer image for {shown}")
+    };
+    rep.send_sure(Action::Message, "", &status).await;
+    store.resolve(&id.to_string())
+}
+
+fn tag_or_digest(r: &Reference) -> String {
+    match (&r.tag, &r.digest) {
+        (_, Some(d)) => format!("@{d}"),
+        (Some(t), None) => format!(":{t}"),
+        _ => String::new(),
+    }
+}
+
+/// Refuses a pull whose layers cannot fit (a hostile or broken descriptor declaring a huge size).
+fn check_space(store: &Store, layers: &[Descriptor], chains: &[Digest]) -> Result<()> {
+    let need: u64 = layers
+        .iter()
+        .zip(chains)
+        .filter(|(l, c)| {
+            store.content.size(&l.digest).is_none()
+                && !store
+                    .meta
+                    .snapshot(&c.to_string())
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| s.committed)
+        })
+        .map(|(l, _)| l.size as u64)
+        .sum();
+    if let Ok(st) = nix::sys::statvfs::statvfs(store.root()) {
+        let free = st.blocks_available() * st.fragment_size();
+        if need > free {
+            return Err(Error::BadContent(format!(
+                "the image's layers declare {need} bytes, more than the {free} bytes free under {}",
+                store.root().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn put_small(store: &Arc<Store>, lease: &Lease, d: &Digest, data: &[u8]) -> Result<()> {
+    lease.add(ResourceKind::Blob, &d.to_string())?;
+    let (store2, d2, data) = (store.clone(), d.clone(), data.to_vec());
+    tokio::task::spawn_blocking(move || store2.content.write_blob(&d2, &data))
+        .await
+        .map_err(|e| Error::io("writing a blob", std::io::Error::other(e.to_string())))?
+}
+
+/// Fetches a small blob (config) into the content store, or reads it from there.
+async fn fetch_small(store: &Arc<Store>, session: &Session, lease: &Lease, desc: &Descriptor) -> Result<Vec<u8>> {
+    lease.add(ResourceKind::Blob, &desc.digest.to_string())?;
+    if desc.size as u64 > crate::content::MAX_METADATA_BLOB {
+        return Err(Error::BadContent(format!(
+            "config {} declares {} bytes: too large",
+            desc.digest, desc.size
+        )));
+    }
+    if store.content.size(&desc.digest).is_none() {
+        let mut s = session.blob(&desc.digest, 0).await?;
+        let mut data = Vec::new();
+        while let Some(c) = s
+            .response
+            .chunk()
+            .await
+            .map_err(|e| Error::Remote(format!("fetching {}: {e}", desc.digest)))?
+        {
+            data.extend_from_slice(&c);
+            if data.len() as i64 > desc.size {
+                return Err(Error::BadContent(format!(
+                    "blob {} is larger than its declared size {}",
+                    desc.digest, desc.size
+                )));
+            }
+        }
+        put_small(store, lease, &desc.digest, &data).await?;
+        if data.len() as i64 != desc.size {
+            return Err(Error::BadContent(format!(
+                "blob {}: {} bytes, the manifest says {}",
+                desc.digest,
+                data.len(),
+                desc.size
+            )));
+        }
+        return Ok(data);
+    }
+    store.content.read(&desc.digest)
+}
+
+async fn commit_layer(
+    store: &Arc<Store>,
+    key: &str,
+    chain: &str,
+    parent: Option<&str>,
+    size: i64,
+    lease: &Lease,
+) -> Result<()> {
+    lease.add(ResourceKind::Snapshot, chain)?;
+    let (store, key, chain, parent) = (
+        store.clone(),
+        key.to_string(),
+        chain.to_string(),
+        parent.map(str::to_string),
+    );
+    tokio::task::spawn_blocking(move || {
+        let rec = store.snapshots.stat(&key)?;
+        unpack::make_durable(&store.snapshots.fs_dir(&rec))?;
+        match store.snapshots.commit(&chain, &key, size, parent.as_deref()) {
+            Err(Error::AlreadyExists(_)) => {
+                // Another pull committed the same layer first: keep theirs.
+                store.snapshots.remove(&key)
+            }
+            r => r,
+        }
+    })
+    .await
+    .map_err(|e| Error::io("committing a layer", std::io::Error::other(e.to_string())))?
+}
+
+struct LayerJob {
+    store: Arc<Store>,
+    session: Session,
+    layer: Descriptor,
+    diff_id: Digest,
+    key: String,
+    lease: String,
+    rep: Reporter,
+    downloads: Arc<Semaphore>,
+}
+
+impl LayerJob {
+    /// Fetch, then unpack into a new snapshot; returns the snapshot key and the layer's size.
+    async fn run(self) -> Result<(String, u64)> {
+        let id = self.layer.digest.short().to_string();
+        self.store
+            .meta
+            .lease_add(&self.lease, ResourceKind::Blob, &self.layer.digest.to_string())?;
+        {
+            let _slot = self.downloads.acquire().await.map_err(|_| Error::Cancelled)?;
+            fetch_layer(&self.store, &self.session, &self.layer, &self.rep).await?;
+        }
+        self.rep.check()?;
+        let total = self.layer.size as u64;
+        let count = Arc::new(AtomicU64::new(0));
+        let (store, key, blob, diff_id) = (
+            self.store.clone(),
+            self.key.clone(),
+            self.store.content.path(&self.layer.digest),
+            self.diff_id.clone(),
+        );
+        let counter = count.clone();
+        let mut work = tokio::task::spawn_blocking(move || -> Result<u64> {
+            let rec = store.snapshots.prepare(&key, None)?;
+            let dest = store.snapshots.fs_dir(&rec);
+            match unpack::unpack_layer(&blob, &dest, &diff_id, Whiteouts::Overlay, counter) {
+                Ok(applied) => Ok(applied.size),
+                Err(e) => {
+                    let _ = store.snapshots.remove(&key);
+                    Err(e)
+                }
+            }
+        });
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let size = loop {
+            tokio::select! {
+                r = &mut work => break r.map_err(|e| Error::io("unpacking", std::io::Error::other(e.to_string())))??,
+                _ = tick.tick() => self.rep.send(Action::Extracting, &id, count.load(Ordering::Relaxed), total, ""),
+            }
+        };
+        self.rep.send(Action::Extracting, &id, total, total, "");
+        if self.rep.check().is_err() {
+            let _ = self.store.snapshots.remove(&self.key);
+            return Err(Error::Cancelled);
+        }
+        Ok((self.key, size))
+    }
+}
+
+/// Fetches one layer blob into the content store (resuming a partial ingest), unless it is
+/// there; one fetch per digest at a time across all pulls.
+pub async fn fetch_layer(store: &Arc<Store>, session: &Session, layer: &Descriptor, rep: &Reporter) -> Result<()> {
+    let id = layer.digest.short().to_string();
+    let total = layer.size as u64;
+    let _writer = store.content.lock(&layer.digest).await;
+    if store.content.size(&layer.digest) == Some(total) {
+        rep.send(Action::Downloaded, &id, total, total, "");
+        return Ok(());
+    }
+    let (store2, digest) = (store.clone(), layer.digest.clone());
+    let mut ingest = tokio::task::spawn_blocking(move || store2.content.ingest(&digest, Some(total)))
+        .await
+        .map_err(|e| Error::io("ingest", std::io::Error::other(e.to_string())))??;
+    let offset = ingest.offset();
+    if offset < total {
+        let mut stream = session.blob(&layer.digest, offset).await?;
+        if !stream.resumed && offset > 0 {
+            ingest.reset()?;
+        }
+        if stream.resumed {
+            tracing::info!(digest = %layer.digest, offset, "resuming a download");
+        }
+        // Writes (and hashing) run on a blocking thread fed through a channel.
+        let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(32);
+        let writer = tokio::task::spawn_blocking(move || -> Result<crate::content::Ingest> {
+            while let Some(chunk) = rx.blocking_recv() {
+                ingest.write(&chunk)?;
+            }
+            Ok(ingest)
+        });
+        let mut got = if stream.resumed { offset } else { 0 };
+        let mut last = std::time::Instant::now();
+        let mut fetch_err = None;
+        loop {
+            if rep.check().is_err() {
+                fetch_err = Some(Error::Cancelled);
+                break;
+            }
+            match stream.response.chunk().await {
+                Ok(Some(c)) => {
+                    got += c.len() as u64;
+                    if tx.send(c).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                    if last.elapsed() >= Duration::from_millis(100) {
+                        rep.send(Action::Downloading, &id, got, total, "");
+                        last = std::time::Instant::now();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    fetch_err = Some(Error::Remote(format!(
+                        "fetching layer {}: {} (the download resumes where it stopped on the next pull)",
+                        layer.digest,
+                        crate::remote::client::error_chain(&e)
+                    )));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let ingest = writer
+            .await
+            .map_err(|e| Error::io("ingest", std::io::Error::other(e.to_string())))??;
+        if let Some(e) = fetch_err {
+            return Err(e);
+        }
+        rep.send(Action::Downloading, &id, got, total, "");
+        rep.send(Action::Verifying, &id, got, total, "");
+        tokio::task::spawn_blocking(move || ingest.commit())
+            .await
+            .map_err(|e| Error::io("ingest", std::io::Error::other(e.to_string())))??;
+    } else {
+        rep.send(Action::Verifying, &id, total, total, "");
+        tokio::task::spawn_blocking(move || ingest.commit())
+            .await
+            .map_err(|e| Error::io("ingest", std::io::Error::other(e.to_string())))??;
+    }
+    rep.send(Action::Downloaded, &id, total, total, "");
+    Ok(())
+}

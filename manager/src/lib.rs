@@ -1,0 +1,34 @@
+//! dray's manager: the library behind `drayd`.
+//!
+//! One module per responsibility (docs/architecture.md, "The manager"):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | drayd's flags and TOML config, with their defaults |
+//! | [`meta`] | the metadata database (SQLite): the only code that runs queries |
+//! | [`content`] | blobs by digest; resumable ingests; verify, fsync, rename |
+//! | [`remote`] | references, per-host registry config, auth, the distribution client |
+//! | [`images`] | manifests and configs, platform selection, pull orchestration |
+//! | [`unpack`] | decompression and the fd-relative layer applier |
+//! | [`snapshots`] | the overlay snapshotter (directories and the mounts that use them) |
+//! | [`gc`] | mark and sweep over images, leases, blobs and snapshots |
+//! | [`api`] | gRPC services: translation between wire and domain types only |
+//! | [`daemon`] | the process: lock, socket, serve, shutdown |
+//!
+//! The manager never links the runtime library and never reaches a container except through a
+//! shim's Task API (the next issue adds `shims/` and `containers/`).
+
+pub mod api;
+pub mod config;
+pub mod content;
+pub mod daemon;
+pub mod digest;
+pub mod error;
+pub mod gc;
+pub mod images;
+pub mod meta;
+pub mod remote;
+pub mod snapshots;
+pub mod unpack;
+
+pub use error::{Error, Result};

@@ -1,0 +1,237 @@
+//! Snapshots: directories that layers are unpacked into and containers run on, and the mounts
+//! that stack them. The snapshotter never mounts anything itself: it returns [`Mount`]s (as
+//! containerd's snapshotters do) for whoever mounts them (the shim, or a view).
+//!
+//! Overlay layout, one numbered directory per snapshot (short paths keep many layers within
+//! the kernel's one-page limit on mount options):
+//!
+//! ```text
+//! snapshots/<id>/fs     the layer's files (upper dir while active)
+//! snapshots/<id>/work   overlayfs work dir (active snapshots)
+//! ```
+//!
+//! Records live in `meta`; a directory without a record (a crash between the two) is removed
+//! by [`Snapshotter::recover`], and so is an active snapshot that an interrupted unpack left.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::meta::{Meta, SnapshotRecord};
+
+/// A mount as containerd describes one: type, source, options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub kind: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+/// Prefix of the keys of snapshots that an unpack is filling.
+pub const EXTRACT_PREFIX: &str = "extract-";
+
+/// The overlay snapshotter.
+pub struct Snapshotter {
+    root: PathBuf,
+    meta: Meta,
+}
+
+impl Snapshotter {
+    /// Opens the snapshotter under `root`; overlayfs must be usable (checked by the daemon).
+    pub fn open(root: &Path, meta: Meta) -> Result<Snapshotter> {
+        fs::create_dir_all(root).ctx(|| format!("creating {}", root.display()))?;
+        Ok(Snapshotter {
+            root: root.to_path_buf(),
+            meta,
+        })
+    }
+
+    /// The name of this snapshotter (docker's GraphDriver.Name).
+    pub fn name(&self) -> &'static str {
+        "overlayfs"
+    }
+
+    fn dir_of(&self, id: i64) -> PathBuf {
+        self.root.join(id.to_string())
+    }
+
+    /// Where a snapshot's files are (the upper dir of an active one).
+    pub fn fs_dir(&self, rec: &SnapshotRecord) -> PathBuf {
+        self.dir_of(rec.id).join("fs")
+    }
+
+    /// A snapshot's record.
+    pub fn stat(&self, key: &str) -> Result<SnapshotRecord> {
+        self.meta
+            .snapshot(key)?
+            .ok_or_else(|| Error::NotFound(format!("snapshot {key} does not exist")))
+    }
+
+    /// Creates an active snapshot on `parent` (a committed one) and returns its record.
+    pub fn prepare(&self, key: &str, parent: Option<&str>) -> Result<SnapshotRecord> {
+        if let Some(p) = parent {
+            let pr = self.stat(p)?;
+            if !pr.committed {
+                return Err(Error::InvalidArgument(format!("parent snapshot {p} is not committed")));
+            }
+        }
+        let id = self.meta.insert_snapshot(key, parent)?;
+        let dir = self.dir_of(id);
+        let made = fs::create_dir_all(dir.join("fs")).and_then(|_| fs::create_dir_all(dir.join("work")));
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&dir);
+            let _ = self.meta.remove_snapshot(key);
+            return Err(Error::io(format!("creating snapshot directory {}", dir.display()), e));
+        }
+        self.stat(key)
+    }
+
+    /// Commits active snapshot `key` as `name` (read-only from now on).
+    pub fn commit(&self, name: &str, key: &str, size: i64, parent: Option<&str>) -> Result<()> {
+        let rec = self.stat(key)?;
+        if let Some(p) = parent {
+            if !self.stat(p)?.committed {
+                return Err(Error::InvalidArgument(format!("parent snapshot {p} is not committed")));
+            }
+        }
+        self.meta.commit_snapshot(key, name, size, parent)?;
+        let _ = fs::remove_dir_all(self.dir_of(rec.id).join("work"));
+        Ok(())
+    }
+
+    /// Removes a snapshot and its directory (refused while it has children).
+    pub fn remove(&self, key: &str) -> Result<()> {
+        let rec = self.stat(key)?;
+        self.meta.remove_snapshot(key)?;
+        remove_tree(&self.dir_of(rec.id))
+    }
+
+    /// The chain of directories from `key` down to its base layer.
+    fn chain(&self, key: &str) -> Result<Vec<SnapshotRecord>> {
+        let mut out = Vec::new();
+        let mut cur = Some(key.to_string());
+        while let Some(k) = cur {
+            let r = self.stat(&k)?;
+            cur = r.parent.clone();
+            out.push(r);
+            if out.len() > 1000 {
+                return Err(Error::BadContent(format!("snapshot chain of {key} is too deep")));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The mounts that show snapshot `key`: for an active snapshot a read-write overlay on its
+    /// parents; for a committed one a read-only view (a bind for a single layer).
+    pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let chain = self.chain(key)?;
+        let top = &chain[0];
+        if !top.committed {
+            let lowers: Vec<String> = chain[1..]
+                .iter()
+                .map(|r| self.fs_dir(r).display().to_string())
+                .collect();
+            if lowers.is_empty() {
+                return Ok(vec![Mount {
+                    kind: "bind".into(),
+                    source: self.fs_dir(top).display().to_string(),
+                    options: vec!["rbind".into(), "rw".into()],
+                }]);
+            }
+            let dir = self.dir_of(top.id);
+            return Ok(vec![Mount {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                options: vec![
+                    format!("workdir={}", dir.join("work").display()),
+                    format!("upperdir={}", dir.join("fs").display()),
+                    format!("lowerdir={}", lowers.join(":")),
+                ],
+            }]);
+        }
+        if chain.len() == 1 {
+            return Ok(vec![Mount {
+                kind: "bind".into(),
+                source: self.fs_dir(top).display().to_string(),
+                options: vec!["rbind".into(), "ro".into()],
+            }]);
+        }
+        let lowers: Vec<String> = chain.iter().map(|r| self.fs_dir(r).display().to_string()).collect();
+        Ok(vec![Mount {
+            kind: "overlay".into(),
+            source: "overlay".into(),
+            options: vec![format!("lowerdir={}", lowers.join(":"))],
+        }])
+    }
+
+    /// Removes directories without a record, and active snapshots left by interrupted unpacks
+    /// (their layers are unpacked again from the content store). Run before serving.
+    pub fn recover(&self) -> Result<()> {
+        let recs = self.meta.snapshots()?;
+        for r in recs
+            .iter()
+            .filter(|r| !r.committed && r.key.starts_with(EXTRACT_PREFIX))
+        {
+            tracing::info!(key = %r.key, "removing the snapshot of an interrupted unpack");
+            self.meta.remove_snapshot(&r.key)?;
+            remove_tree(&self.dir_of(r.id))?;
+        }
+        let known: std::collections::HashSet<String> =
+            self.meta.snapshots()?.iter().map(|r| r.id.to_string()).collect();
+        for e in fs::read_dir(&self.root)
+            .ctx(|| format!("listing {}", self.root.display()))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !known.contains(&name) {
+                tracing::info!(dir = %e.path().display(), "removing a snapshot directory without a record");
+                remove_tree(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every snapshot record.
+    pub fn list(&self) -> Result<Vec<SnapshotRecord>> {
+        self.meta.snapshots()
+    }
+}
+
+/// Removes a directory tree that may hold read-only directories and immutable-free files.
+pub fn remove_tree(p: &Path) -> Result<()> {
+    match fs::remove_dir_all(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("removing {}", p.display()), e)),
+        _ => Ok(()),
+    }
+}
+
+/// True when overlayfs can be mounted with directories under `dir` (the data root's file
+/// system may not support it, e.g. overlay on overlay).
+pub fn overlay_supported(dir: &Path) -> bool {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let base = dir.join(format!("overlay-check-{}", std::process::id()));
+    let ok = (|| -> Option<()> {
+        for d in ["lower", "upper", "work", "merged"] {
+            fs::create_dir_all(base.join(d)).ok()?;
+        }
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            base.join("lower").display(),
+            base.join("upper").display(),
+            base.join("work").display()
+        );
+        mount(
+            Some("overlay"),
+            &base.join("merged"),
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .ok()?;
+        let _ = umount2(&base.join("merged"), MntFlags::MNT_DETACH);
+        Some(())
+    })()
+    .is_some();
+    let _ = fs::remove_dir_all(&base);
+    ok
+}

@@ -1,0 +1,391 @@
+//! Helpers for the manager's end-to-end tests: a private drayd (its own data and exec roots),
+//! drayctl bound to it, and a real registry (Debian's docker-registry) on a free loopback port
+//! holding the images that `tests/fixtures/mkimage.py` built, pushed with skopeo.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin(var: &str, name: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+            root.join("target/x86_64-unknown-linux-gnu/release").join(name)
+        }
+    }
+}
+
+/// The drayd binary under test (`DRAYD_BIN`, default the release build).
+pub fn drayd_bin() -> PathBuf {
+    bin("DRAYD_BIN", "drayd")
+}
+
+/// The drayctl binary under test (`DRAYCTL_BIN`).
+pub fn drayctl_bin() -> PathBuf {
+    bin("DRAYCTL_BIN", "drayctl")
+}
+
+/// The OCI layouts built by mkimage.py (`DRAY_IMAGES`).
+pub fn images_dir() -> PathBuf {
+    match std::env::var_os("DRAY_IMAGES") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("root")
+            .join("target/fixtures/images"),
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Waits until `f` holds, up to `limit`.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A docker-registry on 127.0.0.1, stopped (and its storage removed) on drop.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    dir: tempdir::Dir,
+}
+
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// A directory removed on drop.
+    pub struct Dir(pub PathBuf);
+
+    impl Dir {
+        pub fn new(prefix: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), super::free_port()));
+            std::fs::create_dir_all(&p).expect("mkdir");
+            Dir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub use tempdir::Dir as TempDir;
+
+impl Registry {
+    /// Starts a registry and pushes the named fixture images to `test/<name>:latest`.
+    pub fn start(images: &[&str]) -> Registry {
+        let dir = tempdir::Dir::new("dray-registry");
+        let port = free_port();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("registry config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed");
+        let reg = Registry { child, port, dir };
+        assert!(
+            wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "registry did not start"
+        );
+        for name in images {
+            reg.push_fixture(name);
+        }
+        reg
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes a fixture layout as `test/<name>:latest`.
+    pub fn push_fixture(&self, name: &str) {
+        let src = format!("oci:{}:latest", images_dir().join(name).display());
+        let dst = format!("docker://{}/test/{name}:latest", self.host());
+        let o = Command::new("skopeo")
+            .args(["copy", "-q", "--all", "--dest-tls-verify=false", &src, &dst])
+            .output()
+            .expect("skopeo");
+        assert!(
+            o.status.success(),
+            "skopeo copy {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// The registry's storage directory.
+    pub fn storage(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private drayd, killed (SIGTERM, then SIGKILL) and its roots removed on drop.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: tempdir::Dir,
+    pub config: Option<PathBuf>,
+}
+
+impl Daemon {
+    /// Starts drayd with its own roots under a temporary directory.
+    pub fn start() -> Daemon {
+        let dir = tempdir::Dir::new("drayd");
+        let mut d = Daemon {
+            child: None,
+            dir,
+            config: None,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn exec_root(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.exec_root().join("drayd.sock")
+    }
+
+    /// The drayd command line of this daemon (for starting a second one on the same roots).
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(drayd_bin());
+        c.arg("--data-root")
+            .arg(self.data_root())
+            .arg("--exec-root")
+            .arg(self.exec_root());
+        if let Some(cfg) = &self.config {
+            c.arg("--config").arg(cfg);
+        }
+        c
+    }
+
+    /// (Re)starts the process and waits for its socket.
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("drayd.log"))
+            .expect("log");
+        let child = self.command().stdout(Stdio::null()).stderr(log).spawn().expect("drayd");
+        self.child = Some(child);
+        let sock = self.socket();
+        assert!(
+            wait_until(Duration::from_secs(20), || sock.exists()),
+            "drayd did not start: {}",
+            self.log()
+        );
+    }
+
+    /// drayd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("drayd.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, no cleanup.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A drayctl command bound to this daemon.
+    pub fn ctl(&self) -> Command {
+        let mut c = Command::new(drayctl_bin());
+        c.env("DRAY_HOST", format!("unix://{}", self.socket().display()));
+        c.env("DOCKER_CONFIG", self.dir.path().join("docker-config"));
+        c
+    }
+
+    /// Runs drayctl with `args`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.ctl().args(args).stdin(Stdio::null()).output().expect("drayctl")
+    }
+
+    /// Runs drayctl and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "drayctl {args:?} failed ({:?}): {}{}\ndrayd log:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Snapshot directories present.
+    pub fn snapshot_dirs(&self) -> Vec<String> {
+        list(&self.data_root().join("snapshots"))
+    }
+
+    /// Blobs present.
+    pub fn blobs(&self) -> Vec<String> {
+        list(&self.data_root().join("content/blobs/sha256"))
+    }
+}
+
+fn list(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Mounts a read-only overlay of `lowers` (top first) on a new directory; unmounted on drop.
+pub struct OverlayView {
+    pub path: PathBuf,
+    _dir: tempdir::Dir,
+}
+
+impl OverlayView {
+    pub fn new(lowers: &str) -> OverlayView {
+        let dir = tempdir::Dir::new("dray-view");
+        let path = dir.path().join("m");
+        std::fs::create_dir_all(&path).expect("mkdir");
+        let opts = if lowers.contains(':') {
+            format!("ro,lowerdir={lowers}")
+        } else {
+            format!("ro,lowerdir={lowers}:{lowers}")
+        };
+        let o = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(&path)
+            .output()
+            .expect("mount");
+        assert!(
+            o.status.success(),
+            "mount overlay: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        OverlayView { path, _dir: dir }
+    }
+}
+
+impl Drop for OverlayView {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Every entry below `root` as one line: path, type, mode, owner, size, link target, xattrs
+/// and a content hash (what an unpacked image must agree on).
+pub fn tree_listing(root: &Path) -> Vec<String> {
+    let script = r#"
+import hashlib, os, stat, sys
+root = sys.argv[1]
+out = []
+for dirpath, dirs, files in os.walk(root):
+    for n in sorted(dirs + files):
+        p = os.path.join(dirpath, n)
+        st = os.lstat(p)
+        rel = os.path.relpath(p, root)
+        kind = stat.S_IFMT(st.st_mode)
+        extra = ""
+        if stat.S_ISLNK(st.st_mode):
+            extra = "-> " + os.readlink(p)
+        elif stat.S_ISREG(st.st_mode):
+            extra = "size=%d sha=%s" % (st.st_size, hashlib.sha256(open(p, "rb").read()).hexdigest()[:16])
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            extra = "dev=%d,%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+        try:
+            xs = sorted((k, os.getxattr(p, k, follow_symlinks=False).hex()) for k in os.listxattr(p, follow_symlinks=False)
+                        if k.startswith("user.") or k == "security.capability")
+        except OSError:
+            xs = []
+        mtime = "" if stat.S_ISDIR(st.st_mode) else " mtime=%d" % int(st.st_mtime)
+        out.append("%s %o %o %d:%d %s %s%s" % (rel, kind >> 12, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, extra, xs, mtime))
+print("\n".join(sorted(out)))
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(root)
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "listing {}: {}",
+        root.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
+}

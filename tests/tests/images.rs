@@ -1,0 +1,380 @@
+//! drayd's image store end to end: a real registry (docker-registry) on loopback, images
+//! built by tests/fixtures/mkimage.py and pushed with skopeo, a private drayd per test, and
+//! drayctl as a user runs it. The unpacked trees are compared with what umoci unpacks.
+
+use std::process::Command;
+
+use dray_e2e::manager::{tree_listing, Daemon, OverlayView, Registry, TempDir};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn pull_unpacks_what_umoci_unpacks() {
+    let reg = Registry::start(&["multi"]);
+    let d = Daemon::start();
+    let name = format!("{}/test/multi", reg.host());
+    let out = d.ok(&["pull", &name]);
+    assert!(
+        out.starts_with("Using default tag: latest\nlatest: Pulling from test/multi\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Pull complete") && out.contains("Status: Downloaded newer image for"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with(&format!("{name}:latest")), "{out}");
+
+    // docker's columns, one row; the ID is the config digest.
+    let images = d.ok(&["images"]);
+    let lines: Vec<&str> = images.lines().collect();
+    assert!(
+        lines[0].starts_with("REPOSITORY") && lines[0].contains("IMAGE ID") && lines[0].ends_with("SIZE"),
+        "{images}"
+    );
+    assert_eq!(lines.len(), 2, "{images}");
+    assert!(
+        lines[1].starts_with(&name) && lines[1].contains("latest") && lines[1].contains("years ago"),
+        "{images}"
+    );
+    let id = d.ok(&["images", "-q"]).trim().to_string();
+    assert_eq!(id.len(), 12);
+
+    // inspect: docker's layout, the config's diff IDs, the repo digest of the index.
+    let inspect: serde_json::Value = serde_json::from_str(&d.ok(&["image", "inspect", &name])).unwrap();
+    let img = &inspect[0];
+    assert!(img["Id"].as_str().unwrap().starts_with(&format!("sha256:{id}")));
+    assert_eq!(img["RepoTags"][0], format!("{name}:latest"));
+    assert!(img["RepoDigests"][0]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{name}@sha256:")));
+    assert_eq!(img["Architecture"], "amd64");
+    assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 3);
+    assert_eq!(img["Config"]["Labels"]["org.dray.test"], "yes");
+    assert_eq!(img["GraphDriver"]["Name"], "overlayfs");
+    let index_digest = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}:latest"),
+        ])
+        .output()
+        .unwrap();
+    let want = format!("sha256:{}", sha256_hex(&index_digest.stdout));
+    assert!(
+        img["RepoDigests"][0].as_str().unwrap().ends_with(&want),
+        "repo digest is the index's: {img}"
+    );
+
+    // history: newest first, the image ID on top, <missing> below, one row per history entry.
+    let hist = d.ok(&["history", &name]);
+    let hl: Vec<&str> = hist.lines().collect();
+    assert!(hl[0].starts_with("IMAGE") && hl[0].contains("CREATED BY"), "{hist}");
+    assert_eq!(hl.len(), 5, "{hist}");
+    assert!(hl[1].starts_with(&id) && hl[2].starts_with("<missing>"), "{hist}");
+
+    // The layers stacked by overlayfs show what umoci unpacks from the same image.
+    let upper = d
+        .ok(&["image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", &name])
+        .trim()
+        .to_string();
+    let lower = d
+        .ok(&["image", "inspect", "--format", "{{.GraphDriver.Data.LowerDir}}", &name])
+        .trim()
+        .to_string();
+    let view = OverlayView::new(&format!("{upper}:{lower}"));
+    let tmp = TempDir::new("umoci");
+    let layout = tmp.path().join("layout");
+    let o = Command::new("skopeo")
+        .args([
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &format!("docker://{name}:latest"),
+        ])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bundle = tmp.path().join("bundle");
+    let o = Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:latest", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "umoci: {}", stderr(&o));
+    let ours = tree_listing(&view.path);
+    let theirs = tree_listing(&bundle.join("rootfs"));
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("usr/bin/suid ") && l.contains(" 4755 ")),
+        "{ours:#?}"
+    );
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("usr/bin/cap ") && l.contains("security.capability")),
+        "{ours:#?}"
+    );
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("usr/bin/xattrs ") && l.contains("user.dray")),
+        "{ours:#?}"
+    );
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("dev/null-copy ") && l.contains("dev=1,3")),
+        "{ours:#?}"
+    );
+    assert!(
+        !ours
+            .iter()
+            .any(|l| l.starts_with("var/log/old.log") || l.starts_with("opq/lower-file")),
+        "{ours:#?}"
+    );
+    assert_eq!(ours, theirs, "drayd's unpacked image differs from umoci's");
+    // hard-a and hard-b are one inode.
+    use std::os::unix::fs::MetadataExt;
+    let a = std::fs::metadata(view.path.join("usr/bin/hard-a")).unwrap();
+    let b = std::fs::metadata(view.path.join("usr/bin/hard-b")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    drop(view);
+
+    // The whiteout layer keeps overlay's whiteout (0/0 char device) and opaque xattr.
+    let layers: Vec<&str> = lower.split(':').collect();
+    let wl = std::path::Path::new(&upper);
+    use std::os::unix::fs::FileTypeExt;
+    let wh = std::fs::symlink_metadata(wl.join("var/log/old.log")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    let opq = Command::new("getfattr")
+        .args(["--only-values", "-n", "trusted.overlay.opaque"])
+        .arg(wl.join("opq"))
+        .output();
+    if let Ok(o) = opq {
+        if o.status.success() {
+            assert_eq!(stdout(&o), "y");
+        }
+    }
+    assert_eq!(layers.len(), 2);
+
+    // A second pull finds everything there.
+    let again = d.ok(&["pull", &name]);
+    assert!(again.contains("Status: Image is up to date"), "{again}");
+    assert!(again.contains("Already exists"), "{again}");
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    let o = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    stdout(&o).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn platforms_shared_layers_tags_and_garbage_collection() {
+    let reg = Registry::start(&["multi", "zstd"]);
+    let d = Daemon::start();
+    let multi = format!("{}/test/multi", reg.host());
+    let zstd = format!("{}/test/zstd:latest", reg.host());
+
+    // --platform selects from the index; an absent platform is a clear error (exit 125).
+    let o = d.run(&["pull", "--platform", "linux/s390x", &multi]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("no matching manifest for linux/s390x"),
+        "{}",
+        stderr(&o)
+    );
+    d.ok(&["pull", "-q", "--platform", "linux/arm64", &multi]);
+    let arch = d.ok(&["image", "inspect", "--format", "{{.Architecture}}", &multi]);
+    assert_eq!(arch.trim(), "arm64");
+    d.ok(&["rmi", &multi]);
+    assert!(d.snapshot_dirs().is_empty(), "{:?}", d.snapshot_dirs());
+    assert!(d.blobs().is_empty(), "{:?}", d.blobs());
+
+    // The zstd image shares its first layer with multi.
+    d.ok(&["pull", &multi]);
+    let out = d.ok(&["pull", &zstd]);
+    assert!(out.contains("Already exists"), "{out}");
+    assert_eq!(d.snapshot_dirs().len(), 4);
+    let upper = d.ok(&["image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", &zstd]);
+    assert!(
+        std::fs::read_to_string(std::path::Path::new(upper.trim()).join("etc/zstd-layer"))
+            .unwrap()
+            .starts_with("this layer")
+    );
+
+    // tag: a second name; rmi of one name only untags.
+    d.ok(&["tag", &zstd, "local/copy:v1"]);
+    let ids = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert!(ids.contains("local/copy:v1"), "{ids}");
+    let rm = d.ok(&["rmi", "local/copy:v1"]);
+    assert_eq!(rm.trim(), "Untagged: local/copy:v1");
+    let filtered = d.ok(&["images", "--filter", "reference=*/test/zstd", "-q"]);
+    assert_eq!(filtered.lines().count(), 1, "{filtered}");
+    let df = d.ok(&["system", "df"]);
+    assert!(df.contains("Images") && df.contains("RECLAIMABLE"), "{df}");
+
+    // Removing multi keeps the shared layer; removing zstd too leaves nothing behind.
+    let rm = d.ok(&["rmi", &multi]);
+    assert!(rm.contains("Untagged:") && rm.contains("Deleted: sha256:"), "{rm}");
+    assert_eq!(d.snapshot_dirs().len(), 2);
+    let o = d.run(&["rmi", "does/not:exist"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("No such image"), "{}", stderr(&o));
+    d.ok(&["rmi", &zstd]);
+    assert!(
+        d.snapshot_dirs().is_empty() && d.blobs().is_empty(),
+        "{:?} {:?}",
+        d.snapshot_dirs(),
+        d.blobs()
+    );
+    assert_eq!(d.ok(&["images", "-q"]), "");
+}
+
+#[test]
+fn hostile_images_are_refused_and_write_nothing_outside() {
+    let names = [
+        "hostile-dotdot",
+        "hostile-symlink",
+        "hostile-hardlink",
+        "hostile-whiteout",
+        "hostile-diffid",
+        "hostile-truncated",
+    ];
+    let reg = Registry::start(&names);
+    let d = Daemon::start();
+    let passwd_before = std::fs::read("/etc/passwd").unwrap();
+    for (n, why) in names.iter().zip([
+        "points outside the layer",
+        "a parent is a symlink",
+        "points outside the layer",
+        "invalid whiteout",
+        "diff ID",
+        "truncated or corrupt",
+    ]) {
+        let o = d.run(&["pull", &format!("{}/test/{n}", reg.host())]);
+        assert_eq!(o.status.code(), Some(125), "{n}: {}", stdout(&o));
+        assert!(stderr(&o).contains(why), "{n}: {}", stderr(&o));
+        assert!(
+            d.snapshot_dirs().is_empty(),
+            "{n} left snapshots: {:?}",
+            d.snapshot_dirs()
+        );
+        assert_eq!(d.ok(&["images", "-q"]), "", "{n} left an image");
+    }
+    for p in ["/escaped-dotdot", "/tmp/escaped-symlink", "/tmp/escaped-dotdot"] {
+        assert!(!std::path::Path::new(p).exists(), "{p} was written");
+    }
+    assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before);
+    // The garbage collector takes the blobs the failed pulls left.
+    d.ok(&["system", "prune", "-f"]);
+    assert!(d.blobs().is_empty(), "{:?}", d.blobs());
+}
+
+#[test]
+fn a_blob_whose_digest_lies_is_never_stored() {
+    let reg = Registry::start(&["zstd"]);
+    let d = Daemon::start();
+    // Corrupt the layer in the registry's storage: same digest name, other bytes.
+    let layout = dray_e2e::manager::images_dir().join("zstd");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mdig = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(mdig)).unwrap()).unwrap();
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let data = reg
+        .storage()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&layer[..2])
+        .join(&layer)
+        .join("data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    let o = d.run(&["pull", &format!("{}/test/zstd", reg.host())]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("refusing it"), "{}", stderr(&o));
+    assert!(!d.blobs().contains(&layer));
+    assert!(!d
+        .data_root()
+        .join("content/ingest")
+        .join(format!("sha256-{layer}"))
+        .exists());
+}
+
+#[test]
+fn daemon_lifecycle_and_errors() {
+    let mut d = Daemon::start();
+    // A second drayd on the same roots is refused.
+    let o = d.command().output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("another drayd"), "{}", stderr(&o));
+    // version and info answer.
+    let v = d.ok(&["version"]);
+    assert!(v.contains("Server: drayd"), "{v}");
+    let info = d.ok(&["info", "--format", "{{.Driver}} {{.DockerRootDir}}"]);
+    assert_eq!(info.trim(), format!("overlayfs {}", d.data_root().display()));
+    // Bad input: a clear error and exit 125.
+    let o = d.run(&["pull", "UPPERCASE"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("invalid reference format"), "{}", stderr(&o));
+    let o = d.run(&["pull", "127.0.0.1:1/none"]);
+    assert_eq!(o.status.code(), Some(125));
+    // Unknown flags exit 125 as docker's do; --help exits 0.
+    assert_eq!(d.run(&["images", "--bogus"]).status.code(), Some(125));
+    assert_eq!(d.run(&["pull", "--help"]).status.code(), Some(0));
+    let comp = d.ok(&["completion", "bash"]);
+    assert!(comp.contains("drayctl"), "completion script");
+    // SIGTERM: a clean exit that removes the socket.
+    let st = d.stop().unwrap();
+    assert!(st.success(), "{st:?}: {}", d.log());
+    assert!(!d.socket().exists());
+    let o = d.run(&["images"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("Cannot connect to drayd"), "{}", stderr(&o));
+    // It starts again on the same roots.
+    d.spawn();
+    d.ok(&["images"]);
+}
+
+#[test]
+fn kill_9_then_restart_keeps_a_consistent_store() {
+    let reg = Registry::start(&["multi"]);
+    let mut d = Daemon::start();
+    let name = format!("{}/test/multi", reg.host());
+    d.ok(&["pull", &name]);
+    // A stray snapshot directory (a crash between mkdir and the database) and an interrupted
+    // unpack are cleaned on the next start.
+    d.kill9();
+    std::fs::create_dir_all(d.data_root().join("snapshots/999/fs")).unwrap();
+    d.spawn();
+    assert!(!d.data_root().join("snapshots/999").exists());
+    let again = d.ok(&["pull", &name]);
+    assert!(again.contains("Image is up to date"), "{again}");
+    assert_eq!(d.ok(&["images", "-q"]).lines().count(), 1);
+}
