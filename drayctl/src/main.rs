@@ -29,6 +29,8 @@ struct Cli {
 enum Cmd {
     /// Download an image from a registry
     Pull(commands::images::PullArgs),
+    /// Upload an image to a registry
+    Push(commands::images::PushArgs),
     /// List images
     Images(commands::images::ListArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
@@ -39,6 +41,12 @@ enum Cmd {
     History(commands::images::HistoryArgs),
     /// Return low-level information on images
     Inspect(commands::images::InspectArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(commands::archive::SaveArgs),
+    /// Load images from a tar archive or STDIN
+    Load(commands::archive::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(commands::archive::ImportArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
@@ -67,6 +75,8 @@ enum ImageCmd {
     Ls(commands::images::ListArgs),
     /// Download an image from a registry
     Pull(commands::images::PullArgs),
+    /// Upload an image to a registry
+    Push(commands::images::PushArgs),
     /// Display detailed information on one or more images
     Inspect(commands::images::InspectArgs),
     /// Remove one or more images
@@ -78,6 +88,12 @@ enum ImageCmd {
     History(commands::images::HistoryArgs),
     /// Remove unused images
     Prune(commands::system::PruneArgs),
+    /// Save one or more images to a tar archive
+    Save(commands::archive::SaveArgs),
+    /// Load images from a tar archive or STDIN
+    Load(commands::archive::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(commands::archive::ImportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,15 +180,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         return commands::registry::logout(a);
     }
     let c = Client::connect(&cli.host).await?;
-    use commands::{images, registry, system};
+    use commands::{archive, images, registry, system};
     match cli.command {
         Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => images::pull(&c, a).await,
+        Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => images::push(&c, a).await,
         Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => images::list(&c, a).await,
         Cmd::Tag(a) | Cmd::Image(ImageCmd::Tag(a)) => images::tag(&c, a).await,
         Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => images::rmi(&c, a).await,
         Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => images::history(&c, a).await,
         Cmd::Inspect(a) | Cmd::Image(ImageCmd::Inspect(a)) => images::inspect(&c, a).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
+        Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
+        Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,
+        Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => archive::import(&c, a).await,
         Cmd::Login(a) => registry::login(&c, a).await,
         Cmd::Version(a) => system::version(&c, a).await,
         Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => system::info(&c, a).await,

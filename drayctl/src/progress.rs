@@ -13,6 +13,8 @@ use crate::units::human_size;
 /// Renders a stream of progress events.
 pub struct Renderer {
     quiet: bool,
+    /// Push wording ("Preparing", "Layer already exists").
+    push: bool,
     tty: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
     /// Last status printed per layer (plain mode prints changes only).
@@ -25,14 +27,25 @@ impl Renderer {
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Renderer {
             quiet,
+            push: false,
             tty,
             bars: HashMap::new(),
             last: HashMap::new(),
         }
     }
 
-    fn status(a: Action) -> &'static str {
+    /// A renderer for `push`.
+    pub fn for_push(quiet: bool) -> Renderer {
+        Renderer {
+            push: true,
+            ..Renderer::new(quiet)
+        }
+    }
+
+    fn status(&self, a: Action) -> &'static str {
         match a {
+            Action::Waiting if self.push => "Preparing",
+            Action::AlreadyExists if self.push => "Layer already exists",
             Action::Waiting => "Pulling fs layer",
             Action::Downloading => "Downloading",
             Action::Verifying => "Verifying Checksum",
@@ -60,7 +73,13 @@ impl Renderer {
             }
             return;
         }
-        let status = Self::status(action);
+        let mounted;
+        let status = if action == Action::Mounted && !p.message.is_empty() {
+            mounted = format!("Mounted from {}", p.message);
+            mounted.as_str()
+        } else {
+            self.status(action)
+        };
         if let Some(mp) = &self.tty {
             let bar = self.bars.entry(p.id.clone()).or_insert_with(|| {
                 let b = mp.add(ProgressBar::new(p.total.max(1)));
@@ -71,7 +90,7 @@ impl Renderer {
                 b
             });
             match action {
-                Action::Downloading | Action::Extracting if p.total > 0 => {
+                Action::Downloading | Action::Extracting | Action::Pushing if p.total > 0 => {
                     let width = 50usize;
                     let filled = ((p.current.min(p.total) as f64 / p.total as f64) * width as f64) as usize;
                     let arrow = if filled < width { ">" } else { "" };
@@ -91,7 +110,7 @@ impl Renderer {
             }
             bar.tick();
         } else {
-            if matches!(action, Action::Downloading | Action::Extracting) {
+            if matches!(action, Action::Downloading | Action::Extracting | Action::Pushing) {
                 // Plain output: one line when a phase starts, not one per chunk.
                 if self.last.get(&p.id).map(String::as_str) == Some(status) {
                     return;

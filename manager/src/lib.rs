@@ -29,6 +29,7 @@ pub mod images;
 pub mod meta;
 pub mod remote;
 pub mod snapshots;
+pub mod tarwriter;
 pub mod unpack;
 
 pub use error::{Error, Result};

@@ -378,3 +378,262 @@ fn kill_9_then_restart_keeps_a_consistent_store() {
     assert!(again.contains("Image is up to date"), "{again}");
     assert_eq!(d.ok(&["images", "-q"]).lines().count(), 1);
 }
+
+#[test]
+fn save_load_import_and_push_round_trips() {
+    let reg = Registry::start(&["multi", "zstd"]);
+    let d = Daemon::start();
+    let multi = format!("{}/test/multi:latest", reg.host());
+    d.ok(&["pull", "-q", &multi]);
+    let id = d.ok(&["images", "-q", "--no-trunc"]).trim().to_string();
+    let tmp = TempDir::new("save");
+    let archive = tmp.path().join("multi.tar");
+    d.ok(&["save", "-o", archive.to_str().unwrap(), &multi]);
+    // skopeo reads it as a docker-archive and as an OCI archive, with our digests.
+    let o = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&d.ok(&["image", "inspect", &multi])).unwrap();
+    let manifest_layers = v["Layers"].as_array().unwrap().len();
+    assert_eq!(
+        manifest_layers,
+        inspect[0]["RootFS"]["Layers"].as_array().unwrap().len()
+    );
+
+    // Load it back after removing it: same image ID, same unpacked files.
+    d.ok(&["rmi", &multi]);
+    assert!(d.snapshot_dirs().is_empty());
+    let out = d.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out.trim(), format!("Loaded image: {multi}"));
+    assert_eq!(d.ok(&["images", "-q", "--no-trunc"]).trim(), id);
+    // From stdin too, and a second load changes nothing.
+    let o = d
+        .ctl()
+        .args(["load"])
+        .stdin(std::fs::File::open(&archive).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.ok(&["images", "-q"]).lines().count(), 1);
+    // --format oci-archive has no manifest.json.
+    let oci = tmp.path().join("multi-oci.tar");
+    d.ok(&["save", "--format", "oci-archive", "-o", oci.to_str().unwrap(), &multi]);
+    let list = Command::new("tar").arg("tf").arg(&oci).output().unwrap();
+    assert!(!stdout(&list).contains("manifest.json") && stdout(&list).contains("index.json"));
+    // An archive that is no image is a clear error.
+    let junk = tmp.path().join("junk.tar");
+    assert!(Command::new("tar")
+        .arg("cf")
+        .arg(&junk)
+        .arg("-C")
+        .arg("/etc")
+        .arg("hostname")
+        .status()
+        .unwrap()
+        .success());
+    let o = d.run(&["load", "-i", junk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("not an image archive"), "{}", stderr(&o));
+
+    // skopeo's oci-archive of the zstd image loads (no names: dangling, as docker shows it).
+    let zoci = tmp.path().join("zstd-oci.tar");
+    let o = Command::new("skopeo")
+        .args([
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &format!("docker://{}/test/zstd:latest", reg.host()),
+        ])
+        .arg(format!(
+            "oci-archive:{}:{}/test/zstd:latest",
+            zoci.display(),
+            reg.host()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = d.ok(&["load", "-i", zoci.to_str().unwrap()]);
+    assert!(out.contains("Loaded image"), "{out}");
+
+    // import: a rootfs tarball becomes a one-layer image with the --change applied.
+    let rootfs = tmp.path().join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("cf")
+        .arg(&rootfs)
+        .arg("-C")
+        .arg("/bin")
+        .arg("busybox")
+        .status()
+        .unwrap()
+        .success());
+    let new_id = d.ok(&[
+        "import",
+        "-c",
+        "CMD [\"/busybox\", \"sh\"]",
+        "-c",
+        "ENV A=b",
+        "-m",
+        "from the test",
+        rootfs.to_str().unwrap(),
+        "local/imported:v1",
+    ]);
+    assert!(new_id.trim().starts_with("sha256:"), "{new_id}");
+    let cfg = d.ok(&["image", "inspect", "--format", "{{json .Config}}", "local/imported:v1"]);
+    assert!(cfg.contains("\"/busybox\"") && cfg.contains("A=b"), "{cfg}");
+    let hist = d.ok(&["history", "local/imported:v1"]);
+    assert!(hist.contains("from the test"), "{hist}");
+    let upper = d.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Data.UpperDir}}",
+        "local/imported:v1",
+    ]);
+    assert_eq!(
+        std::fs::read(std::path::Path::new(upper.trim()).join("busybox")).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
+    let o = d.run(&["import", "-c", "BOGUS x", rootfs.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(125));
+
+    // push: to a new repository (layers mounted from the one it came from), again (skipped),
+    // and an imported image (uploaded); skopeo sees the same layers.
+    let target = format!("{}/pushed/multi:v1", reg.host());
+    d.ok(&["tag", &multi, &target]);
+    let out = d.ok(&["push", &target]);
+    assert!(
+        out.contains(&format!("The push refers to repository [{}/pushed/multi]", reg.host())),
+        "{out}"
+    );
+    assert!(out.contains("Mounted from test/multi"), "{out}");
+    assert!(out.contains("v1: digest: sha256:"), "{out}");
+    let again = d.ok(&["push", &target]);
+    assert!(
+        again.contains("Layer already exists") && !again.contains("Pushed"),
+        "{again}"
+    );
+    let imported = format!("{}/pushed/imported:v1", reg.host());
+    d.ok(&["tag", "local/imported:v1", &imported]);
+    let out = d.ok(&["push", &imported]);
+    assert!(out.contains("Pushed"), "{out}");
+    let layers = |r: &str| {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", &format!("docker://{r}")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["Layers"].clone()
+    };
+    assert_eq!(layers(&target), layers(&format!("{}/test/multi:latest", reg.host())));
+    // Pulled back by another drayd, the pushed import is the same image.
+    let d2 = Daemon::start();
+    d2.ok(&["pull", "-q", &imported]);
+    assert_eq!(d2.ok(&["images", "-q", "--no-trunc"]).trim(), new_id.trim());
+    let o = d.run(&["push", "no/such:image"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("does not exist locally"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_interrupted_pull_resumes_after_kill_9() {
+    let reg = Registry::start(&["big"]);
+    // 2 MB/s: the 8 MiB layer takes about four seconds.
+    let proxy = dray_e2e::manager::SlowProxy::start(reg.port, 2 << 20);
+    let mut d = Daemon::start();
+    let name = format!("127.0.0.1:{}/test/big:latest", proxy.port);
+    let mut pull = d
+        .ctl()
+        .args(["pull", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ingest = d.data_root().join("content/ingest");
+    let partial = || {
+        std::fs::read_dir(&ingest)
+            .map(|r| {
+                r.flatten().any(|e| {
+                    std::fs::metadata(e.path().join("data"))
+                        .map(|m| m.len() > (1 << 20))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false)
+    };
+    assert!(
+        dray_e2e::manager::wait_until(std::time::Duration::from_secs(30), partial),
+        "no partial download appeared"
+    );
+    d.kill9();
+    let _ = pull.wait();
+    let had: u64 = std::fs::read_dir(&ingest)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::metadata(e.path().join("data")).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(had > 0 && had < 9 << 20, "{had}");
+    d.spawn();
+    // The next pull (straight from the registry this time) resumes with a Range request.
+    let direct = format!("{}/test/big:latest", reg.host());
+    d.ok(&["pull", "-q", &direct]);
+    assert!(d.log().contains("resuming a download"), "{}", d.log());
+    // Every blob's content has the digest it is stored under.
+    for b in d.blobs() {
+        let o = Command::new("sha256sum")
+            .arg(d.data_root().join("content/blobs/sha256").join(&b))
+            .output()
+            .unwrap();
+        assert!(stdout(&o).starts_with(&b), "blob {b} is corrupt");
+    }
+    assert_eq!(std::fs::read_dir(&ingest).unwrap().count(), 0, "ingests left behind");
+    drop(proxy);
+}
+
+#[test]
+fn docker_and_podman_read_what_drayd_saves_and_drayd_loads_docker_save() {
+    let reg = Registry::start(&["multi"]);
+    let d = Daemon::start();
+    let multi = format!("{}/test/multi:latest", reg.host());
+    d.ok(&["pull", "-q", &multi]);
+    let id = d.ok(&["images", "-q", "--no-trunc"]).trim().to_string();
+    let tmp = TempDir::new("interop");
+    let archive = tmp.path().join("multi.tar");
+    d.ok(&["save", "-o", archive.to_str().unwrap(), &multi]);
+
+    let dockerd = dray_e2e::engines::Dockerd::start("images");
+    let o = dockerd.docker(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(o.status.success(), "docker load: {}", stderr(&o));
+    let o = dockerd.docker(&["image", "inspect", "--format", "{{.Id}}", &multi]);
+    assert_eq!(stdout(&o).trim(), id, "docker sees another image ID: {}", stderr(&o));
+    // docker save's own archive loads into drayd with the same image ID.
+    let theirs = tmp.path().join("docker-save.tar");
+    let o = dockerd.docker(&["save", "-o", theirs.to_str().unwrap(), "dray/busybox:latest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let docker_id = stdout(&dockerd.docker(&["image", "inspect", "--format", "{{.Id}}", "dray/busybox:latest"]))
+        .trim()
+        .to_string();
+    let out = d.ok(&["load", "-i", theirs.to_str().unwrap()]);
+    assert!(out.contains("Loaded image: dray/busybox:latest"), "{out}");
+    assert_eq!(
+        d.ok(&["image", "inspect", "--format", "{{.Id}}", "dray/busybox"])
+            .trim(),
+        docker_id
+    );
+    drop(dockerd);
+
+    let podman = dray_e2e::engines::Podman::new("images");
+    let o = podman.podman(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(o.status.success(), "podman load: {}", stderr(&o));
+    let o = podman.podman(&["image", "inspect", "--format", "{{.Id}}", &multi]);
+    assert_eq!(format!("sha256:{}", stdout(&o).trim()), id, "{}", stderr(&o));
+}

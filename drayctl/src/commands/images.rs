@@ -108,6 +108,31 @@ fn full_name(image: &str) -> String {
 }
 
 #[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Image name: NAME[:TAG]
+    pub image: String,
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub async fn push(c: &Client, a: PushArgs) -> Result<u8> {
+    let req = pb::PushRequest {
+        reference: a.image.clone(),
+        auth: auth_for(&a.image)?,
+    };
+    let mut stream = c.images().push(req).await.map_err(DaemonError::from)?.into_inner();
+    let mut r = Renderer::for_push(a.quiet);
+    while let Some(p) = stream.message().await.map_err(DaemonError::from)? {
+        if p.action != pb::pull_progress::Action::Done as i32 {
+            r.show(&p);
+        }
+    }
+    r.finish();
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
 pub struct ListArgs {
     /// Show all images (default hides intermediate images)
     #[arg(short, long)]

@@ -1,5 +1,6 @@
 //! One file per command group; each command calls drayd and prints as docker does.
 
+pub mod archive;
 pub mod images;
 pub mod registry;
 pub mod system;

@@ -8,8 +8,12 @@ use dray_proto::v1::images_server::Images;
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
+use super::stream::{ChannelReader, ChannelWriter};
 use super::{blocking, status};
+use crate::images::archive::{load, save, SaveFormat};
+use crate::images::import::{import, ImportOptions};
 use crate::images::pull::{self, Action, Progress, Reporter};
+use crate::images::push::push;
 use crate::images::{Image, Store};
 use crate::remote::Credentials;
 
@@ -47,6 +51,9 @@ fn action(a: Action) -> pb::pull_progress::Action {
         Action::Extracting => A::Extracting,
         Action::PullComplete => A::PullComplete,
         Action::AlreadyExists => A::AlreadyExists,
+        Action::Pushing => A::Pushing,
+        Action::Pushed => A::Pushed,
+        Action::Mounted => A::Mounted,
         Action::Message => A::Message,
     }
 }
@@ -60,6 +67,62 @@ fn progress(p: Progress) -> pb::PullProgress {
         message: p.message,
         image: None,
     }
+}
+
+/// Forwards progress events, then the task's result as a DONE event or an error status. The
+/// client going away drops `rx`, which the task sees as a cancellation.
+fn progress_stream(
+    mut rx: tokio::sync::mpsc::Receiver<Progress>,
+    task: tokio::task::JoinHandle<crate::Result<Option<pb::ImageSummary>>>,
+) -> ProgressStream {
+    let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<pb::PullProgress, Status>>(256);
+    tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            if out_tx.send(Ok(progress(p))).await.is_err() {
+                return;
+            }
+        }
+        let last = match task.await {
+            Ok(Ok(image)) => Ok(pb::PullProgress {
+                action: pb::pull_progress::Action::Done as i32,
+                image,
+                ..Default::default()
+            }),
+            Ok(Err(e)) => Err(status(e)),
+            Err(e) => Err(Status::internal(format!("task failed: {e}"))),
+        };
+        let _ = out_tx.send(last).await;
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+}
+
+/// Feeds a client stream's bytes (after `first`) to a blocking reader.
+fn forward<M: Send + 'static>(
+    mut input: tonic::Streaming<M>,
+    first: Vec<u8>,
+    data: impl Fn(M) -> Vec<u8> + Send + 'static,
+) -> ChannelReader {
+    let (tx, reader) = ChannelReader::new();
+    tokio::spawn(async move {
+        if !first.is_empty() && tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        loop {
+            let next = match input.message().await {
+                Ok(Some(m)) => Ok(data(m)),
+                Ok(None) => return,
+                Err(e) => Err(std::io::Error::other(format!(
+                    "the client stream failed: {}",
+                    e.message()
+                ))),
+            };
+            let failed = next.is_err();
+            if tx.send(next).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    reader
 }
 
 fn creds(a: Option<pb::RegistryAuth>) -> Credentials {
@@ -80,37 +143,23 @@ impl Images for ImagesApi {
 
     async fn pull(&self, req: Request<pb::PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let req = req.into_inner();
-        let (rep, mut rx) = Reporter::new(256);
-        let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<pb::PullProgress, Status>>(256);
+        let (rep, rx) = Reporter::new(256);
         let store = self.store.clone();
         // The pull runs in its own task; the client going away closes `rx`, which cancels it.
-        let task =
-            tokio::spawn(async move { pull::pull(store, &req.reference, &req.platform, creds(req.auth), rep).await });
-        tokio::spawn(async move {
-            while let Some(p) = rx.recv().await {
-                if out_tx.send(Ok(progress(p))).await.is_err() {
-                    // Client gone: dropping `rx` (by returning) cancels the pull.
-                    return;
-                }
-            }
-            let last = match task.await {
-                Ok(Ok(img)) => Ok(pb::PullProgress {
-                    action: pb::pull_progress::Action::Done as i32,
-                    image: Some(summary(&img)),
-                    ..Default::default()
-                }),
-                Ok(Err(e)) => Err(status(e)),
-                Err(e) => Err(Status::internal(format!("pull task failed: {e}"))),
-            };
-            let _ = out_tx.send(last).await;
+        let task = tokio::spawn(async move {
+            pull::pull(store, &req.reference, &req.platform, creds(req.auth), rep)
+                .await
+                .map(|img| Some(summary(&img)))
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
-            out_rx,
-        ))))
+        Ok(Response::new(progress_stream(rx, task)))
     }
 
-    async fn push(&self, _req: Request<pb::PushRequest>) -> Result<Response<Self::PushStream>, Status> {
-        Err(Status::unimplemented("push is not implemented yet in drayd"))
+    async fn push(&self, req: Request<pb::PushRequest>) -> Result<Response<Self::PushStream>, Status> {
+        let req = req.into_inner();
+        let (rep, rx) = Reporter::new(256);
+        let store = self.store.clone();
+        let task = tokio::spawn(async move { push(store, &req.reference, creds(req.auth), rep).await.map(|_| None) });
+        Ok(Response::new(progress_stream(rx, task)))
     }
 
     async fn list(&self, req: Request<pb::ListImagesRequest>) -> Result<Response<pb::ListImagesResponse>, Status> {
@@ -186,22 +235,68 @@ impl Images for ImagesApi {
         Ok(Response::new(pb::RemoveImageResponse { untagged, deleted }))
     }
 
-    async fn save(&self, _req: Request<pb::SaveRequest>) -> Result<Response<Self::SaveStream>, Status> {
-        Err(Status::unimplemented("save is not implemented yet in drayd"))
+    async fn save(&self, req: Request<pb::SaveRequest>) -> Result<Response<Self::SaveStream>, Status> {
+        let req = req.into_inner();
+        let format = SaveFormat::parse(&req.format).map_err(status)?;
+        // Resolve every name first, so that a bad name is an error before any byte is sent.
+        {
+            let (store, refs) = (self.store.clone(), req.references.clone());
+            blocking(move || refs.iter().try_for_each(|r| store.resolve(r).map(drop))).await?;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<pb::Chunk, Status>>(8);
+        let store = self.store.clone();
+        let writer = tokio::task::spawn_blocking(move || save(&store, &req.references, format, ChannelWriter::new(tx)));
+        tokio::spawn(async move {
+            while let Some(data) = rx.recv().await {
+                if out_tx.send(Ok(pb::Chunk { data })).await.is_err() {
+                    return;
+                }
+            }
+            let end = match writer.await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => status(e),
+                Err(e) => Status::internal(format!("save failed: {e}")),
+            };
+            let _ = out_tx.send(Err(end)).await;
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+            out_rx,
+        ))))
     }
 
     async fn load(
         &self,
-        _req: Request<tonic::Streaming<pb::LoadRequest>>,
+        req: Request<tonic::Streaming<pb::LoadRequest>>,
     ) -> Result<Response<Self::LoadStream>, Status> {
-        Err(Status::unimplemented("load is not implemented yet in drayd"))
+        let reader = forward(req.into_inner(), Vec::new(), |m: pb::LoadRequest| m.data);
+        let (rep, rx) = Reporter::new(256);
+        let store = self.store.clone();
+        let task = tokio::spawn(async move { load(store, reader, rep).await.map(|_| None) });
+        Ok(Response::new(progress_stream(rx, task)))
     }
 
     async fn import(
         &self,
-        _req: Request<tonic::Streaming<pb::ImportRequest>>,
+        req: Request<tonic::Streaming<pb::ImportRequest>>,
     ) -> Result<Response<pb::ImportResponse>, Status> {
-        Err(Status::unimplemented("import is not implemented yet in drayd"))
+        let mut input = req.into_inner();
+        let first = input
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("import: empty request stream"))?;
+        let opts = ImportOptions {
+            reference: first.reference.clone(),
+            changes: first.changes.clone(),
+            message: first.message.clone(),
+            platform: first.platform.clone(),
+            source: "-".into(),
+        };
+        let reader = forward(input, first.data, |m: pb::ImportRequest| m.data);
+        let (rep, mut rx) = Reporter::new(256);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let id = import(self.store.clone(), reader, opts, rep).await.map_err(status)?;
+        Ok(Response::new(pb::ImportResponse { id: id.to_string() }))
     }
 
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {

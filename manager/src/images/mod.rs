@@ -1,7 +1,10 @@
 //! Images: the store that ties content, snapshots and metadata together, and the operations
 //! on images (pull, list, resolve, tag, remove).
 
+pub mod archive;
+pub mod import;
 pub mod pull;
+pub mod push;
 pub mod types;
 
 use std::path::Path;

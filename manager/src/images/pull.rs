@@ -47,6 +47,9 @@ pub enum Action {
     Extracting,
     PullComplete,
     AlreadyExists,
+    Pushing,
+    Pushed,
+    Mounted,
     Message,
 }
 
@@ -70,7 +73,7 @@ impl Reporter {
         )
     }
 
-    fn send(&self, action: Action, id: &str, current: u64, total: u64, message: &str) {
+    pub(crate) fn send(&self, action: Action, id: &str, current: u64, total: u64, message: &str) {
         let p = Progress {
             action,
             id: id.to_string(),
@@ -84,7 +87,7 @@ impl Reporter {
     }
 
     /// Sends an event that must not be dropped (waits for room).
-    async fn send_sure(&self, action: Action, id: &str, message: &str) {
+    pub(crate) async fn send_sure(&self, action: Action, id: &str, message: &str) {
         let p = Progress {
             action,
             id: id.to_string(),
@@ -97,7 +100,7 @@ impl Reporter {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.cancelled.load(Ordering::Relaxed) || self.tx.is_closed() {
             return Err(Error::Cancelled);
         }
@@ -106,13 +109,13 @@ impl Reporter {
 }
 
 /// A pull's lease: created at the start, deleted when the image is recorded.
-struct Lease {
+pub(crate) struct Lease {
     id: String,
     store: Arc<Store>,
 }
 
 impl Lease {
-    fn new(store: &Arc<Store>) -> Result<Lease> {
+    pub(crate) fn new(store: &Arc<Store>) -> Result<Lease> {
         let id = format!("pull-{}-{}", now_nanos(), std::process::id());
         store
             .meta
@@ -123,7 +126,7 @@ impl Lease {
         })
     }
 
-    fn add(&self, kind: ResourceKind, key: &str) -> Result<()> {
+    pub(crate) fn add(&self, kind: ResourceKind, key: &str) -> Result<()> {
         self.store.meta.lease_add(&self.id, kind, key)
     }
 }
@@ -237,72 +240,15 @@ pub async fn pull(
     let chains = chain_ids(&config.rootfs.diff_ids);
     check_space(&store, &manifest.layers, &chains)?;
 
-    // Every layer at once: fetch (bounded), then unpack.
-    let downloads = Arc::new(Semaphore::new(store.config.max_concurrent_downloads));
-    let mut tasks = Vec::new();
-    let mut fresh = false;
-    for (i, layer) in manifest.layers.iter().enumerate() {
-        let chain = chains[i].to_string();
-        if store.meta.snapshot(&chain)?.is_some_and(|s| s.committed) {
-            rep.send(Action::AlreadyExists, layer.digest.short(), 0, 0, "");
-            lease.add(ResourceKind::Snapshot, &chain)?;
-            tasks.push(None);
-            continue;
-        }
-        fresh = true;
-        rep.send(Action::Waiting, layer.digest.short(), 0, layer.size as u64, "");
-        let job = LayerJob {
-            store: store.clone(),
-            session: session.clone(),
-            layer: layer.clone(),
-            diff_id: config.rootfs.diff_ids[i].clone(),
-            key: format!("{EXTRACT_PREFIX}{}-{i}", lease.id),
-            lease: lease.id.clone(),
-            rep: rep.clone(),
-            downloads: downloads.clone(),
-        };
-        tasks.push(Some(tokio::spawn(job.run())));
-    }
-
-    // Commit in order; on the first failure the others are still awaited (their snapshots
-    // removed) so that nothing is left half-made.
-    let mut first_err: Option<Error> = None;
-    let mut sizes = Vec::with_capacity(tasks.len());
-    for (i, t) in tasks.into_iter().enumerate() {
-        let chain = chains[i].to_string();
-        let parent = if i == 0 { None } else { Some(chains[i - 1].to_string()) };
-        let Some(t) = t else {
-            sizes.push(store.meta.snapshot(&chain)?.map(|s| s.size).unwrap_or(0));
-            continue;
-        };
-        let res = t
-            .await
-            .map_err(|e| Error::io("layer task", std::io::Error::other(e.to_string())))
-            .and_then(|r| r);
-        match res {
-            Ok((key, size)) if first_err.is_none() => {
-                let committed = commit_layer(&store, &key, &chain, parent.as_deref(), size as i64, &lease).await;
-                match committed {
-                    Ok(()) => {
-                        rep.send(Action::PullComplete, manifest.layers[i].digest.short(), 0, 0, "");
-                        sizes.push(size as i64);
-                    }
-                    Err(e) => first_err = Some(e),
-                }
-            }
-            Ok((key, _)) => {
-                let _ = store.snapshots.remove(&key);
-            }
-            Err(e) => {
-                if first_err.is_none() {
-                    first_err = Some(e);
-                }
-            }
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
+    let (sizes, fresh) = stack_layers(
+        &store,
+        &manifest.layers,
+        &config.rootfs.diff_ids,
+        Some(&session),
+        &rep,
+        &lease,
+    )
+    .await?;
     rep.check()?;
 
     // The image record.
@@ -481,7 +427,7 @@ async fn commit_layer(
 
 struct LayerJob {
     store: Arc<Store>,
-    session: Session,
+    session: Option<Session>,
     layer: Descriptor,
     diff_id: Digest,
     key: String,
@@ -499,7 +445,11 @@ impl LayerJob {
             .lease_add(&self.lease, ResourceKind::Blob, &self.layer.digest.to_string())?;
         {
             let _slot = self.downloads.acquire().await.map_err(|_| Error::Cancelled)?;
-            fetch_layer(&self.store, &self.session, &self.layer, &self.rep).await?;
+            match &self.session {
+                Some(session) => fetch_layer(&self.store, session, &self.layer, &self.rep).await?,
+                None if self.store.content.size(&self.layer.digest).is_some() => {}
+                None => return Err(Error::NotFound(format!("layer blob {} is missing", self.layer.digest))),
+            }
         }
         self.rep.check()?;
         let total = self.layer.size as u64;
@@ -619,4 +569,87 @@ pub async fn fetch_layer(store: &Arc<Store>, session: &Session, layer: &Descript
     }
     rep.send(Action::Downloaded, &id, total, total, "");
     Ok(())
+}
+
+/// Unpacks `layers` (with their diff IDs) into snapshots and commits them in order by chain
+/// ID, all at once: each layer is fetched through `session` first when given (bounded by
+/// max-concurrent-downloads), else it must be in the content store. A layer whose chain ID is
+/// committed already is skipped. Returns each layer's unpacked size and whether any layer was
+/// new. Used by pull, load and import.
+pub(crate) async fn stack_layers(
+    store: &Arc<Store>,
+    layers: &[Descriptor],
+    diff_ids: &[Digest],
+    session: Option<&Session>,
+    rep: &Reporter,
+    lease: &Lease,
+) -> Result<(Vec<i64>, bool)> {
+    let chains = chain_ids(diff_ids);
+    // Every layer at once: fetch (bounded), then unpack.
+    let downloads = Arc::new(Semaphore::new(store.config.max_concurrent_downloads));
+    let mut tasks = Vec::new();
+    let mut fresh = false;
+    for (i, layer) in layers.iter().enumerate() {
+        let chain = chains[i].to_string();
+        if store.meta.snapshot(&chain)?.is_some_and(|s| s.committed) {
+            rep.send(Action::AlreadyExists, layer.digest.short(), 0, 0, "");
+            lease.add(ResourceKind::Snapshot, &chain)?;
+            tasks.push(None);
+            continue;
+        }
+        fresh = true;
+        rep.send(Action::Waiting, layer.digest.short(), 0, layer.size as u64, "");
+        let job = LayerJob {
+            store: store.clone(),
+            session: session.cloned(),
+            layer: layer.clone(),
+            diff_id: diff_ids[i].clone(),
+            key: format!("{EXTRACT_PREFIX}{}-{i}", lease.id),
+            lease: lease.id.clone(),
+            rep: rep.clone(),
+            downloads: downloads.clone(),
+        };
+        tasks.push(Some(tokio::spawn(job.run())));
+    }
+
+    // Commit in order; on the first failure the others are still awaited (their snapshots
+    // removed) so that nothing is left half-made.
+    let mut first_err: Option<Error> = None;
+    let mut sizes = Vec::with_capacity(tasks.len());
+    for (i, t) in tasks.into_iter().enumerate() {
+        let chain = chains[i].to_string();
+        let parent = if i == 0 { None } else { Some(chains[i - 1].to_string()) };
+        let Some(t) = t else {
+            sizes.push(store.meta.snapshot(&chain)?.map(|s| s.size).unwrap_or(0));
+            continue;
+        };
+        let res = t
+            .await
+            .map_err(|e| Error::io("layer task", std::io::Error::other(e.to_string())))
+            .and_then(|r| r);
+        match res {
+            Ok((key, size)) if first_err.is_none() => {
+                let committed = commit_layer(store, &key, &chain, parent.as_deref(), size as i64, lease).await;
+                match committed {
+                    Ok(()) => {
+                        rep.send(Action::PullComplete, layers[i].digest.short(), 0, 0, "");
+                        sizes.push(size as i64);
+                    }
+                    Err(e) => first_err = Some(e),
+                }
+            }
+            Ok((key, _)) => {
+                let _ = store.snapshots.remove(&key);
+            }
+            Err(e) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    Ok((sizes, fresh))
 }
