@@ -92,6 +92,30 @@ impl ContentStore {
         ing.commit()
     }
 
+    /// Stores a local file as a blob: under `expected` (verified), or under its own sha256.
+    /// Returns the digest and size.
+    pub fn write_file(&self, path: &Path, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let digest = match expected {
+            Some(d) => d.clone(),
+            None => {
+                let mut h = Hasher::new(Algorithm::Sha256);
+                for_each_chunk(path, |c| {
+                    h.update(c);
+                    Ok(())
+                })?;
+                h.finish()
+            }
+        };
+        let size = fs::metadata(path).ctx(|| format!("stat {}", path.display()))?.len();
+        if self.size(&digest) != Some(size) {
+            let mut ing = self.ingest(&digest, Some(size))?;
+            ing.reset()?;
+            for_each_chunk(path, |c| ing.write(c))?;
+            ing.commit()?;
+        }
+        Ok((digest, size))
+    }
+
     /// Serialises writers of one digest. Hold the guard while checking for the blob and writing
     /// it: a second pull of the same blob waits, then finds it stored.
     pub async fn lock(&self, d: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
@@ -299,6 +323,19 @@ impl Ingest {
 fn set_readonly(f: &File) {
     use std::os::unix::fs::PermissionsExt;
     let _ = f.set_permissions(fs::Permissions::from_mode(0o444));
+}
+
+/// Calls `f` with a file's content, 1 MiB at a time.
+pub fn for_each_chunk(path: &Path, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).ctx(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        f(&buf[..n])?;
+    }
 }
 
 /// Writes a small file durably: temp file, fsync, rename, fsync of the directory.

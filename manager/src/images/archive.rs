@@ -22,9 +22,9 @@ use serde_json::{json, Value};
 use super::pull::{self, Lease, Reporter};
 use super::types::{self, Descriptor, Parsed, Platform};
 use super::{Image, Store};
-use crate::digest::{chain_ids, Digest};
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::meta::{now_nanos, ImageName, ImageRecord, LayerRecord, ResourceKind};
+use crate::meta::{now_nanos, ImageName, ResourceKind};
 use crate::remote::reference::familiar_full;
 use crate::remote::Reference;
 use crate::tarwriter::TarWriter;
@@ -218,40 +218,10 @@ fn unpack_archive(store: &Store, r: impl Read) -> Result<Unpacked> {
     Ok(Unpacked { dir: scratch, links })
 }
 
-/// Stores a file of the archive as a blob; returns its descriptor pieces.
+/// Stores a file of the archive as a blob (leased); returns its digest and size.
 fn store_file(store: &Store, lease: &Lease, path: &Path, expected: Option<&Digest>) -> Result<(Digest, i64)> {
-    let digest = match expected {
-        Some(d) => d.clone(),
-        None => {
-            let mut h = crate::digest::Hasher::new(crate::digest::Algorithm::Sha256);
-            let mut f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = f.read(&mut buf).ctx(|| format!("reading {}", path.display()))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            h.finish()
-        }
-    };
-    let size = fs::metadata(path).ctx(|| format!("stat {}", path.display()))?.len();
+    let (digest, size) = store.content.write_file(path, expected)?;
     lease.add(ResourceKind::Blob, &digest.to_string())?;
-    if store.content.size(&digest) != Some(size) {
-        let mut ing = store.content.ingest(&digest, Some(size))?;
-        ing.reset()?;
-        let mut f = File::open(path).ctx(|| format!("opening {}", path.display()))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).ctx(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            ing.write(&buf[..n])?;
-        }
-        ing.commit()?;
-    }
     Ok((digest, size as i64))
 }
 
@@ -457,31 +427,16 @@ pub async fn load(store: Arc<Store>, r: impl Read + Send + 'static, rep: Reporte
         }
         let (sizes, _) =
             pull::stack_layers(&store, &f.manifest.layers, &config.rootfs.diff_ids, None, &rep, &lease).await?;
-        let chains = chain_ids(&config.rootfs.diff_ids);
         let id = f.manifest.config.digest.clone();
-        let record = ImageRecord {
-            id: id.clone(),
-            manifest_digest: f.manifest_digest.clone(),
-            manifest_media_type: f.manifest_media_type.clone(),
-            index_digest: None,
-            config_size: f.config.len() as i64,
-            created: config.created.clone().unwrap_or_default(),
-            stored_at: now_nanos(),
-            size: sizes.iter().sum(),
-            layers: f
-                .manifest
-                .layers
-                .iter()
-                .enumerate()
-                .map(|(i, l)| LayerRecord {
-                    diff_id: config.rootfs.diff_ids[i].clone(),
-                    chain_id: chains[i].clone(),
-                    blob_digest: l.digest.clone(),
-                    blob_size: l.size,
-                    media_type: l.media_type.clone(),
-                })
-                .collect(),
-        };
+        let record = super::image_record(
+            &f.manifest,
+            f.manifest_digest.clone(),
+            f.manifest_media_type.clone(),
+            None,
+            &config,
+            f.config.len(),
+            &sizes,
+        );
         let mut names = Vec::new();
         for n in &f.names {
             let r = Reference::parse(n)?;

@@ -99,22 +99,9 @@ pub async fn import(
         .map_err(|e| Error::io("import", io::Error::other(e.to_string())))??;
     let s3 = store.clone();
     let (tmp2, blob2) = (tmp.clone(), blob.clone());
-    let stored = tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut ing = s3.content.ingest(&blob2, Some(size))?;
-        ing.reset()?;
-        let mut f = File::open(&tmp2).ctx(|| format!("opening {}", tmp2.display()))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).ctx(|| "reading".into())?;
-            if n == 0 {
-                break;
-            }
-            ing.write(&buf[..n])?;
-        }
-        ing.commit()
-    })
-    .await
-    .map_err(|e| Error::io("import", io::Error::other(e.to_string())));
+    let stored = tokio::task::spawn_blocking(move || s3.content.write_file(&tmp2, Some(&blob2)).map(drop))
+        .await
+        .map_err(|e| Error::io("import", io::Error::other(e.to_string())));
     let _ = std::fs::remove_file(&tmp);
     stored??;
     lease.add(ResourceKind::Blob, &blob.to_string())?;

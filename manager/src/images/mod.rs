@@ -49,6 +49,42 @@ impl Image {
     }
 }
 
+/// The record of an image made of `manifest`'s layers and `config`, with each layer's
+/// unpacked size (pull, load and import all end here).
+pub(crate) fn image_record(
+    manifest: &types::Manifest,
+    manifest_digest: Digest,
+    manifest_media_type: String,
+    index_digest: Option<Digest>,
+    config: &types::ImageConfig,
+    config_size: usize,
+    sizes: &[i64],
+) -> ImageRecord {
+    let chains = crate::digest::chain_ids(&config.rootfs.diff_ids);
+    ImageRecord {
+        id: manifest.config.digest.clone(),
+        manifest_digest,
+        manifest_media_type,
+        index_digest,
+        config_size: config_size as i64,
+        created: config.created.clone().unwrap_or_default(),
+        stored_at: crate::meta::now_nanos(),
+        size: sizes.iter().sum(),
+        layers: manifest
+            .layers
+            .iter()
+            .zip(config.rootfs.diff_ids.iter().zip(chains))
+            .map(|(l, (diff_id, chain_id))| crate::meta::LayerRecord {
+                diff_id: diff_id.clone(),
+                chain_id,
+                blob_digest: l.digest.clone(),
+                blob_size: l.size,
+                media_type: l.media_type.clone(),
+            })
+            .collect(),
+    }
+}
+
 impl Store {
     /// Opens the data root: the database, the content store and the snapshots; removes what a
     /// crash left half-made.

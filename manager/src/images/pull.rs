@@ -19,7 +19,7 @@ use super::types::{self, Descriptor, Parsed, Platform};
 use super::{Image, Store};
 use crate::digest::{chain_ids, Digest};
 use crate::error::{Error, Result};
-use crate::meta::{now_nanos, ImageName, ImageRecord, LayerRecord, ResourceKind};
+use crate::meta::{now_nanos, ImageName, ResourceKind};
 use crate::remote::{Credentials, Reference, Session};
 use crate::snapshots::EXTRACT_PREFIX;
 use crate::unpack::{self, Whiteouts};
@@ -254,28 +254,15 @@ pub async fn pull(
     // The image record.
     let id = manifest.config.digest.clone();
     let existed = store.meta.image(&id)?.is_some();
-    let record = ImageRecord {
-        id: id.clone(),
-        manifest_digest: manifest_digest.clone(),
-        manifest_media_type: manifest_type,
-        index_digest: index_digest.clone(),
-        config_size: config_data.len() as i64,
-        created: config.created.clone().unwrap_or_default(),
-        stored_at: now_nanos(),
-        size: sizes.iter().sum(),
-        layers: manifest
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| LayerRecord {
-                diff_id: config.rootfs.diff_ids[i].clone(),
-                chain_id: chains[i].clone(),
-                blob_digest: l.digest.clone(),
-                blob_size: l.size,
-                media_type: l.media_type.clone(),
-            })
-            .collect(),
-    };
+    let record = super::image_record(
+        &manifest,
+        manifest_digest.clone(),
+        manifest_type,
+        index_digest.clone(),
+        &config,
+        config_data.len(),
+        &sizes,
+    );
     let repo_digest = index_digest.unwrap_or(manifest_digest);
     let mut names = vec![ImageName {
         name: r.with_digest(&repo_digest),
