@@ -63,7 +63,23 @@ pub struct Registry {
     child: Child,
     pub port: u16,
     dir: tempdir::Dir,
+    /// The token server of a token-auth registry.
+    token_server: Option<Child>,
+    creds: Option<(String, String)>,
 }
+
+/// How a test registry authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryAuth {
+    None,
+    /// htpasswd (bcrypt) basic auth for user `dray`, password `s3cret`.
+    Basic,
+    /// Bearer tokens from tests/fixtures/token_server.py for the same user.
+    Token,
+}
+
+/// The user and password of authenticating test registries.
+pub const REGISTRY_USER: (&str, &str) = ("dray", "s3cret");
 
 mod tempdir {
     use std::path::{Path, PathBuf};
@@ -94,13 +110,98 @@ pub use tempdir::Dir as TempDir;
 impl Registry {
     /// Starts a registry and pushes the named fixture images to `test/<name>:latest`.
     pub fn start(images: &[&str]) -> Registry {
+        Registry::start_with(images, RegistryAuth::None)
+    }
+
+    /// Starts a registry that authenticates as `auth` says.
+    pub fn start_with(images: &[&str], auth: RegistryAuth) -> Registry {
         let dir = tempdir::Dir::new("dray-registry");
         let port = free_port();
         let cfg = dir.path().join("config.yml");
+        let (user, pass) = REGISTRY_USER;
+        let mut token_server = None;
+        let auth_cfg = match auth {
+            RegistryAuth::None => String::new(),
+            RegistryAuth::Basic => {
+                let hash = Command::new("python3")
+                    .args([
+                        "-W",
+                        "ignore",
+                        "-c",
+                        "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+                        pass,
+                    ])
+                    .output()
+                    .expect("python3");
+                assert!(
+                    hash.status.success(),
+                    "bcrypt: {}",
+                    String::from_utf8_lossy(&hash.stderr)
+                );
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(
+                    &htpasswd,
+                    format!("{user}:{}", String::from_utf8_lossy(&hash.stdout).trim()),
+                )
+                .expect("htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: dray-test\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+            RegistryAuth::Token => {
+                let key = dir.path().join("key.pem");
+                let cert = dir.path().join("cert.pem");
+                let o = Command::new("openssl")
+                    .args([
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-days",
+                        "1",
+                        "-subj",
+                        "/CN=dray-test-token",
+                    ])
+                    .arg("-keyout")
+                    .arg(&key)
+                    .arg("-out")
+                    .arg(&cert)
+                    .output()
+                    .expect("openssl");
+                assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+                let tport = free_port();
+                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/token_server.py");
+                let child = Command::new("python3")
+                    .arg(script)
+                    .arg(tport.to_string())
+                    .arg(&key)
+                    .arg(&cert)
+                    .args([user, pass])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("token server");
+                token_server = Some(child);
+                assert!(
+                    wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+                        "127.0.0.1",
+                        tport
+                    ))
+                    .is_ok()),
+                    "token server did not start"
+                );
+                format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: dray-test-registry\n    issuer: dray-test-issuer\n    rootcertbundle: {}\n",
+                    cert.display()
+                )
+            }
+        };
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_cfg}",
                 dir.path().join("data").display()
             ),
         )
@@ -112,7 +213,14 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry (Debian package docker-registry) must be installed");
-        let reg = Registry { child, port, dir };
+        let creds = (auth != RegistryAuth::None).then(|| (user.to_string(), pass.to_string()));
+        let reg = Registry {
+            child,
+            port,
+            dir,
+            token_server,
+            creds,
+        };
         assert!(
             wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
                 "127.0.0.1",
@@ -136,10 +244,12 @@ impl Registry {
     pub fn push_fixture(&self, name: &str) {
         let src = format!("oci:{}:latest", images_dir().join(name).display());
         let dst = format!("docker://{}/test/{name}:latest", self.host());
-        let o = Command::new("skopeo")
-            .args(["copy", "-q", "--all", "--dest-tls-verify=false", &src, &dst])
-            .output()
-            .expect("skopeo");
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "-q", "--all", "--dest-tls-verify=false"]);
+        if let Some((u, p)) = &self.creds {
+            cmd.arg("--dest-creds").arg(format!("{u}:{p}"));
+        }
+        let o = cmd.args([&src, &dst]).output().expect("skopeo");
         assert!(
             o.status.success(),
             "skopeo copy {name}: {}",
@@ -157,6 +267,10 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(mut t) = self.token_server.take() {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
     }
 }
 

@@ -637,3 +637,99 @@ fn docker_and_podman_read_what_drayd_saves_and_drayd_loads_docker_save() {
     let o = podman.podman(&["image", "inspect", "--format", "{{.Id}}", &multi]);
     assert_eq!(format!("sha256:{}", stdout(&o).trim()), id, "{}", stderr(&o));
 }
+
+fn login_flow(auth: dray_e2e::manager::RegistryAuth) {
+    use dray_e2e::manager::REGISTRY_USER;
+    let reg = Registry::start_with(&["zstd"], auth);
+    let d = Daemon::start();
+    let name = format!("{}/test/zstd:latest", reg.host());
+    let o = d.run(&["pull", &name]);
+    assert_eq!(o.status.code(), Some(125), "{:?}: anonymous pull must fail", auth);
+    assert!(stderr(&o).contains("drayctl login"), "{}", stderr(&o));
+    // A wrong password is refused and nothing is stored.
+    let o = d
+        .ctl()
+        .args(["login", "-u", REGISTRY_USER.0, "--password-stdin", &reg.host()])
+        .stdin_bytes(b"wrong\n");
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(!d.dir.path().join("docker-config/config.json").exists());
+    let o = d
+        .ctl()
+        .args(["login", "-u", REGISTRY_USER.0, "--password-stdin", &reg.host()])
+        .stdin_bytes(format!("{}\n", REGISTRY_USER.1).as_bytes());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "Login Succeeded");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.dir.path().join("docker-config/config.json")).unwrap()).unwrap();
+    assert!(cfg["auths"][reg.host()]["auth"].is_string(), "{cfg}");
+    d.ok(&["pull", "-q", &name]);
+    // Push with the same credentials.
+    let target = format!("{}/pushed/zstd:v1", reg.host());
+    d.ok(&["tag", &name, &target]);
+    d.ok(&["push", "-q", &target]);
+    let out = d.ok(&["logout", &reg.host()]);
+    assert_eq!(out.trim(), format!("Removing login credentials for {}", reg.host()));
+    d.ok(&["rmi", &name, &target]);
+    assert_eq!(d.run(&["pull", &name]).status.code(), Some(125));
+}
+
+trait StdinBytes {
+    fn stdin_bytes(&mut self, b: &[u8]) -> std::process::Output;
+}
+
+impl StdinBytes for Command {
+    fn stdin_bytes(&mut self, b: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut c = self
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(b).unwrap();
+        c.wait_with_output().unwrap()
+    }
+}
+
+#[test]
+fn basic_auth_login_pull_push_logout() {
+    login_flow(dray_e2e::manager::RegistryAuth::Basic);
+}
+
+#[test]
+fn token_auth_login_pull_push_logout() {
+    login_flow(dray_e2e::manager::RegistryAuth::Token);
+}
+
+#[test]
+fn mirrors_answer_for_their_registry() {
+    // docker.io is out of reach here: a mirror configured for it serves the pull.
+    let reg = Registry::start(&["zstd"]);
+    let mut d = Daemon::start();
+    d.stop();
+    let cfg = d.dir.path().join("drayd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "registry-mirrors = [\"http://{}\"]\nmax-concurrent-downloads = 1\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    d.config = Some(cfg);
+    d.spawn();
+    let out = d.ok(&["pull", "test/zstd"]);
+    assert!(out.trim_end().ends_with("docker.io/test/zstd:latest"), "{out}");
+    assert_eq!(
+        d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).trim(),
+        "test/zstd:latest"
+    );
+    let info = d.ok(&["info", "--format", "{{json .RegistryConfig.Mirrors}}"]);
+    assert!(info.contains(&reg.host()), "{info}");
+    // A bad config file is refused with the key named.
+    d.stop();
+    std::fs::write(d.config.as_ref().unwrap(), "no-such-key = 1\n").unwrap();
+    let o = d.command().output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no-such-key"), "{}", stderr(&o));
+}

@@ -23,8 +23,9 @@ use crate::error::{Error, Result};
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
-/// Bearer tokens by (endpoint, scope), with their expiry.
-type Tokens = Arc<Mutex<HashMap<(String, String), (String, Instant)>>>;
+/// Bearer tokens by (endpoint, scope, credentials fingerprint), with their expiry: a token
+/// one client's credentials earned is never handed to another client's request.
+type Tokens = Arc<Mutex<HashMap<(String, String, String), (String, Instant)>>>;
 
 /// Registry clients, one per host configuration, and the bearer tokens they were given.
 pub struct Registries {
@@ -204,10 +205,21 @@ impl Session {
         s
     }
 
+    fn token_key(&self, base: &str) -> (String, String, String) {
+        let who = crate::digest::Digest::sha256_of(
+            format!(
+                "{}\0{}\0{}",
+                self.creds.username, self.creds.password, self.creds.identity_token
+            )
+            .as_bytes(),
+        );
+        (base.to_string(), self.scope(), who.to_string())
+    }
+
     fn cached_token(&self, base: &str) -> Option<String> {
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens
-            .get(&(base.to_string(), self.scope()))
+            .get(&self.token_key(base))
             .filter(|(_, exp)| *exp > Instant::now())
             .map(|(t, _)| t.clone())
     }
@@ -294,7 +306,7 @@ impl Session {
                 let ttl = Duration::from_secs(tok.expires_in.unwrap_or(60).max(10));
                 let header = format!("Bearer {}", tok.bearer());
                 self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    (base.to_string(), scope),
+                    self.token_key(base),
                     (header.clone(), Instant::now() + ttl - Duration::from_secs(5)),
                 );
                 Ok(header)
