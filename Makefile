@@ -18,7 +18,7 @@ FIXTURES := target/fixtures
 TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev runc crun \
 	protobuf-compiler docker-registry skopeo umoci zstd
 
-.PHONY: all build test unit e2e lint demo install deps fixtures clean bench
+.PHONY: all build test unit e2e fuzz lint demo install deps fixtures clean bench
 
 all: build
 
@@ -50,7 +50,20 @@ e2e: fixtures
 		DRAYD_BIN=$(CURDIR)/$(DRAYD_BIN) DRAYCTL_BIN=$(CURDIR)/$(DRAYCTL_BIN) DRAY_IMAGES=$(CURDIR)/$(FIXTURES)/images \
 		tini -s -- $(CARGO) test -p dray-e2e --tests --no-fail-fast -- --test-threads=2
 
-test: deps build unit e2e
+# Fuzz targets of the manager's parsers of outside input (cargo-fuzz; on the stable toolchain
+# through RUSTC_BOOTSTRAP, without a sanitizer): the layer applier and the manifest, config,
+# reference and challenge parsers, each run for FUZZ_SECONDS, seeded with the test layers.
+FUZZ_SECONDS ?= 20
+fuzz: fixtures
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@mkdir -p manager/fuzz/corpus/unpack_layer manager/fuzz/corpus/manifests
+	@for f in $(FIXTURES)/images/*/blobs/sha256/*; do \
+		if gzip -t $$f 2>/dev/null; then zcat $$f | head -c 65536 > manager/fuzz/corpus/unpack_layer/$$(basename $$f); \
+		elif [ $$(stat -c %s $$f) -lt 65536 ]; then cp $$f manager/fuzz/corpus/manifests/; fi; done
+	cd manager/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none unpack_layer -- -max_total_time=$(FUZZ_SECONDS)
+	cd manager/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none manifests -- -max_total_time=$(FUZZ_SECONDS)
+
+test: deps build unit e2e fuzz
 
 demo: build deps
 	@rm -rf $(FIXTURES)/demo
