@@ -14,9 +14,10 @@ FIXTURES := target/fixtures
 # child subreaper: PID 1 here reaps orphans late), containerd, podman and docker.io (real engines), iproute2 (veth),
 # gcc and libc6-dev (a static syscall probe, tests/fixtures/probe.c), runc and crun (the shim drives them
 # through BinaryName), protobuf-compiler (protoc, for drayd's API), docker-registry, skopeo,
-# umoci and zstd (the image store's registry, test images and reference unpacker).
+# umoci, zstd, curl and openssl (the image store's registry, test images, reference unpacker,
+# token server).
 TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev runc crun \
-	protobuf-compiler docker-registry skopeo umoci zstd
+	protobuf-compiler docker-registry skopeo umoci zstd curl openssl
 
 .PHONY: all build test unit e2e fuzz lint demo install deps fixtures clean bench
 

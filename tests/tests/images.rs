@@ -254,6 +254,7 @@ fn hostile_images_are_refused_and_write_nothing_outside() {
         "hostile-symlink",
         "hostile-hardlink",
         "hostile-whiteout",
+        "hostile-whiteout-dotdot",
         "hostile-diffid",
         "hostile-truncated",
     ];
@@ -265,6 +266,7 @@ fn hostile_images_are_refused_and_write_nothing_outside() {
         "a parent is a symlink",
         "points outside the layer",
         "invalid whiteout",
+        "points outside the layer",
         "diff ID",
         "truncated or corrupt",
     ]) {
@@ -732,4 +734,85 @@ fn mirrors_answer_for_their_registry() {
     let o = d.command().output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no-such-key"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_blobs_and_huge_declared_sizes_are_clear_errors() {
+    let reg = Registry::start(&["zstd"]);
+    let d = Daemon::start();
+    let layout = dray_e2e::manager::images_dir().join("zstd");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mdig = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let mbytes = std::fs::read(layout.join("blobs/sha256").join(&mdig)).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&mbytes).unwrap();
+
+    // A manifest whose layer declares a petabyte: refused before anything is fetched.
+    manifest["layers"][1]["size"] = serde_json::json!(1u64 << 50);
+    let body = serde_json::to_vec(&manifest).unwrap();
+    let put = |name: &str, body: &[u8]| {
+        let o = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/vnd.oci.image.manifest.v1+json",
+                "--data-binary",
+                "@-",
+            ])
+            .arg(format!("http://{}/v2/test/{name}/manifests/latest", reg.host()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(body)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(o.status.success(), "curl PUT: {}", stderr(&o));
+    };
+    put("zstd", &body);
+    let o = d.run(&["pull", &format!("{}/test/zstd", reg.host())]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("bytes free"), "{}", stderr(&o));
+    assert!(d.snapshot_dirs().is_empty());
+
+    // The original manifest again, with one of its layers deleted from the registry.
+    put("zstd", &mbytes);
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let blob_dir = reg
+        .storage()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&layer[..2])
+        .join(&layer);
+    std::fs::remove_dir_all(&blob_dir).unwrap();
+    let o = d.run(&["pull", &format!("{}/test/zstd", reg.host())]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).to_lowercase().contains("unknown") || stderr(&o).contains("not found"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(d.ok(&["images", "-q"]), "");
+    // Only committed layers stay (the one that arrived); nothing half-made.
+    for s in d.snapshot_dirs() {
+        assert!(d.data_root().join("snapshots").join(&s).join("fs").exists());
+    }
+    d.ok(&["system", "prune", "-f"]);
+    assert!(
+        d.snapshot_dirs().is_empty() && d.blobs().is_empty(),
+        "{:?} {:?}",
+        d.snapshot_dirs(),
+        d.blobs()
+    );
 }
