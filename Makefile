@@ -81,7 +81,9 @@ install: build
 clean:
 	$(CARGO) clean
 
-# Start-up benchmark: dray beside runc and crun in one run (see bench/bench.py).
+# Benchmarks: dray beside runc and crun in one run (bench/bench.py), then drayd's images beside
+# containerd, podman and dockerd (bench/images.py). BENCH_ONLY=images runs only the second.
 bench: build deps
 	@for p in hyperfine runc crun /usr/bin/time; do command -v $$p >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine runc crun time >/dev/null; break; }; done
-	tini -s -- python3 bench/bench.py
+	@if [ "$(BENCH_ONLY)" != images ]; then tini -s -- python3 bench/bench.py; fi
+	@if [ -z "$(BENCH_ONLY)" ] || [ "$(BENCH_ONLY)" = images ]; then tini -s -- python3 bench/images.py; fi

@@ -399,7 +399,9 @@ async fn commit_layer(
     );
     tokio::task::spawn_blocking(move || {
         let rec = store.snapshots.stat(&key)?;
+        let t = std::time::Instant::now();
         unpack::make_durable(&store.snapshots.fs_dir(&rec))?;
+        tracing::info!(chain = %chain, sync_ms = t.elapsed().as_millis() as u64, "layer committed");
         match store.snapshots.commit(&chain, &key, size, parent.as_deref()) {
             Err(Error::AlreadyExists(_)) => {
                 // Another pull committed the same layer first: keep theirs.
@@ -430,6 +432,7 @@ impl LayerJob {
         self.store
             .meta
             .lease_add(&self.lease, ResourceKind::Blob, &self.layer.digest.to_string())?;
+        let started = std::time::Instant::now();
         {
             let _slot = self.downloads.acquire().await.map_err(|_| Error::Cancelled)?;
             match &self.session {
@@ -439,6 +442,7 @@ impl LayerJob {
             }
         }
         self.rep.check()?;
+        let fetched = started.elapsed();
         let total = self.layer.size as u64;
         let count = Arc::new(AtomicU64::new(0));
         let (store, key, blob, diff_id) = (
@@ -467,6 +471,16 @@ impl LayerJob {
             }
         };
         self.rep.send(Action::Extracting, &id, total, total, "");
+        // Where the time goes (docs/performance.md, "Pulls"): fetch includes waiting for a
+        // download slot; unpack is decompression, hashing and writing together.
+        tracing::info!(
+            layer = %self.layer.digest,
+            bytes = total,
+            unpacked = size,
+            fetch_ms = fetched.as_millis() as u64,
+            unpack_ms = (started.elapsed() - fetched).as_millis() as u64,
+            "layer unpacked"
+        );
         if self.rep.check().is_err() {
             let _ = self.store.snapshots.remove(&self.key);
             return Err(Error::Cancelled);
