@@ -66,6 +66,8 @@ pub struct Registry {
     /// The token server of a token-auth registry.
     token_server: Option<Child>,
     creds: Option<(String, String)>,
+    /// Files the registry needs beside its storage (TLS keys).
+    extra: Option<tempdir::Dir>,
 }
 
 /// How a test registry authenticates.
@@ -113,8 +115,82 @@ impl Registry {
         Registry::start_with(images, RegistryAuth::None)
     }
 
+    /// Starts a registry that serves TLS with a certificate for 127.0.0.1 from a CA of its
+    /// own; returns the registry and the CA certificate's path.
+    pub fn start_tls(images: &[&str]) -> (Registry, PathBuf) {
+        let dir = tempdir::Dir::new("dray-tls");
+        let ca = dir.path().join("ca.pem");
+        let ca_key = dir.path().join("ca.key");
+        let key = dir.path().join("key.pem");
+        let csr = dir.path().join("leaf.csr");
+        let cert = dir.path().join("cert.pem");
+        let ext = dir.path().join("san.ext");
+        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").expect("ext");
+        let openssl = |args: Vec<std::ffi::OsString>| {
+            let o = Command::new("openssl").args(args).output().expect("openssl");
+            assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| v.iter().map(|a| a.as_ref().to_os_string()).collect::<Vec<_>>();
+        openssl(os(&[
+            &"req",
+            &"-x509",
+            &"-newkey",
+            &"rsa:2048",
+            &"-nodes",
+            &"-days",
+            &"1",
+            &"-subj",
+            &"/CN=dray-test-ca",
+            &"-keyout",
+            &ca_key,
+            &"-out",
+            &ca,
+        ]));
+        openssl(os(&[
+            &"req",
+            &"-newkey",
+            &"rsa:2048",
+            &"-nodes",
+            &"-subj",
+            &"/CN=127.0.0.1",
+            &"-keyout",
+            &key,
+            &"-out",
+            &csr,
+        ]));
+        openssl(os(&[
+            &"x509",
+            &"-req",
+            &"-in",
+            &csr,
+            &"-CA",
+            &ca,
+            &"-CAkey",
+            &ca_key,
+            &"-CAcreateserial",
+            &"-days",
+            &"1",
+            &"-extfile",
+            &ext,
+            &"-out",
+            &cert,
+        ]));
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        let mut reg = Registry::start_inner(images, RegistryAuth::None, &tls);
+        reg.extra = Some(dir);
+        (reg, ca)
+    }
+
     /// Starts a registry that authenticates as `auth` says.
     pub fn start_with(images: &[&str], auth: RegistryAuth) -> Registry {
+        Registry::start_inner(images, auth, "")
+    }
+
+    fn start_inner(images: &[&str], auth: RegistryAuth, http_extra: &str) -> Registry {
         let dir = tempdir::Dir::new("dray-registry");
         let port = free_port();
         let cfg = dir.path().join("config.yml");
@@ -201,7 +277,7 @@ impl Registry {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_cfg}",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}{auth_cfg}",
                 dir.path().join("data").display()
             ),
         )
@@ -220,6 +296,7 @@ impl Registry {
             dir,
             token_server,
             creds,
+            extra: None,
         };
         assert!(
             wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((

@@ -816,3 +816,116 @@ fn missing_blobs_and_huge_declared_sizes_are_clear_errors() {
         d.blobs()
     );
 }
+
+#[test]
+fn tls_registries_use_the_ca_file_configured_for_their_host() {
+    let (reg, ca) = Registry::start_tls(&["zstd"]);
+    let mut d = Daemon::start();
+    let name = format!("{}/test/zstd", reg.host());
+    // A loopback registry is spoken to over plain HTTP unless its host has a CA file.
+    let o = d.run(&["pull", &name]);
+    assert_eq!(o.status.code(), Some(125));
+    d.stop();
+    let cfg = d.dir.path().join("drayd.toml");
+    std::fs::write(
+        &cfg,
+        format!("[registry.\"{}\"]\nca-file = \"{}\"\n", reg.host(), ca.display()),
+    )
+    .unwrap();
+    d.config = Some(cfg.clone());
+    d.spawn();
+    d.ok(&["pull", "-q", &name]);
+    // A CA that did not sign the registry's certificate is refused.
+    d.ok(&["rmi", &name]);
+    d.stop();
+    let other = d.dir.path().join("other-ca.pem");
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other",
+        ])
+        .arg("-keyout")
+        .arg(d.dir.path().join("other-key.pem"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    std::fs::write(
+        &cfg,
+        format!("[registry.\"{}\"]\nca-file = \"{}\"\n", reg.host(), other.display()),
+    )
+    .unwrap();
+    d.spawn();
+    let o = d.run(&["pull", &name]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).to_lowercase().contains("certificate"), "{}", stderr(&o));
+}
+
+#[test]
+fn credential_helpers_supply_the_password() {
+    let reg = Registry::start_with(&["zstd"], dray_e2e::manager::RegistryAuth::Basic);
+    let d = Daemon::start();
+    let bin = d.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-drayfake");
+    let (user, pass) = dray_e2e::manager::REGISTRY_USER;
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\ncase \"$1\" in\n  get) read server; printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{pass}\"}}' \"$server\";;\n  *) cat >/dev/null;;\nesac\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = d.dir.path().join("docker-config");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("config.json"),
+        format!("{{\"credHelpers\": {{\"{}\": \"drayfake\"}}}}", reg.host()),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let o = d
+        .ctl()
+        .env("PATH", path)
+        .args(["pull", "-q", &format!("{}/test/zstd", reg.host())])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_fetch_and_store_it_once() {
+    let reg = Registry::start(&["multi"]);
+    let d = Daemon::start();
+    let name = format!("{}/test/multi", reg.host());
+    let pulls: Vec<_> = (0..4)
+        .map(|_| {
+            d.ctl()
+                .args(["pull", "-q", &name])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in pulls {
+        let o = p.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(d.ok(&["images", "-q"]).lines().count(), 1);
+    assert_eq!(d.snapshot_dirs().len(), 3, "{:?}", d.snapshot_dirs());
+    // index, manifest, config and three layers.
+    assert_eq!(d.blobs().len(), 6, "{:?}", d.blobs());
+    assert_eq!(
+        std::fs::read_dir(d.data_root().join("content/ingest")).unwrap().count(),
+        0
+    );
+}

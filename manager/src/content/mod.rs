@@ -79,8 +79,10 @@ impl ContentStore {
         Ok(buf)
     }
 
-    /// Stores bytes already in memory under their expected digest (verified).
+    /// Stores bytes already in memory under their expected digest (verified). Blocking: call
+    /// it from a blocking thread (it waits for other writers of the same digest).
     pub fn write_blob(&self, d: &Digest, data: &[u8]) -> Result<()> {
+        let _writer = self.lock_blocking(d);
         if self.size(d).is_some() {
             return Ok(());
         }
@@ -107,6 +109,7 @@ impl ContentStore {
             }
         };
         let size = fs::metadata(path).ctx(|| format!("stat {}", path.display()))?.len();
+        let _writer = self.lock_blocking(&digest);
         if self.size(&digest) != Some(size) {
             let mut ing = self.ingest(&digest, Some(size))?;
             ing.reset()?;
@@ -116,19 +119,26 @@ impl ContentStore {
         Ok((digest, size))
     }
 
-    /// Serialises writers of one digest. Hold the guard while checking for the blob and writing
-    /// it: a second pull of the same blob waits, then finds it stored.
+    /// Serialises writers of one digest (every ingest of a digest happens under this lock; one
+    /// drayd per data root makes it sufficient). Hold the guard while checking for the blob and
+    /// writing it: a second pull of the same blob waits, then finds it stored.
     pub async fn lock(&self, d: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
-        let m = {
-            let mut w = self.writers.lock().unwrap_or_else(|p| p.into_inner());
-            w.retain(|_, m| Arc::strong_count(m) > 1);
-            w.entry(d.clone()).or_default().clone()
-        };
-        m.lock_owned().await
+        self.writer_lock(d).lock_owned().await
+    }
+
+    /// [`ContentStore::lock`] for blocking threads.
+    pub fn lock_blocking(&self, d: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        self.writer_lock(d).blocking_lock_owned()
+    }
+
+    fn writer_lock(&self, d: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut w = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        w.retain(|_, m| Arc::strong_count(m) > 1);
+        w.entry(d.clone()).or_default().clone()
     }
 
     /// Opens the ingest of `expected`, resuming what a previous attempt left. `size`, when
-    /// known, bounds what may be written.
+    /// known, bounds what may be written. The caller holds the digest's writer lock.
     pub fn ingest(&self, expected: &Digest, size: Option<u64>) -> Result<Ingest> {
         let dir = self.ingest_dir(expected);
         fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;

@@ -142,7 +142,6 @@ pub async fn import(
     });
     let cb = serde_json::to_vec(&config).map_err(|e| Error::BadContent(e.to_string()))?;
     let id = Digest::sha256_of(&cb);
-    store.content.write_blob(&id, &cb)?;
     lease.add(ResourceKind::Blob, &id.to_string())?;
     let manifest = json!({
         "schemaVersion": 2,
@@ -152,8 +151,17 @@ pub async fn import(
     });
     let mb = serde_json::to_vec(&manifest).map_err(|e| Error::BadContent(e.to_string()))?;
     let md = Digest::sha256_of(&mb);
-    store.content.write_blob(&md, &mb)?;
     lease.add(ResourceKind::Blob, &md.to_string())?;
+    {
+        let (s4, id2, cb2, md2, mb2) = (store.clone(), id.clone(), cb.clone(), md.clone(), mb.clone());
+        tokio::task::spawn_blocking(move || {
+            s4.content
+                .write_blob(&id2, &cb2)
+                .and_then(|_| s4.content.write_blob(&md2, &mb2))
+        })
+        .await
+        .map_err(|e| Error::io("import", io::Error::other(e.to_string())))??;
+    }
     let record = ImageRecord {
         id: id.clone(),
         manifest_digest: md,

@@ -125,7 +125,10 @@ impl Registries {
                     .collect()
             })
             .unwrap_or_default();
-        let insecure = cfg.is_some_and(|h| h.insecure) || is_loopback_host(registry);
+        // Loopback registries speak plain HTTP (as docker treats them), unless a CA file is
+        // configured for the host: then it is TLS with that CA.
+        let insecure =
+            cfg.is_some_and(|h| h.insecure) || (is_loopback_host(registry) && cfg.is_none_or(|h| h.ca_file.is_none()));
         let host = if registry == DOCKER_HUB {
             "registry-1.docker.io"
         } else {
