@@ -10,7 +10,8 @@
 //! max-concurrent-uploads = 5
 //! insecure-registries = ["myhost:5000"] # plain HTTP (loopback hosts always are)
 //! registry-mirrors = ["http://127.0.0.1:5001"]  # mirrors of docker.io, tried first
-//! snapshotter = "overlayfs"            # or "native" (plain copies)
+//! snapshotter = "overlayfs"            # or "native" (plain copies; the default where
+//!                                      # overlayfs cannot be mounted on the data root)
 //!
 //! [registry."myhost:5000"]             # per registry host
 //! mirrors = ["http://mirror:5000"]

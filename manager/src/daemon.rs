@@ -17,7 +17,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::api::images::ImagesApi;
 use crate::api::system::SystemApi;
-use crate::config::Config;
+use crate::config::{Config, SnapshotterKind};
 use crate::error::{Error, IoContext, Result};
 use crate::images::Store;
 
@@ -84,11 +84,36 @@ pub async fn run(config: Config) -> Result<()> {
         .ctx(|| format!("chmod {}", config.exec_root.display()))?;
     let _data_lock = lock(&config.data_root.join("drayd.lock"), "data-root")?;
     let _exec_lock = lock(&config.exec_root.join("drayd.lock"), "exec-root")?;
-    if !crate::snapshots::overlay_supported(&config.data_root) {
-        return Err(Error::Unsupported(format!(
-            "overlayfs cannot be mounted on {}: drayd needs it (the plain-copy snapshotter is not implemented yet)",
-            config.data_root.display()
-        )));
+    let mut config = config;
+    match config.snapshotter {
+        Some(SnapshotterKind::Overlay) if !crate::snapshots::overlay_supported(&config.data_root) => {
+            return Err(Error::Unsupported(format!(
+                "overlayfs cannot be mounted on {}: choose another --data-root, or snapshotter = \"native\" in the config",
+                config.data_root.display()
+            )));
+        }
+        None if !crate::snapshots::overlay_supported(&config.data_root) => {
+            tracing::warn!(data_root = %config.data_root.display(), "overlayfs cannot be mounted here: using the native (copying) snapshotter");
+            config.snapshotter = Some(SnapshotterKind::Native);
+        }
+        _ => {}
+    }
+    // A data root keeps the snapshotter it was made with.
+    let kind_file = config.data_root.join("snapshotter");
+    let chosen = match config.snapshotter {
+        Some(SnapshotterKind::Native) => "native",
+        _ => "overlayfs",
+    };
+    match fs::read_to_string(&kind_file) {
+        Ok(prev) if prev.trim() != chosen => {
+            return Err(Error::Conflict(format!(
+                "{} holds {} snapshots, and this drayd would use {chosen}: use the same snapshotter or another --data-root",
+                config.data_root.display(),
+                prev.trim()
+            )));
+        }
+        Ok(_) => {}
+        Err(_) => crate::content::write_atomic(&kind_file, chosen.as_bytes())?,
     }
     let socket = config.socket.clone();
     let id = daemon_id(&config.data_root)?;

@@ -929,3 +929,58 @@ fn concurrent_pulls_of_one_image_fetch_and_store_it_once() {
         0
     );
 }
+
+#[test]
+fn the_native_snapshotter_unpacks_the_same_tree() {
+    let reg = Registry::start(&["multi"]);
+    let mut d = Daemon::start();
+    d.stop();
+    // A data root made for one snapshotter refuses the other.
+    let cfg = d.dir.path().join("drayd.toml");
+    std::fs::write(&cfg, "snapshotter = \"native\"\n").unwrap();
+    d.config = Some(cfg);
+    let o = d.command().output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("holds overlayfs snapshots"), "{}", stderr(&o));
+    std::fs::remove_dir_all(d.data_root()).unwrap();
+    d.spawn();
+    let name = format!("{}/test/multi", reg.host());
+    d.ok(&["pull", "-q", &name]);
+    let driver = d.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Name}} {{.GraphDriver.Data.Dir}}",
+        &name,
+    ]);
+    let (drv, dir) = driver.trim().split_once(' ').unwrap();
+    assert_eq!(drv, "native");
+    // The top snapshot is the whole tree, whiteouts applied: compare it with umoci's unpack.
+    let tmp = TempDir::new("umoci-native");
+    let layout = tmp.path().join("layout");
+    let o = Command::new("skopeo")
+        .args([
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &format!("docker://{name}:latest"),
+        ])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bundle = tmp.path().join("bundle");
+    let o = Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:latest", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "umoci: {}", stderr(&o));
+    let ours: Vec<String> = tree_listing(std::path::Path::new(dir));
+    let theirs = tree_listing(&bundle.join("rootfs"));
+    assert_eq!(ours, theirs, "the native snapshot differs from umoci's unpack");
+    d.ok(&["rmi", &name]);
+    assert!(d.snapshot_dirs().is_empty());
+}

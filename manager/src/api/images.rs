@@ -196,6 +196,13 @@ impl Images for ImagesApi {
                 layer_sizes.push(snap.size);
                 lowers.push(store.snapshots.fs_dir(&snap).display().to_string());
             }
+            if store.snapshots.kind() == crate::config::SnapshotterKind::Native {
+                // A native snapshot is the whole tree.
+                if let Some(top) = lowers.pop() {
+                    graph.insert("Dir".to_string(), top);
+                }
+                lowers.clear();
+            }
             if let Some(top) = lowers.pop() {
                 graph.insert("UpperDir".to_string(), top);
                 lowers.reverse();

@@ -186,7 +186,9 @@ impl System for SystemApi {
             } else {
                 let report = crate::gc::collect(&store)?;
                 deleted.extend(report.snapshots);
-                report.bytes as i64
+                // Partial downloads nobody resumed for a day (a pull's lease lasts as long).
+                let ingests = store.content.prune_ingests(std::time::Duration::from_secs(24 * 3600))?;
+                (report.bytes + ingests) as i64
             };
             Ok(pb::PruneResponse {
                 deleted_images: deleted,

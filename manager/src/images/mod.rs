@@ -93,8 +93,14 @@ impl Store {
         std::fs::create_dir_all(root).ctx(|| format!("creating data root {}", root.display()))?;
         let meta = Meta::open(&root.join("meta.db"))?;
         let content = ContentStore::open(&root.join("content"))?;
-        let snapshots = Snapshotter::open(&root.join("snapshots"), meta.clone())?;
+        let kind = config.snapshotter.unwrap_or(crate::config::SnapshotterKind::Overlay);
+        let snapshots = Snapshotter::open(&root.join("snapshots"), meta.clone(), kind)?;
         snapshots.recover()?;
+        // Scratch space of loads and imports that a crash interrupted.
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).ctx(|| format!("removing {}", tmp.display()))?;
+        }
         let registries = Registries::new(config.registries.clone());
         Ok(Arc::new(Store {
             config,

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::types::{self, Descriptor, Parsed, Platform};
 use super::{Image, Store};
+use crate::config::SnapshotterKind;
 use crate::digest::{chain_ids, Digest};
 use crate::error::{Error, Result};
 use crate::meta::{now_nanos, ImageName, ResourceKind};
@@ -426,9 +427,10 @@ struct LayerJob {
 }
 
 impl LayerJob {
-    /// Fetch, then unpack into a new snapshot; returns the snapshot key and the layer's size.
-    async fn run(self) -> Result<(String, u64)> {
-        let id = self.layer.digest.short().to_string();
+    /// Fetches the layer, then (overlay) unpacks it into a new snapshot on no parent. Returns
+    /// the snapshot key and the layer's size, or no size when the layer is left for the
+    /// commit loop to unpack on its parent (native snapshots stack by copying, in order).
+    async fn run(self) -> Result<(String, Option<u64>)> {
         self.store
             .meta
             .lease_add(&self.lease, ResourceKind::Blob, &self.layer.digest.to_string())?;
@@ -442,51 +444,73 @@ impl LayerJob {
             }
         }
         self.rep.check()?;
+        if self.store.snapshots.kind() == SnapshotterKind::Native {
+            return Ok((self.key, None));
+        }
         let fetched = started.elapsed();
-        let total = self.layer.size as u64;
-        let count = Arc::new(AtomicU64::new(0));
-        let (store, key, blob, diff_id) = (
-            self.store.clone(),
-            self.key.clone(),
-            self.store.content.path(&self.layer.digest),
-            self.diff_id.clone(),
-        );
-        let counter = count.clone();
-        let mut work = tokio::task::spawn_blocking(move || -> Result<u64> {
-            let rec = store.snapshots.prepare(&key, None)?;
-            let dest = store.snapshots.fs_dir(&rec);
-            match unpack::unpack_layer(&blob, &dest, &diff_id, Whiteouts::Overlay, counter) {
-                Ok(applied) => Ok(applied.size),
-                Err(e) => {
-                    let _ = store.snapshots.remove(&key);
-                    Err(e)
-                }
-            }
-        });
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        let size = loop {
-            tokio::select! {
-                r = &mut work => break r.map_err(|e| Error::io("unpacking", std::io::Error::other(e.to_string())))??,
-                _ = tick.tick() => self.rep.send(Action::Extracting, &id, count.load(Ordering::Relaxed), total, ""),
-            }
-        };
-        self.rep.send(Action::Extracting, &id, total, total, "");
-        // Where the time goes (docs/performance.md, "Pulls"): fetch includes waiting for a
+        let size = unpack_into(&self.store, &self.key, None, &self.layer, &self.diff_id, &self.rep).await?;
+        // Where the time goes (docs/performance.md, "Images"): fetch includes waiting for a
         // download slot; unpack is decompression, hashing and writing together.
         tracing::info!(
             layer = %self.layer.digest,
-            bytes = total,
+            bytes = self.layer.size,
             unpacked = size,
             fetch_ms = fetched.as_millis() as u64,
             unpack_ms = (started.elapsed() - fetched).as_millis() as u64,
             "layer unpacked"
         );
-        if self.rep.check().is_err() {
-            let _ = self.store.snapshots.remove(&self.key);
-            return Err(Error::Cancelled);
-        }
-        Ok((self.key, size))
+        Ok((self.key, Some(size)))
     }
+}
+
+/// Unpacks a fetched layer into a new snapshot `key` on `parent`, reporting progress; the
+/// snapshot is removed again on failure or cancellation. Returns the layer's unpacked size.
+async fn unpack_into(
+    store: &Arc<Store>,
+    key: &str,
+    parent: Option<String>,
+    layer: &Descriptor,
+    diff_id: &Digest,
+    rep: &Reporter,
+) -> Result<u64> {
+    let id = layer.digest.short().to_string();
+    let total = layer.size as u64;
+    let count = Arc::new(AtomicU64::new(0));
+    let whiteouts = match store.snapshots.kind() {
+        SnapshotterKind::Overlay => Whiteouts::Overlay,
+        SnapshotterKind::Native => Whiteouts::Delete,
+    };
+    let (s2, k2, blob, d2, counter) = (
+        store.clone(),
+        key.to_string(),
+        store.content.path(&layer.digest),
+        diff_id.clone(),
+        count.clone(),
+    );
+    let mut work = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let rec = s2.snapshots.prepare(&k2, parent.as_deref())?;
+        let dest = s2.snapshots.fs_dir(&rec);
+        match unpack::unpack_layer(&blob, &dest, &d2, whiteouts, counter) {
+            Ok(applied) => Ok(applied.size),
+            Err(e) => {
+                let _ = s2.snapshots.remove(&k2);
+                Err(e)
+            }
+        }
+    });
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let size = loop {
+        tokio::select! {
+            r = &mut work => break r.map_err(|e| Error::io("unpacking", std::io::Error::other(e.to_string())))??,
+            _ = tick.tick() => rep.send(Action::Extracting, &id, count.load(Ordering::Relaxed), total, ""),
+        }
+    };
+    rep.send(Action::Extracting, &id, total, total, "");
+    if rep.check().is_err() {
+        let _ = store.snapshots.remove(key);
+        return Err(Error::Cancelled);
+    }
+    Ok(size)
 }
 
 /// Fetches one layer blob into the content store (resuming a partial ingest), unless it is
@@ -628,8 +652,18 @@ pub(crate) async fn stack_layers(
             .await
             .map_err(|e| Error::io("layer task", std::io::Error::other(e.to_string())))
             .and_then(|r| r);
+        let res = match res {
+            // Native: unpack onto a copy of the parent, now that the parent is committed.
+            Ok((key, None)) if first_err.is_none() => {
+                unpack_into(store, &key, parent.clone(), &layers[i], &diff_ids[i], rep)
+                    .await
+                    .map(|size| (key, Some(size)))
+            }
+            r => r,
+        };
         match res {
             Ok((key, size)) if first_err.is_none() => {
+                let size = size.unwrap_or(0);
                 let committed = commit_layer(store, &key, &chain, parent.as_deref(), size as i64, lease).await;
                 match committed {
                     Ok(()) => {
@@ -639,9 +673,10 @@ pub(crate) async fn stack_layers(
                     Err(e) => first_err = Some(e),
                 }
             }
-            Ok((key, _)) => {
+            Ok((key, Some(_))) => {
                 let _ = store.snapshots.remove(&key);
             }
+            Ok((_, None)) => {}
             Err(e) => {
                 if first_err.is_none() {
                     first_err = Some(e);

@@ -10,12 +10,17 @@
 //! snapshots/<id>/work   overlayfs work dir (active snapshots)
 //! ```
 //!
+//! The native snapshotter (where overlayfs cannot be mounted on the data root) keeps the same
+//! layout, but each snapshot's `fs` is a full copy of its parent's with the layer applied on
+//! top (whiteouts delete), and its mounts are binds.
+//!
 //! Records live in `meta`; a directory without a record (a crash between the two) is removed
 //! by [`Snapshotter::recover`], and so is an active snapshot that an interrupted unpack left.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::config::SnapshotterKind;
 use crate::error::{Error, IoContext, Result};
 use crate::meta::{Meta, SnapshotRecord};
 
@@ -30,25 +35,37 @@ pub struct Mount {
 /// Prefix of the keys of snapshots that an unpack is filling.
 pub const EXTRACT_PREFIX: &str = "extract-";
 
-/// The overlay snapshotter.
+/// The snapshotter: overlay, or native copies.
 pub struct Snapshotter {
     root: PathBuf,
     meta: Meta,
+    kind: SnapshotterKind,
 }
 
 impl Snapshotter {
-    /// Opens the snapshotter under `root`; overlayfs must be usable (checked by the daemon).
-    pub fn open(root: &Path, meta: Meta) -> Result<Snapshotter> {
+    /// Opens the snapshotter under `root` (for overlay, the daemon checked that overlayfs can
+    /// be mounted there).
+    pub fn open(root: &Path, meta: Meta, kind: SnapshotterKind) -> Result<Snapshotter> {
         fs::create_dir_all(root).ctx(|| format!("creating {}", root.display()))?;
         Ok(Snapshotter {
             root: root.to_path_buf(),
             meta,
+            kind,
         })
     }
 
     /// The name of this snapshotter (docker's GraphDriver.Name).
     pub fn name(&self) -> &'static str {
-        "overlayfs"
+        match self.kind {
+            SnapshotterKind::Overlay => "overlayfs",
+            SnapshotterKind::Native => "native",
+        }
+    }
+
+    /// Which kind this is: overlay layers unpack independently and stack at mount time;
+    /// native ones unpack onto a copy of their parent, one after the other.
+    pub fn kind(&self) -> SnapshotterKind {
+        self.kind
     }
 
     fn dir_of(&self, id: i64) -> PathBuf {
@@ -67,21 +84,33 @@ impl Snapshotter {
             .ok_or_else(|| Error::NotFound(format!("snapshot {key} does not exist")))
     }
 
-    /// Creates an active snapshot on `parent` (a committed one) and returns its record.
+    /// Creates an active snapshot on `parent` (a committed one) and returns its record. The
+    /// native snapshotter copies the parent's files into it.
     pub fn prepare(&self, key: &str, parent: Option<&str>) -> Result<SnapshotRecord> {
-        if let Some(p) = parent {
-            let pr = self.stat(p)?;
-            if !pr.committed {
-                return Err(Error::InvalidArgument(format!("parent snapshot {p} is not committed")));
+        let parent_rec = match parent {
+            Some(p) => {
+                let pr = self.stat(p)?;
+                if !pr.committed {
+                    return Err(Error::InvalidArgument(format!("parent snapshot {p} is not committed")));
+                }
+                Some(pr)
             }
-        }
+            None => None,
+        };
         let id = self.meta.insert_snapshot(key, parent)?;
         let dir = self.dir_of(id);
         let made = fs::create_dir_all(dir.join("fs")).and_then(|_| fs::create_dir_all(dir.join("work")));
-        if let Err(e) = made {
+        let copied = match (&made, self.kind, &parent_rec) {
+            (Ok(()), SnapshotterKind::Native, Some(pr)) => copy_tree(&self.fs_dir(pr), &dir.join("fs")),
+            _ => Ok(()),
+        };
+        if let Err(e) = made
+            .map_err(|e| Error::io(format!("creating snapshot directory {}", dir.display()), e))
+            .and(copied)
+        {
             let _ = fs::remove_dir_all(&dir);
             let _ = self.meta.remove_snapshot(key);
-            return Err(Error::io(format!("creating snapshot directory {}", dir.display()), e));
+            return Err(e);
         }
         self.stat(key)
     }
@@ -126,6 +155,14 @@ impl Snapshotter {
     pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         let chain = self.chain(key)?;
         let top = &chain[0];
+        if self.kind == SnapshotterKind::Native {
+            let mode = if top.committed { "ro" } else { "rw" };
+            return Ok(vec![Mount {
+                kind: "bind".into(),
+                source: self.fs_dir(top).display().to_string(),
+                options: vec!["rbind".into(), mode.into()],
+            }]);
+        }
         if !top.committed {
             let lowers: Vec<String> = chain[1..]
                 .iter()
@@ -195,6 +232,27 @@ impl Snapshotter {
     pub fn list(&self) -> Result<Vec<SnapshotRecord>> {
         self.meta.snapshots()
     }
+}
+
+/// Copies a snapshot's tree with everything a layer can hold (owners, modes, hardlinks,
+/// xattrs, device nodes, times): `cp -a` does all of it, with reflinks where the file system
+/// has them.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg("--no-target-directory")
+        .arg(from)
+        .arg(to)
+        .output()
+        .map_err(|e| Error::io("running cp", e))?;
+    if !out.status.success() {
+        return Err(Error::io(
+            format!("copying {} to {}", from.display(), to.display()),
+            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        ));
+    }
+    Ok(())
 }
 
 /// Removes a directory tree that may hold read-only directories and immutable-free files.
