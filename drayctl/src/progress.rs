@@ -17,8 +17,10 @@ pub struct Renderer {
     push: bool,
     tty: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
-    /// Last status printed per layer (plain mode prints changes only).
+    /// Last status printed per layer (plain mode prints changes only), and in TTY mode each
+    /// bar's last status, in the order the layers appeared.
     last: HashMap<String, String>,
+    order: Vec<String>,
 }
 
 impl Renderer {
@@ -31,6 +33,7 @@ impl Renderer {
             tty,
             bars: HashMap::new(),
             last: HashMap::new(),
+            order: Vec::new(),
         }
     }
 
@@ -69,6 +72,11 @@ impl Renderer {
         let action = Action::try_from(p.action).unwrap_or(Action::Message);
         if p.id.is_empty() {
             if matches!(action, Action::Message | Action::Resolved) && !p.message.is_empty() {
+                if !self.bars.is_empty() && action == Action::Message {
+                    // The layers are done: their final lines go above what follows, as docker
+                    // prints them.
+                    self.settle();
+                }
                 self.println(&p.message);
             }
             return;
@@ -81,6 +89,10 @@ impl Renderer {
             self.status(action)
         };
         if let Some(mp) = &self.tty {
+            if !self.bars.contains_key(&p.id) {
+                self.order.push(p.id.clone());
+            }
+            self.last.insert(p.id.clone(), status.to_string());
             let bar = self.bars.entry(p.id.clone()).or_insert_with(|| {
                 let b = mp.add(ProgressBar::new(p.total.max(1)));
                 b.set_style(
@@ -132,10 +144,22 @@ impl Renderer {
         }
     }
 
-    /// Leaves the bars as they are (their final state stays on the screen).
-    pub fn finish(&mut self) {
+
+    /// Replaces the bars by one line per layer with its last status; later output is plain.
+    fn settle(&mut self) {
+        let Some(mp) = self.tty.take() else { return };
         for b in self.bars.values() {
-            b.finish();
+            b.finish_and_clear();
         }
+        let _ = mp.clear();
+        for id in &self.order {
+            eprintln!("{id}: {}", self.last.get(id).map(String::as_str).unwrap_or(""));
+        }
+        self.bars.clear();
+    }
+
+    /// Ends the display (the bars' final states stay on the screen).
+    pub fn finish(&mut self) {
+        self.settle();
     }
 }

@@ -984,3 +984,53 @@ fn the_native_snapshotter_unpacks_the_same_tree() {
     d.ok(&["rmi", &name]);
     assert!(d.snapshot_dirs().is_empty());
 }
+
+#[test]
+fn ctrl_c_stops_a_pull_and_the_next_one_resumes() {
+    let reg = Registry::start(&["big"]);
+    let proxy = dray_e2e::manager::SlowProxy::start(reg.port, 2 << 20);
+    let d = Daemon::start();
+    let name = format!("127.0.0.1:{}/test/big:latest", proxy.port);
+    let pull = d.ctl().args(["pull", &name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let ingest = d.data_root().join("content/ingest");
+    let partial = || {
+        std::fs::read_dir(&ingest)
+            .map(|r| r.flatten().any(|e| std::fs::metadata(e.path().join("data")).map(|m| m.len() > (1 << 20)).unwrap_or(false)))
+            .unwrap_or(false)
+    };
+    assert!(dray_e2e::manager::wait_until(std::time::Duration::from_secs(30), partial), "no partial download appeared");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pull.id() as i32, libc::SIGINT) };
+    let o = pull.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the next pull resumes it"), "{}", stderr(&o));
+    // drayd saw the client go and stopped; the partial blob stays.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(partial(), "the partial download was not kept");
+    assert_eq!(d.ok(&["images", "-q"]), "");
+    d.ok(&["pull", "-q", &format!("{}/test/big:latest", reg.host())]);
+    assert!(d.log().contains("resuming a download"), "{}", d.log());
+    drop(proxy);
+}
+
+#[test]
+fn a_terminal_gets_progress_bars_and_a_pipe_gets_plain_lines() {
+    let reg = Registry::start(&["multi"]);
+    let d = Daemon::start();
+    let name = format!("{}/test/multi", reg.host());
+    let cmd = format!(
+        "DRAY_HOST=unix://{} {} pull {name}",
+        d.socket().display(),
+        dray_e2e::manager::drayctl_bin().display()
+    );
+    let o = Command::new("script").args(["-qefc", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let tty = stdout(&o);
+    assert!(tty.contains("\u{1b}["), "no terminal control sequences: {tty:?}");
+    assert!(tty.contains("Pull complete") && tty.contains("Status: Downloaded newer image"), "{tty}");
+    // Plain output (the pipe of d.ok) has no control sequences and one line per step.
+    d.ok(&["rmi", &name]);
+    let plain = d.ok(&["pull", &name]);
+    assert!(!plain.contains('\u{1b}'), "{plain:?}");
+    assert_eq!(plain.lines().filter(|l| l.ends_with(": Pull complete")).count(), 3, "{plain}");
+}
