@@ -144,7 +144,6 @@ impl Renderer {
         }
     }
 
-
     /// Replaces the bars by one line per layer with its last status; later output is plain.
     fn settle(&mut self) {
         let Some(mp) = self.tty.take() else { return };

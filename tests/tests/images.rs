@@ -213,11 +213,34 @@ fn platforms_shared_layers_tags_and_garbage_collection() {
     assert!(out.contains("Already exists"), "{out}");
     assert_eq!(d.snapshot_dirs().len(), 4);
     let upper = d.ok(&["image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", &zstd]);
-    assert!(
-        std::fs::read_to_string(std::path::Path::new(upper.trim()).join("etc/zstd-layer"))
-            .unwrap()
-            .starts_with("this layer")
+    let upper = std::path::Path::new(upper.trim());
+    assert!(std::fs::read_to_string(upper.join("etc/zstd-layer"))
+        .unwrap()
+        .starts_with("this layer"));
+    // GNU long names and long link targets.
+    let long_dir = format!("etc/{}", "gnu-long-directory-name-".repeat(5));
+    let long_file = upper.join(&long_dir).join("gnu-long-file-name-".repeat(6));
+    assert_eq!(std::fs::read_to_string(long_file).unwrap(), "GNU long name\n");
+    assert_eq!(
+        std::fs::read_link(upper.join("etc/gnu-long-link")).unwrap(),
+        std::path::PathBuf::from(format!("/{}", "target-".repeat(20)))
     );
+    // Pull by digest: the same image, known by its repo digest.
+    let digest = d.ok(&[
+        "images",
+        "--digests",
+        "--format",
+        "{{.Digest}}",
+        &format!("{}/test/zstd", reg.host()),
+    ]);
+    let by_digest = format!("{}/test/zstd@{}", reg.host(), digest.trim());
+    let out = d.ok(&["pull", &by_digest]);
+    assert!(
+        out.contains("Image is up to date") || out.contains("Downloaded newer image"),
+        "{out}"
+    );
+    let id_of = |r: &str| d.ok(&["image", "inspect", "--format", "{{.Id}}", r]);
+    assert_eq!(id_of(&by_digest), id_of(&zstd));
 
     // tag: a second name; rmi of one name only untags.
     d.ok(&["tag", &zstd, "local/copy:v1"]);
@@ -411,6 +434,13 @@ fn save_load_import_and_push_round_trips() {
         manifest_layers,
         inspect[0]["RootFS"]["Layers"].as_array().unwrap().len()
     );
+    // The archive's layers are the registry's, digest for digest.
+    let o = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{multi}")])
+        .output()
+        .unwrap();
+    let remote: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["Layers"], remote["Layers"]);
 
     // Load it back after removing it: same image ID, same unpacked files.
     d.ok(&["rmi", &multi]);
@@ -991,14 +1021,29 @@ fn ctrl_c_stops_a_pull_and_the_next_one_resumes() {
     let proxy = dray_e2e::manager::SlowProxy::start(reg.port, 2 << 20);
     let d = Daemon::start();
     let name = format!("127.0.0.1:{}/test/big:latest", proxy.port);
-    let pull = d.ctl().args(["pull", &name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let pull = d
+        .ctl()
+        .args(["pull", &name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let ingest = d.data_root().join("content/ingest");
     let partial = || {
         std::fs::read_dir(&ingest)
-            .map(|r| r.flatten().any(|e| std::fs::metadata(e.path().join("data")).map(|m| m.len() > (1 << 20)).unwrap_or(false)))
+            .map(|r| {
+                r.flatten().any(|e| {
+                    std::fs::metadata(e.path().join("data"))
+                        .map(|m| m.len() > (1 << 20))
+                        .unwrap_or(false)
+                })
+            })
             .unwrap_or(false)
     };
-    assert!(dray_e2e::manager::wait_until(std::time::Duration::from_secs(30), partial), "no partial download appeared");
+    assert!(
+        dray_e2e::manager::wait_until(std::time::Duration::from_secs(30), partial),
+        "no partial download appeared"
+    );
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pull.id() as i32, libc::SIGINT) };
     let o = pull.wait_with_output().unwrap();
@@ -1023,14 +1068,25 @@ fn a_terminal_gets_progress_bars_and_a_pipe_gets_plain_lines() {
         d.socket().display(),
         dray_e2e::manager::drayctl_bin().display()
     );
-    let o = Command::new("script").args(["-qefc", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let o = Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let tty = stdout(&o);
     assert!(tty.contains("\u{1b}["), "no terminal control sequences: {tty:?}");
-    assert!(tty.contains("Pull complete") && tty.contains("Status: Downloaded newer image"), "{tty}");
+    assert!(
+        tty.contains("Pull complete") && tty.contains("Status: Downloaded newer image"),
+        "{tty}"
+    );
     // Plain output (the pipe of d.ok) has no control sequences and one line per step.
     d.ok(&["rmi", &name]);
     let plain = d.ok(&["pull", &name]);
     assert!(!plain.contains('\u{1b}'), "{plain:?}");
-    assert_eq!(plain.lines().filter(|l| l.ends_with(": Pull complete")).count(), 3, "{plain}");
+    assert_eq!(
+        plain.lines().filter(|l| l.ends_with(": Pull complete")).count(),
+        3,
+        "{plain}"
+    );
 }
