@@ -126,55 +126,36 @@ impl Registry {
         let cert = dir.path().join("cert.pem");
         let ext = dir.path().join("san.ext");
         std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").expect("ext");
-        let openssl = |args: Vec<std::ffi::OsString>| {
-            let o = Command::new("openssl").args(args).output().expect("openssl");
+        self_signed(&ca_key, &ca, "/CN=dray-test-ca");
+        // The leaf: a key and a request signed by the CA, for the IP the tests dial.
+        let run = |cmd: &mut Command| {
+            let o = cmd.output().expect("openssl");
             assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
         };
-        let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| v.iter().map(|a| a.as_ref().to_os_string()).collect::<Vec<_>>();
-        openssl(os(&[
-            &"req",
-            &"-x509",
-            &"-newkey",
-            &"rsa:2048",
-            &"-nodes",
-            &"-days",
-            &"1",
-            &"-subj",
-            &"/CN=dray-test-ca",
-            &"-keyout",
-            &ca_key,
-            &"-out",
-            &ca,
-        ]));
-        openssl(os(&[
-            &"req",
-            &"-newkey",
-            &"rsa:2048",
-            &"-nodes",
-            &"-subj",
-            &"/CN=127.0.0.1",
-            &"-keyout",
-            &key,
-            &"-out",
-            &csr,
-        ]));
-        openssl(os(&[
-            &"x509",
-            &"-req",
-            &"-in",
-            &csr,
-            &"-CA",
-            &ca,
-            &"-CAkey",
-            &ca_key,
-            &"-CAcreateserial",
-            &"-days",
-            &"1",
-            &"-extfile",
-            &ext,
-            &"-out",
-            &cert,
-        ]));
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr));
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "1", "-CAcreateserial", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert));
         let tls = format!(
             "  tls:\n    certificate: {}\n    key: {}\n",
             cert.display(),
@@ -228,25 +209,7 @@ impl Registry {
             RegistryAuth::Token => {
                 let key = dir.path().join("key.pem");
                 let cert = dir.path().join("cert.pem");
-                let o = Command::new("openssl")
-                    .args([
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "rsa:2048",
-                        "-nodes",
-                        "-days",
-                        "1",
-                        "-subj",
-                        "/CN=dray-test-token",
-                    ])
-                    .arg("-keyout")
-                    .arg(&key)
-                    .arg("-out")
-                    .arg(&cert)
-                    .output()
-                    .expect("openssl");
-                assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+                self_signed(&key, &cert, "/CN=dray-test-token");
                 let tport = free_port();
                 let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/token_server.py");
                 let child = Command::new("python3")
@@ -646,4 +609,56 @@ impl Drop for SlowProxy {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// What umoci unpacks from `image` (pulled from its registry with skopeo): the temporary
+/// directory (removed on drop) and the rootfs in it.
+pub fn umoci_rootfs(image: &str) -> (TempDir, PathBuf) {
+    let tmp = TempDir::new("umoci");
+    let layout = tmp.path().join("layout");
+    let o = Command::new("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false", &format!("docker://{image}")])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .output()
+        .expect("skopeo");
+    assert!(o.status.success(), "skopeo: {}", String::from_utf8_lossy(&o.stderr));
+    let bundle = tmp.path().join("bundle");
+    let o = Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:latest", layout.display()))
+        .arg(&bundle)
+        .output()
+        .expect("umoci");
+    assert!(o.status.success(), "umoci: {}", String::from_utf8_lossy(&o.stderr));
+    let rootfs = bundle.join("rootfs");
+    (tmp, rootfs)
+}
+
+/// A self-signed certificate (a CA too) with its key.
+pub fn self_signed(key: &Path, cert: &Path, subject: &str) {
+    let o = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", subject,
+        ])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// True when an ingest under `ingest_dir` holds more than 1 MiB (a download under way).
+pub fn partial_download(ingest_dir: &Path) -> bool {
+    std::fs::read_dir(ingest_dir)
+        .map(|r| {
+            r.flatten().any(|e| {
+                std::fs::metadata(e.path().join("data"))
+                    .map(|m| m.len() > (1 << 20))
+                    .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false)
 }

@@ -90,30 +90,9 @@ fn pull_unpacks_what_umoci_unpacks() {
         .trim()
         .to_string();
     let view = OverlayView::new(&format!("{upper}:{lower}"));
-    let tmp = TempDir::new("umoci");
-    let layout = tmp.path().join("layout");
-    let o = Command::new("skopeo")
-        .args([
-            "copy",
-            "-q",
-            "--src-tls-verify=false",
-            &format!("docker://{name}:latest"),
-        ])
-        .arg(format!("oci:{}:latest", layout.display()))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let bundle = tmp.path().join("bundle");
-    let o = Command::new("umoci")
-        .arg("unpack")
-        .arg("--image")
-        .arg(format!("{}:latest", layout.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "umoci: {}", stderr(&o));
+    let (_umoci, rootfs) = dray_e2e::manager::umoci_rootfs(&format!("{name}:latest"));
     let ours = tree_listing(&view.path);
-    let theirs = tree_listing(&bundle.join("rootfs"));
+    let theirs = tree_listing(&rootfs);
     assert!(
         ours.iter()
             .any(|l| l.starts_with("usr/bin/suid ") && l.contains(" 4755 ")),
@@ -591,17 +570,7 @@ fn an_interrupted_pull_resumes_after_kill_9() {
         .spawn()
         .unwrap();
     let ingest = d.data_root().join("content/ingest");
-    let partial = || {
-        std::fs::read_dir(&ingest)
-            .map(|r| {
-                r.flatten().any(|e| {
-                    std::fs::metadata(e.path().join("data"))
-                        .map(|m| m.len() > (1 << 20))
-                        .unwrap_or(false)
-                })
-            })
-            .unwrap_or(false)
-    };
+    let partial = || dray_e2e::manager::partial_download(&ingest);
     assert!(
         dray_e2e::manager::wait_until(std::time::Duration::from_secs(30), partial),
         "no partial download appeared"
@@ -869,25 +838,7 @@ fn tls_registries_use_the_ca_file_configured_for_their_host() {
     d.ok(&["rmi", &name]);
     d.stop();
     let other = d.dir.path().join("other-ca.pem");
-    let o = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=other",
-        ])
-        .arg("-keyout")
-        .arg(d.dir.path().join("other-key.pem"))
-        .arg("-out")
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    dray_e2e::manager::self_signed(&d.dir.path().join("other-key.pem"), &other, "/CN=other");
     std::fs::write(
         &cfg,
         format!("[registry.\"{}\"]\nca-file = \"{}\"\n", reg.host(), other.display()),
@@ -986,30 +937,9 @@ fn the_native_snapshotter_unpacks_the_same_tree() {
     let (drv, dir) = driver.trim().split_once(' ').unwrap();
     assert_eq!(drv, "native");
     // The top snapshot is the whole tree, whiteouts applied: compare it with umoci's unpack.
-    let tmp = TempDir::new("umoci-native");
-    let layout = tmp.path().join("layout");
-    let o = Command::new("skopeo")
-        .args([
-            "copy",
-            "-q",
-            "--src-tls-verify=false",
-            &format!("docker://{name}:latest"),
-        ])
-        .arg(format!("oci:{}:latest", layout.display()))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let bundle = tmp.path().join("bundle");
-    let o = Command::new("umoci")
-        .arg("unpack")
-        .arg("--image")
-        .arg(format!("{}:latest", layout.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "umoci: {}", stderr(&o));
+    let (_umoci, rootfs) = dray_e2e::manager::umoci_rootfs(&format!("{name}:latest"));
     let ours: Vec<String> = tree_listing(std::path::Path::new(dir));
-    let theirs = tree_listing(&bundle.join("rootfs"));
+    let theirs = tree_listing(&rootfs);
     assert_eq!(ours, theirs, "the native snapshot differs from umoci's unpack");
     d.ok(&["rmi", &name]);
     assert!(d.snapshot_dirs().is_empty());
@@ -1029,17 +959,7 @@ fn ctrl_c_stops_a_pull_and_the_next_one_resumes() {
         .spawn()
         .unwrap();
     let ingest = d.data_root().join("content/ingest");
-    let partial = || {
-        std::fs::read_dir(&ingest)
-            .map(|r| {
-                r.flatten().any(|e| {
-                    std::fs::metadata(e.path().join("data"))
-                        .map(|m| m.len() > (1 << 20))
-                        .unwrap_or(false)
-                })
-            })
-            .unwrap_or(false)
-    };
+    let partial = || dray_e2e::manager::partial_download(&ingest);
     assert!(
         dray_e2e::manager::wait_until(std::time::Duration::from_secs(30), partial),
         "no partial download appeared"

@@ -369,129 +369,114 @@ impl Session {
         format!("{base}/v2/{}/{kind}/{object}", self.repository)
     }
 
+    /// Sends a GET built by `make` to each endpoint in turn (mirrors first) and returns the
+    /// first response whose status `wanted` accepts. A mirror that fails or refuses is passed
+    /// over; the registry's own failure is the error.
+    async fn first_answer(
+        &self,
+        object: &str,
+        make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
+        wanted: &(dyn Fn(StatusCode) -> bool + Sync),
+    ) -> Result<Response> {
+        let mut last = None;
+        for ep in self.endpoints.iter() {
+            let e = match self.send(ep, make).await {
+                Ok(resp) if wanted(resp.status()) => return Ok(resp),
+                Ok(resp) => status_error(&self.registry, &self.repository, object, resp).await,
+                Err(e) => e,
+            };
+            if !ep.mirror {
+                return Err(e);
+            }
+            last = Some(e);
+        }
+        Err(last.unwrap_or_else(|| Error::Remote(format!("{}: no endpoint answered", self.registry))))
+    }
+
     /// Fetches a manifest or index by tag or digest (`accept` lists the media types we
     /// understand). The body's digest is computed and must equal the digest asked for, or
     /// the one the registry names in `Docker-Content-Digest`.
     pub async fn manifest(&self, object: &str, accept: &[&str]) -> Result<Fetched> {
         let accept = accept.join(", ");
-        let mut last = None;
-        for ep in self.endpoints.iter() {
-            let resp = self
-                .send(ep, &|c, base| {
+        let resp = self
+            .first_answer(
+                object,
+                &|c, base| {
                     c.get(self.url(base, "manifests", object))
                         .header(ACCEPT, accept.as_str())
-                })
-                .await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e) if ep.mirror => {
-                    last = Some(e);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let status = resp.status();
-            if !status.is_success() {
-                let e = status_error(&self.registry, &self.repository, object, resp).await;
-                if ep.mirror {
-                    last = Some(e);
-                    continue;
-                }
-                return Err(e);
-            }
-            let media_type = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let header_digest = resp
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            if resp.content_length().is_some_and(|l| l > MAX_METADATA_BLOB) {
-                return Err(Error::BadContent(format!(
-                    "{object}: manifest larger than {MAX_METADATA_BLOB} bytes"
-                )));
-            }
-            let data = read_limited(resp, MAX_METADATA_BLOB).await?;
-            let expected = match object.parse::<Digest>() {
-                Ok(d) => Some(d),
-                Err(_) => header_digest.and_then(|h| h.parse::<Digest>().ok()),
-            };
-            let digest = match expected {
-                Some(d) => {
-                    let mut h = d.hasher();
-                    h.update(&data);
-                    let got = h.finish();
-                    if got != d {
-                        return Err(Error::BadContent(format!(
-                            "{}/{}: manifest {object} has digest {got}, expected {d}: refusing it",
-                            self.registry, self.repository
-                        )));
-                    }
-                    d
-                }
-                None => Digest::sha256_of(&data),
-            };
-            return Ok(Fetched {
-                data,
-                media_type,
-                digest,
-            });
+                },
+                &|s| s.is_success(),
+            )
+            .await?;
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let media_type = header(CONTENT_TYPE.as_str()).unwrap_or_default();
+        let header_digest = header("docker-content-digest");
+        if resp.content_length().is_some_and(|l| l > MAX_METADATA_BLOB) {
+            return Err(Error::BadContent(format!(
+                "{object}: manifest larger than {MAX_METADATA_BLOB} bytes"
+            )));
         }
-        Err(last.unwrap_or_else(|| Error::Remote(format!("{}: no endpoint answered", self.registry))))
+        let data = read_limited(resp, MAX_METADATA_BLOB).await?;
+        let expected = match object.parse::<Digest>() {
+            Ok(d) => Some(d),
+            Err(_) => header_digest.and_then(|h| h.parse::<Digest>().ok()),
+        };
+        let digest = match expected {
+            Some(d) => {
+                let mut h = d.hasher();
+                h.update(&data);
+                let got = h.finish();
+                if got != d {
+                    return Err(Error::BadContent(format!(
+                        "{}/{}: manifest {object} has digest {got}, expected {d}: refusing it",
+                        self.registry, self.repository
+                    )));
+                }
+                d
+            }
+            None => Digest::sha256_of(&data),
+        };
+        Ok(Fetched {
+            data,
+            media_type,
+            digest,
+        })
     }
 
     /// Starts a blob download at `offset` (a Range request when > 0).
     pub async fn blob(&self, digest: &Digest, offset: u64) -> Result<BlobStream> {
         let object = digest.to_string();
-        let mut last = None;
-        for ep in self.endpoints.iter() {
-            let resp = self
-                .send(ep, &|c, base| {
+        let resp = self
+            .first_answer(
+                &object,
+                &|c, base| {
                     let r = c.get(self.url(base, "blobs", &object));
                     if offset > 0 {
                         r.header(RANGE, format!("bytes={offset}-"))
                     } else {
                         r
                     }
-                })
-                .await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e) if ep.mirror => {
-                    last = Some(e);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let status = resp.status();
-            if status == StatusCode::PARTIAL_CONTENT && offset > 0 {
-                return Ok(BlobStream {
-                    response: resp,
-                    resumed: true,
-                });
-            }
-            if status == StatusCode::RANGE_NOT_SATISFIABLE && offset > 0 {
-                // What we have is already everything (or more): start over.
-                return Box::pin(self.blob(digest, 0)).await;
-            }
-            if status.is_success() {
-                return Ok(BlobStream {
-                    response: resp,
-                    resumed: false,
-                });
-            }
-            let e = status_error(&self.registry, &self.repository, &object, resp).await;
-            if ep.mirror {
-                last = Some(e);
-                continue;
-            }
-            return Err(e);
+                },
+                &|s| s.is_success() || (offset > 0 && s == StatusCode::RANGE_NOT_SATISFIABLE),
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT if offset > 0 => Ok(BlobStream {
+                response: resp,
+                resumed: true,
+            }),
+            // What we have is already everything (or more): start over.
+            StatusCode::RANGE_NOT_SATISFIABLE => Box::pin(self.blob(digest, 0)).await,
+            _ => Ok(BlobStream {
+                response: resp,
+                resumed: false,
+            }),
         }
-        Err(last.unwrap_or_else(|| Error::Remote(format!("{}: no endpoint answered", self.registry))))
     }
 
     fn upstream(&self) -> &Endpoint {
