@@ -225,6 +225,8 @@ mod tests {
                 (long, "long name".to_string())
             ]
         );
-        assert_eq!(pax_record("path", "x").len(), "10 path=x\n".len());
+        assert_eq!(pax_record("path", "x"), b"9 path=x\n");
+        // A record whose length field grows a digit: " k=" + 94 bytes + "\n" is 98, plus "101".
+        assert_eq!(pax_record("k", &"v".repeat(94)).len(), 101);
     }
 }
