@@ -805,3 +805,50 @@ async fn shim_cgroup_option_moves_the_shim() {
     }
     panic!("the shim did not leave {}", dir.display());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_deep_overlay_rootfs_is_mounted() {
+    // 200 layers at long paths: their lowerdir option is far over the kernel's one page, so the
+    // shim mounts them relative to their common parent.
+    let s = Shim::start("deep", &["sh", "-c", "cat /layer-7 /layer-199 > /out/seen"]).await;
+    let layers = s.dir.join("snapshots-of-a-deep-image-whose-paths-fill-the-mount-page");
+    let mut lowers = Vec::new();
+    for i in (0..200).rev() {
+        let fs = layers.join(format!("{i}/fs"));
+        std::fs::create_dir_all(&fs).unwrap();
+        if i == 0 {
+            let st = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", s.bundle.join("rootfs").display()))
+                .arg(&fs)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        } else {
+            std::fs::write(fs.join(format!("layer-{i}")), format!("{i}\n")).unwrap();
+        }
+        lowers.push(fs.display().to_string());
+    }
+    let (upper, work) = (s.dir.join("upper"), s.dir.join("work"));
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let lowerdir = format!("lowerdir={}", lowers.join(":"));
+    assert!(lowerdir.len() > 4096);
+    let mut m = containerd_shim_protos::types::mount::Mount::new();
+    m.type_ = "overlay".into();
+    m.source = "overlay".into();
+    m.options = vec![
+        format!("workdir={}", work.display()),
+        format!("upperdir={}", upper.display()),
+        lowerdir,
+    ];
+    let mut req = s.create_req(Path::new(""));
+    req.rootfs = vec![m];
+    s.client.create(ctx(), &req).await.unwrap();
+    s.start_proc("").await;
+    assert_eq!(s.wait_proc("").await, 0);
+    let seen = std::fs::read_to_string(s.dir.join("out/seen")).unwrap();
+    assert_eq!(seen, "7\n199\n");
+    s.delete_proc("").await.unwrap();
+    s.shutdown().await;
+}
