@@ -434,7 +434,9 @@ impl Runtime {
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<()> {
         let st = self.store.load(id)?;
         let status = st.status(&self.store.dir(id));
-        if !(1..=libc::SIGRTMAX()).contains(&sig) {
+        // Signal 0 delivers nothing: `kill ID 0` only checks that the init (or, with --all,
+        // the processes) can be signalled, as runc's does.
+        if !(0..=libc::SIGRTMAX()).contains(&sig) {
             return Err(Error::msg(format!("invalid signal {sig}")));
         }
         // With --all, processes may outlive the init (no pid namespace of its own).

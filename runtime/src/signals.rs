@@ -42,7 +42,8 @@ const NAMES: &[(&str, i32)] = &[
 pub fn parse(s: &str) -> Result<i32> {
     let bad = || Error::msg(format!("unknown signal {s:?}"));
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=libc::SIGRTMAX()).contains(&n) {
+        // 0 is runc's existence check: nothing is delivered, errors still are reported.
+        return if (0..=libc::SIGRTMAX()).contains(&n) {
             Ok(n)
         } else {
             Err(bad())

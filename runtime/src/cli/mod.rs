@@ -462,6 +462,72 @@ impl CreateArgs {
     }
 }
 
+/// `--version`, in runc's layout (`runc version …`, `commit: …`, `spec: …`).
+pub fn version_text() -> String {
+    format!(
+        "dray version {}\ncommit: {}\nspec: {}",
+        crate::VERSION,
+        option_env!("DRAY_GIT_COMMIT").unwrap_or("unknown"),
+        crate::OCI_VERSION
+    )
+}
+
+/// A line on stderr in runc's log format (what runc prints for usage errors).
+fn runc_error_line(msg: &str) -> String {
+    let now = crate::time::now();
+    format!("time=\"{now}\" level=error msg={:?}", msg)
+}
+
+/// What runc 1.1 (urfave/cli) does with a command line it cannot parse: help and version go
+/// to stdout with status 0; an unknown command is "No help topic for 'X'" with status 3; any
+/// other usage error prints "Incorrect Usage." and the command's help on stdout, the reason on
+/// stderr, with status 1.
+fn usage_error(e: &clap::Error, args: &[String]) -> i32 {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            0
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            println!("{}", Cli::command().render_help());
+            0
+        }
+        ErrorKind::InvalidSubcommand => {
+            let name = args
+                .iter()
+                .skip(1)
+                .find(|a| !a.starts_with('-'))
+                .cloned()
+                .unwrap_or_default();
+            eprintln!("{}", runc_error_line(&format!("No help topic for '{name}'")));
+            3
+        }
+        _ => {
+            let mut cmd = Cli::command();
+            // Built, so that a command's usage line names `dray` too.
+            cmd.build();
+            let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+            let sub = args.iter().skip(1).find(|a| names.contains(a)).cloned();
+            let help = match sub.as_deref().and_then(|n| cmd.find_subcommand_mut(n)) {
+                Some(c) => c.render_help(),
+                None => cmd.render_help(),
+            };
+            println!("Incorrect Usage.\n\n{help}");
+            // clap's message up to its usage block, on one line.
+            let detail = e.to_string();
+            let reason: Vec<&str> = detail
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(|l| l.trim().trim_start_matches("error: "))
+                .collect();
+            eprintln!("{}", runc_error_line(&reason.join(" ")));
+            1
+        }
+    }
+}
+
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
     // The common command lines take the fast path; clap parses the rest (and prints help and
@@ -471,15 +537,11 @@ pub fn main() -> i32 {
         Some(c) => c,
         None => match Cli::try_parse() {
             Ok(c) => c,
-            Err(e) => {
-                let code = if e.use_stderr() { 1 } else { 0 };
-                let _ = e.print();
-                return code;
-            }
+            Err(e) => return usage_error(&e, args.as_deref().unwrap_or_default()),
         },
     };
     if cli.version {
-        println!("dray version {}\nspec: {}", crate::VERSION, crate::OCI_VERSION);
+        println!("{}", version_text());
         return 0;
     }
     // Which of the fds to preserve the caller really passed: looked up before dray opens any
@@ -499,8 +561,10 @@ pub fn main() -> i32 {
         return 1;
     }
     let Some(cmd) = &cli.cmd else {
-        eprintln!("dray: a command is required (see dray --help)");
-        return 1;
+        // runc without a command prints its help and succeeds.
+        use clap::CommandFactory;
+        println!("{}", Cli::command().render_help());
+        return 0;
     };
     match dispatch(&cli, cmd, &inherited) {
         Ok(code) => code,
