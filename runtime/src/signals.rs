@@ -91,7 +91,9 @@ mod tests {
         assert_eq!(parse("9").unwrap(), 9);
         assert_eq!(parse("RTMIN+2").unwrap(), libc::SIGRTMIN() + 2);
         assert!(parse("NOPE").is_err());
-        assert!(parse("0").is_err());
+        // runc: 0 is an existence check.
+        assert_eq!(parse("0").unwrap(), 0);
+        assert!(parse("-1").is_err());
         assert!(parse("99").is_err());
         assert!(parse("RTMIN+2147483647").is_err());
 
