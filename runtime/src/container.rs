@@ -536,7 +536,7 @@ impl Runtime {
     /// `run`: create + start; in the foreground waits for the container's process, forwarding
     /// signals to it, deletes the container, and returns the exit status (128+n for a signal).
     /// With `detach`, returns 0 once the container runs.
-    pub fn run(&self, o: &CreateOptions, detach: bool) -> Result<i32> {
+    pub fn run(&self, o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
         if detach {
             self.create(o)?;
             if let Err(e) = self.start(&o.id) {
@@ -549,12 +549,12 @@ impl Runtime {
         // signalfd, so the exit of a fast container can never be missed.
         let set = forwarded_signals();
         let old = crate::sys::block_signals(&set)?;
-        let res = self.run_foreground(o, &set);
+        let res = self.run_foreground(o, &set, keep);
         let _ = crate::sys::set_signal_mask(&old);
         res
     }
 
-    fn run_foreground(&self, o: &CreateOptions, set: &nix::sys::signal::SigSet) -> Result<i32> {
+    fn run_foreground(&self, o: &CreateOptions, set: &nix::sys::signal::SigSet, keep: bool) -> Result<i32> {
         use nix::sys::signalfd::{SfdFlags, SignalFd};
         // Inits forked by an intermediate process are re-parented to us.
         crate::sys::set_child_subreaper()?;
@@ -592,7 +592,8 @@ impl Runtime {
             r.drain();
         }
         drop(relay);
-        let deleted = self.delete(&o.id, true);
+        // runc's --keep: the stopped container stays (state, cgroup) until `delete`.
+        let deleted = if keep { Ok(()) } else { self.delete(&o.id, true) };
         let code = waited?;
         deleted?;
         Ok(code)

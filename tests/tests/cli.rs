@@ -88,3 +88,22 @@ fn kill_with_signal_0_checks_that_the_container_runs() {
     assert!(b.dray(&["delete", &b.id]).status.success());
     assert_no_leaks(&b);
 }
+
+#[test]
+fn run_keep_leaves_the_stopped_container_until_delete() {
+    let b = Bundle::new("keep", &["sh", "-c", "exit 3"]);
+    let o = b.dray(&["run", "--keep", "-b", b.dir.to_str().unwrap(), &b.id]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // Still there, stopped, with its cgroup.
+    assert_eq!(b.status(), "stopped");
+    assert!(!cgroup_dirs(&b.id).is_empty(), "the cgroup went with the process");
+    let o = b.dray(&["delete", &b.id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_no_leaks(&b);
+    // Without --keep, run removes it.
+    let b = Bundle::new("nokeep", &["true"]);
+    let o = b.dray(&["run", "-b", b.dir.to_str().unwrap(), &b.id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(b.dray(&["state", &b.id]).status.code(), Some(1));
+    assert_no_leaks(&b);
+}

@@ -102,6 +102,7 @@ pub fn parse(args: &[String]) -> Option<Cli> {
         "run" => Cmd::Run {
             args: create_args(one()?)?,
             detach,
+            keep: false,
         },
         "start" => Cmd::Start { id: one()? },
         "state" => Cmd::State { id: one()? },

@@ -94,6 +94,9 @@ pub enum Cmd {
         /// Return once the container runs.
         #[arg(short, long)]
         detach: bool,
+        /// Do not delete the container after it exits (its state and cgroup stay until `delete`).
+        #[arg(long)]
+        keep: bool,
     },
     /// Print the state of a container as JSON.
     State { id: String },
@@ -622,9 +625,9 @@ fn dispatch(cli: &Cli, cmd: &Cmd, inherited: &[i32]) -> Result<i32> {
             no_systemd()?;
             rt.create(&a.options(inherited))?;
         }
-        Cmd::Run { args, detach } => {
+        Cmd::Run { args, detach, keep } => {
             no_systemd()?;
-            return rt.run(&args.options(inherited), *detach);
+            return rt.run(&args.options(inherited), *detach, *keep);
         }
         Cmd::Start { id } => rt.start(id)?,
         Cmd::State { id } => {
