@@ -311,3 +311,29 @@ fn recursive_read_only_bind_and_tmpcopyup() {
     // The image's file is untouched under the tmpfs.
     assert!(!b.dir.join("rootfs/etc2/new").exists());
 }
+
+#[test]
+fn dev_is_read_only_when_its_mount_says_ro() {
+    // runc: a /dev mount with `ro` ends read-only, device nodes in place (issue 10, item 11).
+    let mut b = Bundle::new(
+        "devro",
+        &["sh", "-c", "grep ' /dev ' /proc/self/mounts > /out/mount; test -c /dev/null && echo nodes > /out/nodes; touch /dev/x 2> /out/err; echo $? > /out/rc"],
+    );
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/dev" {
+            m["options"].as_array_mut().unwrap().push(json!("ro"));
+        }
+    }
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mount = std::fs::read_to_string(b.out().join("mount")).unwrap();
+    assert!(
+        mount.split_whitespace().nth(3).unwrap().split(',').any(|o| o == "ro"),
+        "{mount}"
+    );
+    assert_eq!(std::fs::read_to_string(b.out().join("nodes")).unwrap(), "nodes\n");
+    assert_ne!(std::fs::read_to_string(b.out().join("rc")).unwrap().trim(), "0");
+    assert!(std::fs::read_to_string(b.out().join("err"))
+        .unwrap()
+        .contains("Read-only"));
+}
