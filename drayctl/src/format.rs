@@ -22,7 +22,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         for (i, c) in cells.iter().enumerate() {
             l.push_str(c);
             if i + 1 < cells.len() {
-                let w = (widths[i] + 3).max(10);
+                // A value may hold a tab (a template row split on tabs): extra cells get no width.
+                let w = (widths.get(i).copied().unwrap_or(0) + 3).max(10);
                 l.push_str(&" ".repeat(w - c.chars().count()));
             }
         }
@@ -213,5 +214,8 @@ mod tests {
         assert!(render("{{.Nope}}", &o).is_err());
         let t = table(&["A", "BB"], &[vec!["x".into(), "y".into()]]);
         assert_eq!(t, "A         BB\nx         y\n");
+        // More cells than columns (a tab inside a value) must not panic.
+        let t = table(&["A"], &[vec!["x".into(), "y".into(), "z".into()]]);
+        assert!(t.contains('z'));
     }
 }

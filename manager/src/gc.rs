@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::images::Store;
-use crate::meta::now_nanos;
+use crate::meta::{now_nanos, ResourceKind};
 
 /// What a collection removed (or, for a dry run, would remove).
 #[derive(Debug, Default, Clone)]
@@ -71,14 +71,25 @@ pub fn unreferenced(store: &Store) -> Result<Unreferenced> {
     Ok((dead.into_iter().map(|(k, s, _)| (k, s)).collect(), blobs))
 }
 
-/// Removes everything unreferenced.
+/// Removes everything unreferenced. Each removal re-checks, under the store's GC gate held
+/// exclusively, that nothing referenced the item meanwhile: an operation in progress leases
+/// what it needs under the same gate (shared) before it looks whether it exists, so it either
+/// sees the item gone or keeps it.
 pub fn collect(store: &Store) -> Result<Report> {
-    let _g = GC_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = GC_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let (snaps, blobs) = unreferenced(store)?;
     let mut report = Report::default();
     for (key, size) in snaps {
-        match store.snapshots.remove(&key) {
-            Ok(()) => {
+        let detached = {
+            let _gate = store.gc_gate.write().unwrap_or_else(|p| p.into_inner());
+            if store.meta.is_referenced(ResourceKind::Snapshot, &key)? {
+                continue;
+            }
+            store.snapshots.detach(&key)
+        };
+        match detached {
+            Ok(dir) => {
+                crate::snapshots::remove_tree(&dir)?;
                 report.bytes += size;
                 report.snapshots.push(key);
             }
@@ -86,6 +97,10 @@ pub fn collect(store: &Store) -> Result<Report> {
         }
     }
     for (d, size) in blobs {
+        let _gate = store.gc_gate.write().unwrap_or_else(|p| p.into_inner());
+        if store.meta.is_referenced(ResourceKind::Blob, &d.to_string())? {
+            continue;
+        }
         store.content.remove(&d)?;
         report.bytes += size;
         report.blobs.push(d);

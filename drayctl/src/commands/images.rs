@@ -303,7 +303,7 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> Result<u8> {
         }
     }
     if failed {
-        return Err(Exit(1).into());
+        return Err(Exit(125).into());
     }
     Ok(0)
 }
@@ -377,7 +377,7 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<u8> {
         _ => println!("{}", pretty(&Value::Array(out))?),
     }
     if failed {
-        return Err(Exit(1).into());
+        return Err(Exit(125).into());
     }
     Ok(0)
 }

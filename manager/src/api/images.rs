@@ -302,7 +302,12 @@ impl Images for ImagesApi {
         let reader = forward(input, first.data, |m: pb::ImportRequest| m.data);
         let (rep, mut rx) = Reporter::new(256);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let id = import(self.store.clone(), reader, opts, rep).await.map_err(status)?;
+        // Its own task: a client that goes away mid-import does not leave half-made snapshots.
+        let store = self.store.clone();
+        let id = tokio::spawn(async move { import(store, reader, opts, rep).await })
+            .await
+            .map_err(|e| Status::internal(format!("import task failed: {e}")))?
+            .map_err(status)?;
         Ok(Response::new(pb::ImportResponse { id: id.to_string() }))
     }
 

@@ -99,14 +99,7 @@ impl ContentStore {
     pub fn write_file(&self, path: &Path, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         let digest = match expected {
             Some(d) => d.clone(),
-            None => {
-                let mut h = Hasher::new(Algorithm::Sha256);
-                for_each_chunk(path, |c| {
-                    h.update(c);
-                    Ok(())
-                })?;
-                h.finish()
-            }
+            None => digest_file(path)?,
         };
         let size = fs::metadata(path).ctx(|| format!("stat {}", path.display()))?.len();
         let _writer = self.lock_blocking(&digest);
@@ -333,6 +326,16 @@ impl Ingest {
 fn set_readonly(f: &File) {
     use std::os::unix::fs::PermissionsExt;
     let _ = f.set_permissions(fs::Permissions::from_mode(0o444));
+}
+
+/// The sha256 digest of a file.
+pub fn digest_file(path: &Path) -> Result<Digest> {
+    let mut h = Hasher::new(Algorithm::Sha256);
+    for_each_chunk(path, |c| {
+        h.update(c);
+        Ok(())
+    })?;
+    Ok(h.finish())
 }
 
 /// Calls `f` with a file's content, 1 MiB at a time.

@@ -51,6 +51,11 @@ impl SaveFormat {
     }
 }
 
+/// Where an OCI layout keeps a blob.
+fn blob_path(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().name(), d.hex())
+}
+
 /// Writes the named images as one archive to `out`.
 pub fn save(store: &Store, refs: &[String], format: SaveFormat, out: impl Write) -> Result<()> {
     if refs.is_empty() {
@@ -76,6 +81,7 @@ pub fn save(store: &Store, refs: &[String], format: SaveFormat, out: impl Write)
     tar.dir("blobs").map_err(w)?;
     tar.dir("blobs/sha256").map_err(w)?;
     let mut written = std::collections::HashSet::new();
+    let mut written_dirs = std::collections::HashSet::new();
     let mut index = Vec::new();
     let mut docker_manifest = Vec::new();
     for (img, tags) in &images {
@@ -88,8 +94,10 @@ pub fn save(store: &Store, refs: &[String], format: SaveFormat, out: impl Write)
             }
             let f = store.content.open_blob(&d)?;
             let size = f.metadata().ctx(|| format!("stat of blob {d}"))?.len();
-            tar.file_from(&format!("blobs/sha256/{}", d.hex()), size, f)
-                .map_err(w)?;
+            if d.algorithm() != crate::digest::Algorithm::Sha256 && written_dirs.insert(d.algorithm()) {
+                tar.dir(&format!("blobs/{}", d.algorithm().name())).map_err(w)?;
+            }
+            tar.file_from(&blob_path(&d), size, f).map_err(w)?;
         }
         let msize = store.content.size(&rec.manifest_digest).unwrap_or(0);
         let names: Vec<Option<String>> = if tags.is_empty() {
@@ -107,9 +115,9 @@ pub fn save(store: &Store, refs: &[String], format: SaveFormat, out: impl Write)
             index.push(d);
         }
         docker_manifest.push(json!({
-            "Config": format!("blobs/sha256/{}", rec.id.hex()),
+            "Config": blob_path(&rec.id),
             "RepoTags": if tags.is_empty() { Value::Null } else { json!(tags.iter().map(|t| familiar_full(t)).collect::<Vec<_>>()) },
-            "Layers": rec.layers.iter().map(|l| format!("blobs/sha256/{}", l.blob_digest.hex())).collect::<Vec<_>>(),
+            "Layers": rec.layers.iter().map(|l| blob_path(&l.blob_digest)).collect::<Vec<_>>(),
         }));
     }
     let idx = json!({"schemaVersion": 2, "mediaType": types::OCI_INDEX, "manifests": index});
@@ -177,7 +185,7 @@ fn unpack_archive(store: &Store, r: impl Read) -> Result<Unpacked> {
     fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
     let scratch = Scratch(dir);
     let mut links = HashMap::new();
-    let mut a = tar::Archive::new(r);
+    let mut a = tar::Archive::new(crate::unpack::guard::TarGuard::new(r));
     let bad = |e: io::Error| Error::BadContent(format!("reading the archive: {e}"));
     for e in a.entries().map_err(bad)? {
         let mut e = e.map_err(bad)?;
@@ -218,10 +226,14 @@ fn unpack_archive(store: &Store, r: impl Read) -> Result<Unpacked> {
     Ok(Unpacked { dir: scratch, links })
 }
 
-/// Stores a file of the archive as a blob (leased); returns its digest and size.
+/// Stores a file of the archive as a blob, leased first; returns its digest and size.
 fn store_file(store: &Store, lease: &Lease, path: &Path, expected: Option<&Digest>) -> Result<(Digest, i64)> {
-    let (digest, size) = store.content.write_file(path, expected)?;
+    let digest = match expected {
+        Some(d) => d.clone(),
+        None => crate::content::digest_file(path)?,
+    };
     lease.add(ResourceKind::Blob, &digest.to_string())?;
+    let (digest, size) = store.content.write_file(path, Some(&digest))?;
     Ok((digest, size as i64))
 }
 
@@ -262,8 +274,8 @@ fn docker_archive(store: &Store, lease: &Lease, u: &Unpacked) -> Result<Vec<Foun
     for e in entries {
         let config = u.read(&e.config, crate::content::MAX_METADATA_BLOB)?;
         let config_digest = Digest::sha256_of(&config);
-        store.content.write_blob(&config_digest, &config)?;
         lease.add(ResourceKind::Blob, &config_digest.to_string())?;
+        store.content.write_blob(&config_digest, &config)?;
         let mut layers = Vec::new();
         for l in &e.layers {
             let p = u.path(l)?;
@@ -310,8 +322,8 @@ fn docker_archive(store: &Store, lease: &Lease, u: &Unpacked) -> Result<Vec<Foun
         };
         let mb = serde_json::to_vec(&manifest).map_err(|e| Error::BadContent(e.to_string()))?;
         let md = Digest::sha256_of(&mb);
-        store.content.write_blob(&md, &mb)?;
         lease.add(ResourceKind::Blob, &md.to_string())?;
+        store.content.write_blob(&md, &mb)?;
         out.push(Found {
             manifest_digest: md,
             manifest_media_type: manifest_type.into(),
@@ -324,15 +336,7 @@ fn docker_archive(store: &Store, lease: &Lease, u: &Unpacked) -> Result<Vec<Foun
 }
 
 fn blob_of(u: &Unpacked, store: &Store, lease: &Lease, d: &Descriptor) -> Result<()> {
-    let p = u.path(&format!(
-        "blobs/{}/{}",
-        if d.digest.to_string().starts_with("sha512") {
-            "sha512"
-        } else {
-            "sha256"
-        },
-        d.digest.hex()
-    ))?;
+    let p = u.path(&blob_path(&d.digest))?;
     let (_, size) = store_file(store, lease, &p, Some(&d.digest))?;
     if size != d.size {
         return Err(Error::BadContent(format!(

@@ -99,12 +99,12 @@ pub async fn import(
         .map_err(|e| Error::io("import", io::Error::other(e.to_string())))??;
     let s3 = store.clone();
     let (tmp2, blob2) = (tmp.clone(), blob.clone());
+    lease.add(ResourceKind::Blob, &blob.to_string())?;
     let stored = tokio::task::spawn_blocking(move || s3.content.write_file(&tmp2, Some(&blob2)).map(drop))
         .await
         .map_err(|e| Error::io("import", io::Error::other(e.to_string())));
     let _ = std::fs::remove_file(&tmp);
     stored??;
-    lease.add(ResourceKind::Blob, &blob.to_string())?;
 
     let layer = Descriptor {
         media_type: types::OCI_LAYER_GZIP.into(),

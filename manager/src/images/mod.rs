@@ -26,6 +26,9 @@ pub struct Store {
     pub content: ContentStore,
     pub snapshots: Snapshotter,
     pub registries: Registries,
+    /// Garbage collection against operations in progress: the collector holds it exclusively
+    /// while it re-checks and removes one item; leasing holds it shared (see `gc::collect`).
+    pub gc_gate: std::sync::RwLock<()>,
 }
 
 /// An image with its names, as listed.
@@ -108,6 +111,7 @@ impl Store {
             content,
             snapshots,
             registries,
+            gc_gate: std::sync::RwLock::new(()),
         }))
     }
 
@@ -224,12 +228,26 @@ impl Store {
             .iter()
             .filter_map(|t| Reference::parse(t).ok().map(|r| r.name()))
             .collect();
+        let repo_of = |n: &str| Reference::parse(n).ok().map(|r| r.name());
         match by_name {
-            Some(name) if img.tags.len() > 1 || (img.tags.is_empty() && img.digests.len() > 1) => {
-                // Other names keep the image: only this one goes.
-                self.meta.remove_name(&name)?;
-                untagged.push(familiar_full(&name));
-                return Ok((untagged, Vec::new()));
+            // docker's ImageDelete by reference: that name goes; untagging a repository's last
+            // tag takes that repository's digest references with it; the image goes only when
+            // no name is left.
+            Some(name) => {
+                let mut gone = vec![name.clone()];
+                let was_tag = img.tags.contains(&name);
+                let repo = repo_of(&name);
+                if was_tag && !img.tags.iter().any(|t| *t != name && repo_of(t) == repo) {
+                    gone.extend(img.digests.iter().filter(|d| repo_of(d) == repo).cloned());
+                }
+                for n in &gone {
+                    self.meta.remove_name(n)?;
+                    untagged.push(familiar_full(n));
+                }
+                let left = img.tags.iter().chain(img.digests.iter()).any(|n| !gone.contains(n));
+                if left {
+                    return Ok((untagged, Vec::new()));
+                }
             }
             None if repos.len() > 1 && !force => {
                 return Err(Error::Conflict(format!(
@@ -237,11 +255,12 @@ impl Store {
                     img.record.id.short()
                 )));
             }
-            _ => {}
-        }
-        for n in img.tags.iter().chain(img.digests.iter()) {
-            self.meta.remove_name(n)?;
-            untagged.push(familiar_full(n));
+            None => {
+                for n in img.tags.iter().chain(img.digests.iter()) {
+                    self.meta.remove_name(n)?;
+                    untagged.push(familiar_full(n));
+                }
+            }
         }
         self.meta.remove_image(&img.record.id)?;
         let mut deleted = vec![img.record.id.to_string()];

@@ -25,6 +25,9 @@ use crate::remote::{Credentials, Reference, Session};
 use crate::snapshots::EXTRACT_PREFIX;
 use crate::unpack::{self, Whiteouts};
 
+/// The most layers an image may have (docker's overlay2 takes 125; deeper chains only cost).
+pub const MAX_LAYERS: usize = 500;
+
 /// A progress event (translated to the API's PullProgress).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
@@ -127,7 +130,9 @@ impl Lease {
         })
     }
 
+    /// Leases `key`; call it before looking whether the thing exists (see `gc::collect`).
     pub(crate) fn add(&self, kind: ResourceKind, key: &str) -> Result<()> {
+        let _gate = self.store.gc_gate.read().unwrap_or_else(|p| p.into_inner());
         self.store.meta.lease_add(&self.id, kind, key)
     }
 }
@@ -238,6 +243,12 @@ pub async fn pull(
             )));
         }
     }
+    if manifest.layers.len() > MAX_LAYERS {
+        return Err(Error::BadContent(format!(
+            "the image has {} layers; drayd takes at most {MAX_LAYERS}",
+            manifest.layers.len()
+        )));
+    }
     let chains = chain_ids(&config.rootfs.diff_ids);
     check_space(&store, &manifest.layers, &chains)?;
 
@@ -290,7 +301,12 @@ pub async fn pull(
     rep.send_sure(Action::Message, "", &format!("Digest: {repo_digest}"))
         .await;
     let shown = format!("{}{}", r.familiar_name(), tag_or_digest(&r));
-    let status = if !fresh && existed && tag_was.as_ref() == Some(&id) {
+    // By tag: up to date when the tag already named this image; by digest: when it was here.
+    let up_to_date = match r.tagged() {
+        Some(_) => tag_was.as_ref() == Some(&id),
+        None => true,
+    };
+    let status = if !fresh && existed && up_to_date {
         format!("Status: Image is up to date for {shown}")
     } else {
         format!("Status: Downloaded newer image for {shown}")
@@ -321,8 +337,10 @@ fn check_space(store: &Store, layers: &[Descriptor], chains: &[Digest]) -> Resul
                     .flatten()
                     .is_some_and(|s| s.committed)
         })
-        .map(|(l, _)| l.size as u64)
-        .sum();
+        .try_fold(0u64, |acc, (l, _)| {
+            acc.checked_add(u64::try_from(l.size).unwrap_or(u64::MAX))
+        })
+        .unwrap_or(u64::MAX);
     if let Ok(st) = nix::sys::statvfs::statvfs(store.root()) {
         let free = st.blocks_available() * st.fragment_size();
         if need > free {
@@ -431,9 +449,12 @@ impl LayerJob {
     /// the snapshot key and the layer's size, or no size when the layer is left for the
     /// commit loop to unpack on its parent (native snapshots stack by copying, in order).
     async fn run(self) -> Result<(String, Option<u64>)> {
-        self.store
-            .meta
-            .lease_add(&self.lease, ResourceKind::Blob, &self.layer.digest.to_string())?;
+        {
+            let _gate = self.store.gc_gate.read().unwrap_or_else(|p| p.into_inner());
+            self.store
+                .meta
+                .lease_add(&self.lease, ResourceKind::Blob, &self.layer.digest.to_string())?;
+        }
         let started = std::time::Instant::now();
         {
             let _slot = self.downloads.acquire().await.map_err(|_| Error::Cancelled)?;
@@ -616,9 +637,10 @@ pub(crate) async fn stack_layers(
     let mut fresh = false;
     for (i, layer) in layers.iter().enumerate() {
         let chain = chains[i].to_string();
+        // Leased before looking, so that a collection cannot take it between the two.
+        lease.add(ResourceKind::Snapshot, &chain)?;
         if store.meta.snapshot(&chain)?.is_some_and(|s| s.committed) {
             rep.send(Action::AlreadyExists, layer.digest.short(), 0, 0, "");
-            lease.add(ResourceKind::Snapshot, &chain)?;
             tasks.push(None);
             continue;
         }
@@ -670,7 +692,10 @@ pub(crate) async fn stack_layers(
                         rep.send(Action::PullComplete, layers[i].digest.short(), 0, 0, "");
                         sizes.push(size as i64);
                     }
-                    Err(e) => first_err = Some(e),
+                    Err(e) => {
+                        let _ = store.snapshots.remove(&key);
+                        first_err = Some(e);
+                    }
                 }
             }
             Ok((key, Some(_))) => {

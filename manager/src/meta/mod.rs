@@ -439,6 +439,29 @@ impl Meta {
 
     // ---- garbage collection roots ----
 
+    /// True when an image or a live lease references the blob or snapshot `key` (the
+    /// collector asks again right before it deletes, under the store's GC gate).
+    pub fn is_referenced(&self, kind: ResourceKind, key: &str) -> Result<bool> {
+        let conn = self.lock();
+        let n: i64 = match kind {
+            ResourceKind::Blob => conn.query_row(
+                "SELECT (SELECT count(*) FROM images WHERE id = ?1 OR manifest_digest = ?1 OR index_digest = ?1)
+                      + (SELECT count(*) FROM image_layers WHERE blob_digest = ?1)
+                      + (SELECT count(*) FROM lease_resources WHERE kind = 'blob' AND key = ?1)",
+                params![key],
+                |r| r.get(0),
+            )?,
+            ResourceKind::Snapshot => conn.query_row(
+                "SELECT (SELECT count(*) FROM image_layers WHERE chain_id = ?1)
+                      + (SELECT count(*) FROM lease_resources WHERE kind = 'snapshot' AND key = ?1)
+                      + (SELECT count(*) FROM snapshots WHERE parent = ?1)",
+                params![key],
+                |r| r.get(0),
+            )?,
+        };
+        Ok(n > 0)
+    }
+
     /// Everything the store must keep: blobs (digests) and snapshots (keys) referenced by an
     /// image or by a live lease. Snapshots also keep their parents (the caller walks them).
     pub fn gc_roots(&self) -> Result<(Vec<String>, Vec<String>)> {

@@ -294,10 +294,7 @@ impl Session {
                         self.registry
                     )));
                 }
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| Error::Remote(format!("{}: reading the token: {e}", self.registry)))?;
+                let body = read_limited(resp, 64 << 10).await?;
                 let tok: TokenResponse = serde_json::from_slice(&body)
                     .map_err(|e| Error::Remote(format!("{}: malformed token response: {e}", self.registry)))?;
                 if tok.bearer().is_empty() {
@@ -306,11 +303,12 @@ impl Session {
                         self.registry
                     )));
                 }
-                let ttl = Duration::from_secs(tok.expires_in.unwrap_or(60).max(10));
+                // A token lives at most a day here whatever the server says (and no arithmetic overflows).
+                let ttl = Duration::from_secs(tok.expires_in.unwrap_or(60).clamp(10, 86_400));
                 let header = format!("Bearer {}", tok.bearer());
                 self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(
                     self.token_key(base),
-                    (header.clone(), Instant::now() + ttl - Duration::from_secs(5)),
+                    (header.clone(), Instant::now() + (ttl - Duration::from_secs(5))),
                 );
                 Ok(header)
             }
@@ -537,11 +535,23 @@ impl Session {
         url.query_pairs_mut().append_pair("digest", &digest.to_string());
         let mut req = self
             .client
-            .request(Method::PUT, url)
+            .request(Method::PUT, url.clone())
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size.to_string())
             .body(body);
-        if let Some(a) = self.cached_token(&base).or_else(|| self.basic()) {
+        // Credentials go only to the registry itself, never to another host the upload
+        // location may name (storage back ends hand out their own signed URLs).
+        let same_origin = reqwest::Url::parse(&base)
+            .map(|b| {
+                b.scheme() == url.scheme()
+                    && b.host_str() == url.host_str()
+                    && b.port_or_known_default() == url.port_or_known_default()
+            })
+            .unwrap_or(false);
+        if let Some(a) = same_origin
+            .then(|| self.cached_token(&base).or_else(|| self.basic()))
+            .flatten()
+        {
             req = req.header(AUTHORIZATION, a);
         }
         let resp = req

@@ -130,9 +130,23 @@ impl Snapshotter {
 
     /// Removes a snapshot and its directory (refused while it has children).
     pub fn remove(&self, key: &str) -> Result<()> {
+        let trash = self.detach(key)?;
+        remove_tree(&trash)
+    }
+
+    /// Removes a snapshot's record and moves its directory aside (fast, for the collector's
+    /// critical section); returns the directory to delete. A crash leaves a directory without
+    /// a record, which `recover` removes.
+    pub fn detach(&self, key: &str) -> Result<PathBuf> {
         let rec = self.stat(key)?;
         self.meta.remove_snapshot(key)?;
-        remove_tree(&self.dir_of(rec.id))
+        let dir = self.dir_of(rec.id);
+        let trash = self.root.join(format!("trash-{}", rec.id));
+        match fs::rename(&dir, &trash) {
+            Ok(()) => Ok(trash),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(trash),
+            Err(_) => Ok(dir),
+        }
     }
 
     /// The chain of directories from `key` down to its base layer.

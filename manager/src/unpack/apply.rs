@@ -60,7 +60,7 @@ pub fn apply(root: &Path, r: impl Read, mode: Whiteouts) -> Result<Applied> {
         mode,
         out: Applied::default(),
     };
-    let mut archive = tar::Archive::new(r);
+    let mut archive = tar::Archive::new(super::guard::TarGuard::new(r));
     let entries = archive.entries().map_err(|e| bad(format!("reading the layer: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(format!("reading the layer: {e}")))?;
@@ -319,7 +319,7 @@ impl Applier {
                 self.finish_fd(&rel, fd.as_fd(), &m)?;
                 self.dir_times.push((rel.clone(), m.mtime.0, m.mtime.1));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let dir = self.parent(&parent_rel, true)?;
                 Self::remove(dir, &name).map_err(|e| Error::io(format!("replacing {}", rel.display()), e))?;
                 let fd =

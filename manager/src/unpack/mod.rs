@@ -2,6 +2,7 @@
 //! stream's magic bytes), the diff ID check, and the fd-relative applier ([`apply`]).
 
 pub mod apply;
+pub mod guard;
 mod sys;
 
 use std::fs::File;
@@ -29,16 +30,38 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Hashes what passes through (the diff ID of the uncompressed stream).
-struct Hashing<R> {
+/// Hashes what passes through (the diff ID of the uncompressed stream), and every
+/// [`SPACE_CHECK_EVERY`] bytes checks that the destination's file system keeps
+/// [`SPACE_RESERVE`] free: a decompression bomb ends with an error, not a full disk.
+struct Hashing<'a, R> {
     inner: R,
     hasher: Hasher,
+    dest: &'a Path,
+    since_check: u64,
 }
 
-impl<R: Read> Read for Hashing<R> {
+/// How often (in uncompressed bytes) the free space is checked while unpacking.
+pub const SPACE_CHECK_EVERY: u64 = 64 << 20;
+/// Free space an unpack never goes below.
+pub const SPACE_RESERVE: u64 = 256 << 20;
+
+impl<R: Read> Read for Hashing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.since_check += n as u64;
+        if self.since_check >= SPACE_CHECK_EVERY {
+            self.since_check = 0;
+            if let Ok(st) = nix::sys::statvfs::statvfs(self.dest) {
+                let free = st.blocks_available().saturating_mul(st.fragment_size());
+                if free < SPACE_RESERVE {
+                    return Err(io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        format!("only {free} bytes left on the file system of {}", self.dest.display()),
+                    ));
+                }
+            }
+        }
         Ok(n)
     }
 }
@@ -104,6 +127,8 @@ pub fn unpack_stream(r: impl Read, dest: &Path, diff_id: &Digest, mode: Whiteout
     let mut hashing = Hashing {
         inner: plain,
         hasher: diff_id.hasher(),
+        dest,
+        since_check: 0,
     };
     let applied = apply::apply(dest, &mut hashing, mode)?;
     // The tar end marker may come before the end of the stream: the diff ID covers it all.
