@@ -212,6 +212,15 @@ impl Runtime {
             crate::sysctl::validate(k, &plan)?;
         }
         let cgroup = CgroupPaths::for_container(linux.cgroups_path().as_deref(), &o.id)?;
+        // runc 1.1: a cgroup that already holds processes is used, with a warning; a frozen
+        // one is refused (the container's init could never run).
+        if cgroup.frozen() {
+            return Err(Error::msg("container's cgroup unexpectedly frozen"));
+        }
+        let present = cgroup.pids().map(|p| p.len()).unwrap_or(0);
+        if present > 0 {
+            tracing::warn!("container's cgroup is not empty: {present} process(es) found");
+        }
 
         t.mark("load and check the bundle");
         let dir = self.store.create_dir(&o.id)?;

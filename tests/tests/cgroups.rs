@@ -127,3 +127,71 @@ fn init_and_exec_are_in_the_container_cgroup_in_every_hierarchy() {
         assert_no_leaks(&b);
     }
 }
+
+/// The v1 hierarchies (and the v2 mount) this host has, as directories to make a cgroup in.
+fn hierarchies() -> Vec<std::path::PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists() && !p.is_symlink())
+        .collect()
+}
+
+#[test]
+fn a_cgroup_with_processes_warns_and_a_frozen_one_is_refused() {
+    // runc 1.1 (issue 10, item 18): creating into a cgroup that already holds processes warns
+    // "container's cgroup is not empty"; a frozen one is an error.
+    let name = format!("dray-nonempty-{}", std::process::id());
+    let dirs: Vec<_> = hierarchies().into_iter().map(|h| h.join(&name)).collect();
+    /// Kills the sleeper and removes the hand-made cgroups, whatever the test's outcome.
+    struct Cleanup(std::process::Child, Vec<std::path::PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            for d in &self.1 {
+                let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+                for _ in 0..50 {
+                    if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+    }
+    let sleeper = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+    let pid = sleeper.id();
+    let cleanup = Cleanup(sleeper, dirs.clone());
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+        let _ = std::fs::write(d.join("cgroup.procs"), pid.to_string());
+    }
+    let mut b = Bundle::new("nonempty", &["true"]);
+    b.config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{name}"));
+    let o = b.dray(&["create", &b.id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("container's cgroup is not empty: 1 process(es) found"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(b.dray(&["delete", "--force", &b.id]).status.success());
+    // Frozen: refused, and nothing is left of the attempt.
+    let freezer = dirs.iter().find(|d| d.join("freezer.state").exists()).cloned();
+    if let Some(f) = &freezer {
+        std::fs::write(f.join("freezer.state"), "FROZEN").unwrap();
+        let mut b2 = Bundle::new("frozen", &["true"]);
+        b2.config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{name}"));
+        let o = b2.dray(&["create", &b2.id]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("unexpectedly frozen"), "{}", stderr(&o));
+        assert_eq!(b2.dray(&["state", &b2.id]).status.code(), Some(1));
+        std::fs::write(f.join("freezer.state"), "THAWED").unwrap();
+    }
+    drop(cleanup);
+    for d in &dirs {
+        assert!(!d.exists(), "{} was left", d.display());
+    }
+}

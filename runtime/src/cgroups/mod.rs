@@ -251,7 +251,14 @@ impl CgroupPaths {
                     }
                     continue;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // An existing cpuset cgroup may still have empty cpus/mems (made by hand):
+                    // filled from the parent, as runc does, or no process could join it.
+                    if !d.v2 && d.controllers.split(',').any(|c| c == "cpuset") {
+                        v1::init_cpuset(&d.path)?;
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).ctx(|| format!("creating cgroup {}", d.path.display())),
             }
