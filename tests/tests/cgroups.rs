@@ -195,3 +195,21 @@ fn a_cgroup_with_processes_warns_and_a_frozen_one_is_refused() {
         assert!(!d.exists(), "{} was left", d.display());
     }
 }
+
+#[test]
+fn unified_keys_without_their_v2_controller_are_a_clear_error() {
+    // Issue 10, item 19: on this hybrid host the memory controller is a v1 one, so
+    // `linux.resources.unified` memory keys cannot be applied: an error, nothing left behind.
+    if !std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        eprintln!("skipped: this host's memory controller is not a v1 one");
+        return;
+    }
+    let mut b = Bundle::new("unified", &["true"]);
+    b.config["linux"]["resources"]["unified"] = serde_json::json!({"memory.max": "100000000"});
+    let o = b.dray(&["create", &b.id]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("unified") && err.contains("memory.max"), "{err}");
+    assert_eq!(b.dray(&["state", &b.id]).status.code(), Some(1));
+    assert!(cgroup_dirs(&b.id).is_empty(), "{:?}", cgroup_dirs(&b.id));
+}
