@@ -213,3 +213,29 @@ fn unified_keys_without_their_v2_controller_are_a_clear_error() {
     assert_eq!(b.dray(&["state", &b.id]).status.code(), Some(1));
     assert!(cgroup_dirs(&b.id).is_empty(), "{:?}", cgroup_dirs(&b.id));
 }
+
+#[test]
+fn hierarchies_hidden_under_a_later_mount_are_not_used() {
+    // Issue 10, "Also": inside a sandbox that mounted a tmpfs over /sys/fs/cgroup (and a
+    // cgroup2 below it), the host's v1 mounts are still in mountinfo but not visible: only
+    // the visible cgroup2 hierarchy may be used.
+    if !cgroup2_available() {
+        eprintln!("skipped: cgroup2 cannot be mounted here");
+        return;
+    }
+    let b = Bundle::new("hidden", &["sh", "-c", "cat /proc/self/cgroup > /out/cgroup"]);
+    b.save();
+    let d = format!("{} --root {}", dray_bin().display(), b.root.display());
+    let script = format!(
+        "mount --make-rprivate / && mount -t tmpfs tmpfs /sys/fs/cgroup && mkdir /sys/fs/cgroup/unified && \
+         mount -t cgroup2 none /sys/fs/cgroup/unified && {d} run {id} && test ! -e /sys/fs/cgroup/unified/{id}",
+        id = b.id
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script]).current_dir(&b.dir);
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(30));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let cg = std::fs::read_to_string(b.out().join("cgroup")).unwrap();
+    assert!(cg.lines().any(|l| l.starts_with("0::")), "{cg}");
+    assert_no_leaks(&b);
+}

@@ -49,10 +49,17 @@ pub struct CgroupPaths {
     pub dirs: Vec<CgroupDir>,
 }
 
-/// Parses /proc/self/mountinfo text into the cgroup hierarchies, first mount of each kept.
+/// Parses /proc/self/mountinfo text into the cgroup hierarchies, first visible mount of each
+/// kept. A mount that a later mount covers (at its mountpoint or above it, such as a tmpfs
+/// mounted over /sys/fs/cgroup inside a sandbox) is not visible and does not count.
 pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
+    let mountpoints: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split_once(" - ").and_then(|(pre, _)| pre.split(' ').nth(4)))
+        .map(|m| PathBuf::from(unescape(m)))
+        .collect();
     let mut out: Vec<Hierarchy> = Vec::new();
-    for line in text.lines() {
+    for (i, line) in text.lines().enumerate() {
         let Some((pre, post)) = line.split_once(" - ") else {
             continue;
         };
@@ -62,6 +69,16 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
             continue;
         }
         let (root, mountpoint) = (unescape(pre[3]), PathBuf::from(unescape(pre[4])));
+        if !matches!(post[0], "cgroup" | "cgroup2") {
+            continue;
+        }
+        if mountpoints
+            .iter()
+            .skip(i + 1)
+            .any(|later| mountpoint.starts_with(later))
+        {
+            continue;
+        }
         let h = match post[0] {
             "cgroup2" => Hierarchy {
                 mountpoint,
@@ -678,6 +695,21 @@ mod tests {
 36 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw shared:9 - cgroup cgroup rw,cpu,cpuacct
 ";
     const PROC_CGROUP: &str = "4:memory:/sandbox/a\n3:cpu,cpuacct:/\n2:cpu:/\n1:name=systemd:/init.scope\n0::/\n";
+
+    #[test]
+    fn mounts_covered_by_a_later_mount_do_not_count() {
+        let mi = "\
+25 1 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+26 25 0:23 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+27 25 0:24 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+40 1 0:50 / /sys/fs/cgroup rw - tmpfs tmpfs rw
+41 40 0:24 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+42 41 0:60 / /sys/fs/cgroup/unified/sub rw - tmpfs tmpfs rw
+";
+        let hs = parse_mountinfo(mi);
+        assert_eq!(hs.len(), 1, "{hs:?}");
+        assert!(hs[0].v2 && hs[0].mountpoint == Path::new("/sys/fs/cgroup/unified"));
+    }
 
     #[test]
     fn finds_hierarchies_once_each() {
