@@ -82,3 +82,16 @@ fn foreground_run_with_a_terminal_relays_the_pty() {
     assert!(out.contains("/dev/pts/0\nstdout-is-a-tty\n"), "{out:?}");
     assert_no_leaks(&b);
 }
+
+#[test]
+fn the_terminal_belongs_to_the_process_user() {
+    // runc (issue 10, item 14): the pty slave is owned by the process's uid; its group stays
+    // the devpts mount's (gid=5, tty). `exec` sets its terminal up through the same code.
+    let mut b = Bundle::new("ttyowner", &["sh", "-c", "stat -c %u:%g $(tty)"]);
+    b.config["process"]["terminal"] = serde_json::json!(true);
+    b.config["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 100});
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).replace('\r', "").trim(), "1000:5");
+    assert_no_leaks(&b);
+}

@@ -374,6 +374,13 @@ fn hooks_phase(cfg: &InitConfig, ch: &Channel) -> Result<(String, String)> {
 /// not: the container's /dev/console is the init's).
 pub fn setup_console(sock: &UnixStream, process: &Process, dev_console: bool) -> Result<()> {
     let (master, slave, name) = crate::console::open_pty()?;
+    // runc: the terminal belongs to the process's user; its group stays devpts's (tty, gid=5).
+    nix::unistd::fchown(
+        slave.as_raw_fd(),
+        Some(nix::unistd::Uid::from_raw(process.user().uid())),
+        None,
+    )
+    .ctx(|| format!("chown of the terminal {name} to uid {}", process.user().uid()))?;
     if let Some(sz) = process.console_size() {
         crate::console::set_size(master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
     }
