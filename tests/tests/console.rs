@@ -95,3 +95,52 @@ fn the_terminal_belongs_to_the_process_user() {
     assert_eq!(stdout(&o).replace('\r', "").trim(), "1000:5");
     assert_no_leaks(&b);
 }
+
+#[test]
+fn exec_tty_honours_console_size_and_the_user() {
+    // Issue 10, item 14: `exec --tty` (here through --process) sizes the terminal from
+    // consoleSize, and the pty belongs to the exec'd process's uid.
+    let mut b = Bundle::new("exectty", &["sleep", "100"]);
+    b.config["process"]["terminal"] = serde_json::json!(false);
+    b.create();
+    assert!(b.dray(&["start", &b.id]).status.success());
+    let proc_file = b.dir.join("exec-process.json");
+    let process = serde_json::json!({
+        "terminal": true,
+        "consoleSize": {"height": 40, "width": 120},
+        "user": {"uid": 1000, "gid": 100},
+        "args": ["sh", "-c", "stat -c owner=%u:%g $(tty); stty size"],
+        "env": ["PATH=/bin:/usr/bin"],
+        "cwd": "/"
+    });
+    std::fs::write(&proc_file, serde_json::to_vec(&process).unwrap()).unwrap();
+    let sock = b.dir.join("exec-console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let cmd = b.cmd(&[
+        "exec",
+        "--process",
+        proc_file.to_str().unwrap(),
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &b.id,
+    ]);
+    let execer = std::thread::spawn(move || run_with_timeout(cmd, Duration::from_secs(30)));
+    let (conn, _) = listener.accept().unwrap();
+    let master = recv_fd(conn.as_raw_fd());
+    let mut f = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    let t = Instant::now();
+    while !String::from_utf8_lossy(&out).contains("40 120") && t.elapsed() < Duration::from_secs(20) {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let o = execer.join().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    assert!(out.contains("owner=1000:5"), "{out}");
+    assert!(out.contains("40 120"), "{out}");
+    b.cleanup();
+}
