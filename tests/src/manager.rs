@@ -297,9 +297,13 @@ impl Registry {
         );
     }
 
-    /// The registry's storage directory.
-    pub fn storage(&self) -> &Path {
-        self.dir.path()
+    /// Where the registry keeps the blob with sha256 `hex`.
+    pub fn blob_dir(&self, hex: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
     }
 }
 
@@ -661,4 +665,19 @@ pub fn partial_download(ingest_dir: &Path) -> bool {
             })
         })
         .unwrap_or(false)
+}
+
+/// The manifest (bytes and JSON) of a single-image fixture layout built by mkimage.py.
+pub fn fixture_manifest(name: &str) -> (Vec<u8>, serde_json::Value) {
+    let layout = images_dir().join(name);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).expect("index JSON");
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .expect("manifest digest")
+        .trim_start_matches("sha256:")
+        .to_string();
+    let bytes = std::fs::read(layout.join("blobs/sha256").join(digest)).expect("manifest blob");
+    let json = serde_json::from_slice(&bytes).expect("manifest JSON");
+    (bytes, json)
 }

@@ -305,26 +305,13 @@ fn a_blob_whose_digest_lies_is_never_stored() {
     let reg = Registry::start(&["zstd"]);
     let d = Daemon::start();
     // Corrupt the layer in the registry's storage: same digest name, other bytes.
-    let layout = dray_e2e::manager::images_dir().join("zstd");
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let mdig = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(mdig)).unwrap()).unwrap();
+    let (_, manifest) = dray_e2e::manager::fixture_manifest("zstd");
     let layer = manifest["layers"][1]["digest"]
         .as_str()
         .unwrap()
         .trim_start_matches("sha256:")
         .to_string();
-    let data = reg
-        .storage()
-        .join("data/docker/registry/v2/blobs/sha256")
-        .join(&layer[..2])
-        .join(&layer)
-        .join("data");
+    let data = reg.blob_dir(&layer).join("data");
     let mut bytes = std::fs::read(&data).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
@@ -748,15 +735,7 @@ fn mirrors_answer_for_their_registry() {
 fn missing_blobs_and_huge_declared_sizes_are_clear_errors() {
     let reg = Registry::start(&["zstd"]);
     let d = Daemon::start();
-    let layout = dray_e2e::manager::images_dir().join("zstd");
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let mdig = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let mbytes = std::fs::read(layout.join("blobs/sha256").join(&mdig)).unwrap();
-    let mut manifest: serde_json::Value = serde_json::from_slice(&mbytes).unwrap();
+    let (mbytes, mut manifest) = dray_e2e::manager::fixture_manifest("zstd");
 
     // A manifest whose layer declares a petabyte: refused before anything is fetched.
     manifest["layers"][1]["size"] = serde_json::json!(1u64 << 50);
@@ -798,11 +777,7 @@ fn missing_blobs_and_huge_declared_sizes_are_clear_errors() {
         .unwrap()
         .trim_start_matches("sha256:")
         .to_string();
-    let blob_dir = reg
-        .storage()
-        .join("data/docker/registry/v2/blobs/sha256")
-        .join(&layer[..2])
-        .join(&layer);
+    let blob_dir = reg.blob_dir(&layer);
     std::fs::remove_dir_all(&blob_dir).unwrap();
     let o = d.run(&["pull", &format!("{}/test/zstd", reg.host())]);
     assert_eq!(o.status.code(), Some(125));
