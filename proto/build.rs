@@ -1,7 +1,11 @@
 //! Generates the gRPC code of drayd's API from `proto/dray/v1/*.proto` with Debian's `protoc`
 //! (package protobuf-compiler; `PROTOC` names another one).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/dray/v1/images.proto", "proto/dray/v1/system.proto"];
+    let files = [
+        "proto/dray/v1/images.proto",
+        "proto/dray/v1/system.proto",
+        "proto/dray/v1/containers.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

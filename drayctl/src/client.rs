@@ -1,6 +1,7 @@
 //! The connection to drayd: gRPC over its unix socket, chosen by `-H`/`DRAY_HOST`.
 
 use anyhow::Result;
+use dray_proto::v1::containers_client::ContainersClient;
 use dray_proto::v1::images_client::ImagesClient;
 use dray_proto::v1::system_client::SystemClient;
 use hyper_util::rt::TokioIo;
@@ -47,6 +48,10 @@ impl Client {
 
     pub fn images(&self) -> ImagesClient<Channel> {
         ImagesClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }
 
     pub fn system(&self) -> SystemClient<Channel> {

@@ -39,8 +39,41 @@ enum Cmd {
     Rmi(commands::images::RmiArgs),
     /// Show the history of an image
     History(commands::images::HistoryArgs),
-    /// Return low-level information on images
-    Inspect(commands::images::InspectArgs),
+    /// Return low-level information on containers or images
+    Inspect(commands::containers::InspectArgs),
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(commands::containers::RunArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(commands::containers::CreateArgs),
+    /// Start one or more stopped containers
+    Start(commands::containers::StartArgs),
+    /// Stop one or more running containers
+    Stop(commands::containers::StopArgs),
+    /// Restart one or more containers
+    Restart(commands::containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(commands::containers::KillArgs),
+    /// Remove one or more containers
+    Rm(commands::containers::RmArgs),
+    /// List containers
+    Ps(commands::containers::PsArgs),
+    /// Fetch the logs of a container
+    Logs(commands::containers::LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(commands::containers::WaitArgs),
+    /// Rename a container
+    Rename(commands::containers::RenameArgs),
+    /// Pause all processes within one or more containers
+    Pause(commands::containers::IdsArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(commands::containers::IdsArgs),
+    /// Display the running processes of a container
+    Top(commands::containers::TopArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCmd),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(commands::archive::SaveArgs),
     /// Load images from a tar archive or STDIN
@@ -94,6 +127,43 @@ enum ImageCmd {
     Load(commands::archive::LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(commands::archive::ImportArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ContainerCmd {
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(commands::containers::RunArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(commands::containers::CreateArgs),
+    /// Start one or more stopped containers
+    Start(commands::containers::StartArgs),
+    /// Stop one or more running containers
+    Stop(commands::containers::StopArgs),
+    /// Restart one or more containers
+    Restart(commands::containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(commands::containers::KillArgs),
+    /// Remove one or more containers
+    Rm(commands::containers::RmArgs),
+    /// List containers
+    #[command(visible_alias = "ps", alias = "list")]
+    Ls(commands::containers::PsArgs),
+    /// Fetch the logs of a container
+    Logs(commands::containers::LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(commands::containers::WaitArgs),
+    /// Display detailed information on one or more containers
+    Inspect(commands::containers::InspectArgs),
+    /// Rename a container
+    Rename(commands::containers::RenameArgs),
+    /// Pause all processes within one or more containers
+    Pause(commands::containers::IdsArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(commands::containers::IdsArgs),
+    /// Display the running processes of a container
+    Top(commands::containers::TopArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,7 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         return commands::registry::logout(a);
     }
     let c = Client::connect(&cli.host).await?;
-    use commands::{archive, images, registry, system};
+    use commands::{archive, containers, images, registry, system};
     match cli.command {
         Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => images::pull(&c, a).await,
         Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => images::push(&c, a).await,
@@ -188,7 +258,26 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Tag(a) | Cmd::Image(ImageCmd::Tag(a)) => images::tag(&c, a).await,
         Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => images::rmi(&c, a).await,
         Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => images::history(&c, a).await,
-        Cmd::Inspect(a) | Cmd::Image(ImageCmd::Inspect(a)) => images::inspect(&c, a).await,
+        Cmd::Image(ImageCmd::Inspect(a)) => images::inspect(&c, a).await,
+        Cmd::Inspect(a) => containers::inspect(&c, a).await,
+        Cmd::Container(ContainerCmd::Inspect(mut a)) => {
+            a.kind = Some("container".into());
+            containers::inspect(&c, a).await
+        }
+        Cmd::Run(a) | Cmd::Container(ContainerCmd::Run(a)) => containers::run(&c, a).await,
+        Cmd::Create(a) | Cmd::Container(ContainerCmd::Create(a)) => containers::create(&c, a).await,
+        Cmd::Start(a) | Cmd::Container(ContainerCmd::Start(a)) => containers::start(&c, a).await,
+        Cmd::Stop(a) | Cmd::Container(ContainerCmd::Stop(a)) => containers::stop(&c, a).await,
+        Cmd::Restart(a) | Cmd::Container(ContainerCmd::Restart(a)) => containers::restart(&c, a).await,
+        Cmd::Kill(a) | Cmd::Container(ContainerCmd::Kill(a)) => containers::kill(&c, a).await,
+        Cmd::Rm(a) | Cmd::Container(ContainerCmd::Rm(a)) => containers::rm(&c, a).await,
+        Cmd::Ps(a) | Cmd::Container(ContainerCmd::Ls(a)) => containers::ps(&c, a).await,
+        Cmd::Logs(a) | Cmd::Container(ContainerCmd::Logs(a)) => containers::logs(&c, a).await,
+        Cmd::Wait(a) | Cmd::Container(ContainerCmd::Wait(a)) => containers::wait(&c, a).await,
+        Cmd::Rename(a) | Cmd::Container(ContainerCmd::Rename(a)) => containers::rename(&c, a).await,
+        Cmd::Pause(a) | Cmd::Container(ContainerCmd::Pause(a)) => containers::pause(&c, a, true).await,
+        Cmd::Unpause(a) | Cmd::Container(ContainerCmd::Unpause(a)) => containers::pause(&c, a, false).await,
+        Cmd::Top(a) | Cmd::Container(ContainerCmd::Top(a)) => containers::top(&c, a).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,

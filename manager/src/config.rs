@@ -48,6 +48,10 @@ pub struct FileConfig {
     pub snapshotter: Option<String>,
     #[serde(default)]
     pub registry: BTreeMap<String, RegistryHost>,
+    /// The runtime (shim) of containers that name none (dockerd's default-runtime).
+    pub default_runtime: Option<String>,
+    /// The init binary of `--init` (dockerd's init-path).
+    pub init_path: Option<PathBuf>,
 }
 
 /// Settings of one registry host.
@@ -87,6 +91,25 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistryHost>,
     /// None: overlayfs where it works, else native.
     pub snapshotter: Option<SnapshotterKind>,
+    /// A shim name (`io.containerd.dray.v2`, `io.containerd.runc.v2`) or path.
+    pub default_runtime: String,
+    /// `--init`'s binary, when there is one.
+    pub init_path: Option<PathBuf>,
+}
+
+/// The default runtime: dray's own shim.
+pub const DEFAULT_RUNTIME: &str = "io.containerd.dray.v2";
+
+/// docker's init (tini, statically linked so that it runs in any image).
+fn find_init() -> Option<PathBuf> {
+    [
+        "/usr/bin/docker-init",
+        "/usr/bin/tini-static",
+        "/usr/libexec/docker/docker-init",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
 }
 
 /// Flags given on the command line (None: not given).
@@ -187,6 +210,8 @@ impl Config {
             max_concurrent_uploads: positive("max-concurrent-uploads", file.max_concurrent_uploads, 5)?,
             registries,
             snapshotter,
+            default_runtime: file.default_runtime.unwrap_or_else(|| DEFAULT_RUNTIME.into()),
+            init_path: file.init_path.or_else(find_init),
         })
     }
 }

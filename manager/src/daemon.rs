@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use dray_proto::v1::containers_server::ContainersServer;
 use dray_proto::v1::images_server::ImagesServer;
 use dray_proto::v1::system_server::SystemServer;
 use tokio::net::UnixListener;
@@ -131,6 +132,20 @@ pub async fn run(config: Config) -> Result<()> {
     let listener = UnixListener::bind(&socket).ctx(|| format!("listening on {}", socket.display()))?;
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o660)).ctx(|| format!("chmod {}", socket.display()))?;
     tracing::info!(socket = %socket.display(), data_root = %config.data_root.display(), "drayd is serving");
+    // Shims publish to this socket; it must exist before any shim starts (recovery below).
+    let events_socket = config.exec_root.join("events.sock");
+    let (events_tx, _) = tokio::sync::broadcast::channel(1024);
+    let events = crate::shims::events::EventsServer::start(&events_socket, events_tx).await?;
+    let launcher = crate::shims::Launcher {
+        address: socket.display().to_string(),
+        ttrpc_address: events_socket.clone(),
+        publish_binary: std::env::current_exe().map_err(|e| Error::io("own executable", e))?,
+    };
+    let settings = crate::containers::Settings {
+        default_runtime: config.default_runtime.clone(),
+        init_binary: config.init_path.clone(),
+    };
+    let containers = crate::containers::Containers::open(store.clone(), launcher, settings).await?;
     let images = ImagesApi { store: store.clone() };
     let system = SystemApi {
         store: store.clone(),
@@ -139,9 +154,16 @@ pub async fn run(config: Config) -> Result<()> {
     let served = tonic::transport::Server::builder()
         .add_service(ImagesServer::new(images))
         .add_service(SystemServer::new(system))
+        .add_service(ContainersServer::new(crate::api::containers::ContainersApi {
+            containers: containers.clone(),
+        }))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
     let _ = fs::remove_file(&socket);
+    // Containers keep running: their shims outlive drayd, which reconnects when it starts.
+    containers.shutdown();
+    events.stop().await;
+    let _ = fs::remove_file(&events_socket);
     drop(store);
     served.map_err(|e| Error::io("serving the API", std::io::Error::other(e.to_string())))?;
     tracing::info!("drayd stopped");

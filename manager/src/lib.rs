@@ -12,22 +12,28 @@
 //! | [`unpack`] | decompression and the fd-relative layer applier |
 //! | [`snapshots`] | the overlay snapshotter (directories and the mounts that use them) |
 //! | [`gc`] | mark and sweep over images, leases, blobs and snapshots |
+//! | [`shims`] | runtime-v2 shims: launch, the ttrpc Task client, the events service |
+//! | [`containers`] | container records, OCI spec generation, lifecycle, restart, recovery |
+//! | [`logs`] | json-file logs: writer with rotation, reader, follow |
 //! | [`api`] | gRPC services: translation between wire and domain types only |
 //! | [`daemon`] | the process: lock, socket, serve, shutdown |
 //!
 //! The manager never links the runtime library and never reaches a container except through a
-//! shim's Task API (the next issue adds `shims/` and `containers/`).
+//! shim's Task API.
 
 pub mod api;
 pub mod config;
+pub mod containers;
 pub mod content;
 pub mod daemon;
 pub mod digest;
 pub mod error;
 pub mod gc;
 pub mod images;
+pub mod logs;
 pub mod meta;
 pub mod remote;
+pub mod shims;
 pub mod snapshots;
 pub mod tarwriter;
 pub mod unpack;

@@ -360,7 +360,38 @@ impl Daemon {
         if let Some(cfg) = &self.config {
             c.arg("--config").arg(cfg);
         }
+        // The shim finds `dray` on PATH (drayd finds the shim next to itself).
+        let mut path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect::<Vec<_>>();
+        if let Some(d) = crate::dray_bin().parent() {
+            path.insert(0, d.to_path_buf());
+        }
+        c.env("PATH", std::env::join_paths(path).expect("PATH"));
         c
+    }
+
+    /// Loads the `multi` fixture (busybox from Debian's busybox-static) as `busybox`.
+    pub fn load_busybox(&self) {
+        let tar = self.dir.path().join("busybox.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(images_dir().join("multi"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(st.success());
+        let out = self.ok(&["load", "-i", tar.to_str().expect("path")]);
+        let id = out.trim().rsplit(' ').next().expect("id").to_string();
+        self.ok(&["tag", &id, "busybox"]);
+    }
+
+    /// Removes every container (drop does it too: shims outlive drayd).
+    pub fn remove_all_containers(&self) {
+        let ids = self.run(&["ps", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
     }
 
     /// (Re)starts the process and waits for its socket.
@@ -464,6 +495,9 @@ fn list(p: &Path) -> Vec<String> {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.remove_all_containers();
+        }
         self.stop();
     }
 }

@@ -1,6 +1,7 @@
 //! One file per command group; each command calls drayd and prints as docker does.
 
 pub mod archive;
+pub mod containers;
 pub mod images;
 pub mod registry;
 pub mod system;

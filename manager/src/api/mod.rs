@@ -1,6 +1,7 @@
 //! The gRPC services: translation between wire types (`dray_proto`) and the domain, and one
 //! mapping from domain errors to status codes. No logic lives here.
 
+pub mod containers;
 pub mod images;
 pub mod stream;
 pub mod system;

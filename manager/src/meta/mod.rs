@@ -12,6 +12,7 @@
 //!   └── image_layers(image_id → images, idx, diff_id, chain_id, blob_digest, blob_size, media_type)
 //! snapshots(id PK, key UNIQUE, parent (a key)?, kind 'active'|'committed', size, created)
 //! leases(id PK, expires)  ── lease_resources(lease → leases, kind 'blob'|'snapshot', key)
+//! containers(id PK, name UNIQUE, snapshot_key (its read-write snapshot), record (JSON))
 //! ```
 //!
 //! Leases keep what an operation in progress has made (blobs, snapshots) safe from garbage
@@ -26,7 +27,8 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 
 /// Schema migrations, applied in order; entry N brings the schema from version N to N+1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE images (
     id TEXT PRIMARY KEY,
     manifest_digest TEXT NOT NULL,
@@ -72,7 +74,16 @@ CREATE TABLE lease_resources (
     key TEXT NOT NULL,
     PRIMARY KEY (lease, kind, key)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    snapshot_key TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -437,6 +448,64 @@ impl Meta {
             .execute("DELETE FROM leases WHERE expires <= ?1", params![now])?)
     }
 
+    // ---- containers ----
+
+    /// Stores a new container; a taken name is `AlreadyExists` naming the holder (the UNIQUE
+    /// constraint makes one of two concurrent creates win).
+    pub fn insert_container(&self, id: &str, name: &str, snapshot_key: &str, record: &str) -> Result<()> {
+        let conn = self.lock();
+        let r = conn.execute(
+            "INSERT INTO containers (id, name, snapshot_key, record) VALUES (?1, ?2, ?3, ?4)",
+            params![id, name, snapshot_key, record],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                let holder: String = conn
+                    .query_row("SELECT id FROM containers WHERE name = ?1", params![name], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or_default();
+                Err(Error::AlreadyExists(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Rewrites a container's record (and its name, for rename).
+    pub fn update_container(&self, id: &str, name: &str, record: &str) -> Result<()> {
+        let conn = self.lock();
+        let r = conn.execute(
+            "UPDATE containers SET name = ?2, record = ?3 WHERE id = ?1",
+            params![id, name, record],
+        );
+        match r {
+            Ok(0) => Err(Error::NotFound(format!("No such container: {id}"))),
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(Error::AlreadyExists(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by another container. You have to remove (or rename) that container to be able to reuse that name."
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<()> {
+        self.lock()
+            .execute("DELETE FROM containers WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    /// Every container record (JSON).
+    pub fn containers(&self) -> Result<Vec<String>> {
+        let conn = self.lock();
+        let mut st = conn.prepare("SELECT record FROM containers")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     // ---- garbage collection roots ----
 
     /// True when an image or a live lease references the blob or snapshot `key` (the
@@ -454,7 +523,8 @@ impl Meta {
             ResourceKind::Snapshot => conn.query_row(
                 "SELECT (SELECT count(*) FROM image_layers WHERE chain_id = ?1)
                       + (SELECT count(*) FROM lease_resources WHERE kind = 'snapshot' AND key = ?1)
-                      + (SELECT count(*) FROM snapshots WHERE parent = ?1)",
+                      + (SELECT count(*) FROM snapshots WHERE parent = ?1)
+                      + (SELECT count(*) FROM containers WHERE snapshot_key = ?1)",
                 params![key],
                 |r| r.get(0),
             )?,
@@ -481,7 +551,8 @@ impl Meta {
         }
         {
             let mut st = conn.prepare(
-                "SELECT chain_id FROM image_layers UNION SELECT key FROM lease_resources WHERE kind = 'snapshot'",
+                "SELECT chain_id FROM image_layers UNION SELECT key FROM lease_resources WHERE kind = 'snapshot'
+                 UNION SELECT snapshot_key FROM containers",
             )?;
             for r in st.query_map([], |r| r.get::<_, String>(0))? {
                 snaps.push(r?);

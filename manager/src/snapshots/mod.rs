@@ -242,6 +242,78 @@ impl Snapshotter {
         Ok(())
     }
 
+    /// Reads regular file `rel` (relative, e.g. `etc/passwd`) as the view of `key` shows it:
+    /// its layers top down, as overlayfs merges them; a whiteout hides the lower ones. Paths
+    /// are resolved beneath each layer with no symlink followed, so a hostile image cannot
+    /// point drayd at a host file; a symlinked file reads as absent. At most `limit` bytes.
+    pub fn read_file(&self, key: &str, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        use crate::unpack::sys;
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::FileTypeExt;
+        let name = sys::cstr(std::ffi::OsStr::new(rel.trim_start_matches('/')))
+            .map_err(|e| Error::io(format!("path {rel}"), e))?;
+        for r in self.chain(key)? {
+            let dir = self.fs_dir(&r);
+            let root = fs::File::open(&dir).ctx(|| format!("opening {}", dir.display()))?;
+            let fd = match sys::open_beneath(root.as_fd(), &name, libc::O_PATH) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(_) => return Ok(None),
+            };
+            let meta = fs::File::from(fd).metadata().ctx(|| format!("stat {rel}"))?;
+            if meta.file_type().is_char_device() || !meta.is_file() {
+                return Ok(None);
+            }
+            let f = sys::open_beneath(root.as_fd(), &name, libc::O_RDONLY).ctx(|| format!("opening {rel}"))?;
+            let mut buf = Vec::new();
+            fs::File::from(f)
+                .take(limit)
+                .read_to_end(&mut buf)
+                .ctx(|| format!("reading {rel}"))?;
+            return Ok(Some(buf));
+        }
+        Ok(None)
+    }
+
+    /// Creates directory `rel` (mode 0755, owned by root) in the writable top of active
+    /// snapshot `key` unless some layer has the path already (docker creates a missing
+    /// WorkingDir).
+    pub fn ensure_dir(&self, key: &str, rel: &str) -> Result<()> {
+        use crate::unpack::sys;
+        use std::os::fd::AsFd;
+        let rel = rel.trim_matches('/');
+        if rel.is_empty() {
+            return Ok(());
+        }
+        let name = sys::cstr(std::ffi::OsStr::new(rel)).map_err(|e| Error::io(format!("path {rel}"), e))?;
+        let chain = self.chain(key)?;
+        for r in &chain {
+            let root = fs::File::open(self.fs_dir(r)).ctx(|| "opening a layer".to_string())?;
+            match sys::open_beneath(root.as_fd(), &name, libc::O_PATH) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                _ => return Ok(()),
+            }
+        }
+        let top = fs::File::open(self.fs_dir(&chain[0])).ctx(|| "opening the writable layer".to_string())?;
+        let mut cur: std::os::fd::OwnedFd = top.into();
+        for part in rel.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            if part == ".." {
+                return Err(Error::InvalidArgument(format!(
+                    "working directory {rel} leaves the root"
+                )));
+            }
+            let c = sys::cstr(std::ffi::OsStr::new(part)).map_err(|e| Error::io(format!("path {rel}"), e))?;
+            match sys::mkdir(cur.as_fd(), &c, 0o755) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("creating the working directory {rel}"), e)),
+            }
+            cur = sys::open_dir(cur.as_fd(), &c).map_err(|e| Error::io(format!("opening {rel}"), e))?;
+        }
+        Ok(())
+    }
+
     /// Every snapshot record.
     pub fn list(&self) -> Result<Vec<SnapshotRecord>> {
         self.meta.snapshots()

@@ -3,7 +3,7 @@
 
 pub mod apply;
 pub mod guard;
-mod sys;
+pub(crate) mod sys;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};

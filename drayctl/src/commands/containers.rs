@@ -1,0 +1,1369 @@
+//! Container commands: run, create, start, stop, kill, restart, rm, ps, logs, wait, inspect,
+//! rename, pause, unpause, top; with docker's flags, output and exit codes.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use dray_proto::v1 as pb;
+use serde_json::{json, Value};
+
+use super::{pretty, Exit};
+use crate::client::Client;
+use crate::format::{print, Format};
+use crate::units::{human_duration, human_size};
+use crate::DaemonError;
+
+/// The flags `create` and `run` share (docker's container config flags).
+#[derive(Args, Debug, Default)]
+pub struct CreateFlags {
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long)]
+    pub env_file: Vec<String>,
+    /// Bind mount a volume (SRC:DST[:OPTS])
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container (type=bind|tmpfs,source=,target=,readonly)
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs directory (PATH[:OPTS])
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Set meta data on a container
+    #[arg(short, long = "label")]
+    pub label: Vec<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Restart policy to apply when a container exits (no, always, on-failure[:N], unless-stopped)
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add Linux capabilities
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Security Options (no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json)
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Memory limit
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short, long)]
+    pub cpu_shares: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Ulimit options (NAME=SOFT[:HARD])
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMS]])
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// Size of /dev/shm
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// Signal to stop the container
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long)]
+    pub stop_timeout: Option<i64>,
+    /// Runtime to use for this container (a shim: io.containerd.runc.v2, a path)
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Connect a container to a network (none, host)
+    #[arg(long, visible_alias = "net")]
+    pub network: Option<String>,
+    /// Logging driver for the container (json-file)
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size, max-file)
+    #[arg(long)]
+    pub log_opt: Vec<String>,
+    /// Pull image before running ("always", "missing", "never")
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Suppress the pull output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The image
+    pub image: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Print help (-h is --hostname, as in docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Proxy received signals to the process
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    #[command(flatten)]
+    pub flags: CreateFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Print help (-h is --hostname, as in docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    #[command(flatten)]
+    pub flags: CreateFlags,
+}
+
+/// docker's sizes for --memory and friends: 512m, 1g, 100k, bytes.
+fn parse_bytes(s: &str, what: &str) -> Result<i64> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mul): (&str, i64) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid {what} {s:?}: expected a size like 512m or 1g"))?;
+    Ok((n * mul as f64) as i64)
+}
+
+/// `-v SRC:DST[:ro|rw,...]`, `-v DST` (an anonymous volume).
+fn parse_volume(v: &str) -> Result<pb::Mount> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [dst] => ("", *dst, ""),
+        [src, dst] => (*src, *dst, ""),
+        [src, dst, opts] => (*src, *dst, *opts),
+        _ => bail!("invalid volume specification: '{v}'"),
+    };
+    if dst.is_empty() || !dst.starts_with('/') {
+        bail!("invalid volume specification: '{v}': the container path must be absolute");
+    }
+    let options: Vec<String> = opts.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect();
+    for o in &options {
+        if !matches!(
+            o.as_str(),
+            "ro" | "rw" | "z" | "Z" | "nocopy" | "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+        ) {
+            bail!("invalid mode: {o}");
+        }
+    }
+    let read_only = options.iter().any(|o| o == "ro");
+    if src.is_empty() || !src.starts_with('/') {
+        return Ok(pb::Mount {
+            r#type: "volume".into(),
+            source: src.into(),
+            target: dst.into(),
+            read_only,
+            options,
+            ..Default::default()
+        });
+    }
+    Ok(pb::Mount {
+        r#type: "bind".into(),
+        source: src.into(),
+        target: dst.into(),
+        read_only,
+        create_source: true,
+        options: options.into_iter().filter(|o| o != "ro" && o != "rw").collect(),
+        ..Default::default()
+    })
+}
+
+/// `--mount type=bind,source=/a,target=/b,readonly`.
+fn parse_mount(s: &str) -> Result<pb::Mount> {
+    let mut m = pb::Mount {
+        r#type: "volume".into(),
+        ..Default::default()
+    };
+    for kv in s.split(',') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "type" => m.r#type = v.into(),
+            "source" | "src" => m.source = v.into(),
+            "target" | "destination" | "dst" => m.target = v.into(),
+            "readonly" | "ro" => m.read_only = v.is_empty() || v == "true" || v == "1",
+            "tmpfs-size" => m.tmpfs_size = parse_bytes(v, "tmpfs-size")?,
+            "tmpfs-mode" => {
+                m.tmpfs_mode = u32::from_str_radix(v, 8).map_err(|_| anyhow::anyhow!("invalid tmpfs-mode {v:?}"))?
+            }
+            "bind-propagation" => m.options.push(v.into()),
+            _ => bail!("invalid field '{k}' must be a key=value pair"),
+        }
+    }
+    if m.target.is_empty() {
+        bail!("invalid argument \"{s}\" for \"--mount\" flag: target is required");
+    }
+    Ok(m)
+}
+
+/// `--tmpfs /path[:opts]`.
+fn parse_tmpfs(s: &str) -> pb::Mount {
+    let (path, opts) = s.split_once(':').unwrap_or((s, ""));
+    pb::Mount {
+        r#type: "tmpfs".into(),
+        target: path.into(),
+        read_only: opts.split(',').any(|o| o == "ro"),
+        options: opts.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect(),
+        ..Default::default()
+    }
+}
+
+/// `-e KEY` takes KEY from drayctl's environment (dropped when unset), as docker does.
+fn env_entries(a: &CreateFlags) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
+        for l in text.lines() {
+            let l = l.trim_start();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            out.push(l.to_string());
+        }
+    }
+    out.extend(a.env.iter().cloned());
+    Ok(out
+        .into_iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e)
+            } else {
+                std::env::var(&e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect())
+}
+
+fn request(a: &CreateFlags, auto_remove: bool) -> Result<pb::CreateContainerRequest> {
+    let (policy, retries) = match a.restart.split_once(':') {
+        Some((p, n)) => (
+            p.to_string(),
+            n.parse::<i32>().map_err(|_| {
+                anyhow::anyhow!("invalid restart policy format: maximum retry count must be an integer")
+            })?,
+        ),
+        None => (a.restart.clone(), 0),
+    };
+    let mut mounts = Vec::new();
+    for v in &a.volume {
+        mounts.push(parse_volume(v)?);
+    }
+    for m in &a.mount {
+        mounts.push(parse_mount(m)?);
+    }
+    mounts.extend(a.tmpfs.iter().map(|t| parse_tmpfs(t)));
+    let mut ulimits = Vec::new();
+    for u in &a.ulimit {
+        let (name, vals) = u
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid ulimit argument: {u}"))?;
+        let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+        let n = |s: &str| {
+            s.parse::<i64>()
+                .map_err(|_| anyhow::anyhow!("invalid ulimit argument: {u}"))
+        };
+        ulimits.push(pb::Ulimit {
+            name: name.into(),
+            soft: n(soft)?,
+            hard: n(hard)?,
+        });
+    }
+    let devices = a
+        .device
+        .iter()
+        .map(|d| {
+            let p: Vec<&str> = d.split(':').collect();
+            pb::Device {
+                path_on_host: p[0].into(),
+                path_in_container: p.get(1).copied().unwrap_or("").into(),
+                cgroup_permissions: p.get(2).copied().unwrap_or("").into(),
+            }
+        })
+        .collect();
+    let mut log_opts = HashMap::new();
+    for o in &a.log_opt {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid log opt {o:?}: expected KEY=VALUE"))?;
+        log_opts.insert(k.to_string(), v.to_string());
+    }
+    let mut security_opt = Vec::new();
+    for s in &a.security_opt {
+        // A seccomp profile is read here: the file is on the client's side, as with docker.
+        match s.split_once(['=', ':']) {
+            Some(("seccomp", path)) if path != "unconfined" => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("opening seccomp profile ({path}) failed"))?;
+                security_opt.push(format!("seccomp={text}"));
+            }
+            _ => security_opt.push(s.clone()),
+        }
+    }
+    let labels = a
+        .label
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.clone(), String::new()),
+        })
+        .collect();
+    let (entrypoint, entrypoint_set) = match &a.entrypoint {
+        Some(e) if e.is_empty() => (vec![], true),
+        Some(e) => (vec![e.clone()], true),
+        None => (vec![], false),
+    };
+    Ok(pb::CreateContainerRequest {
+        name: a.name.clone().unwrap_or_default(),
+        config: Some(pb::ContainerConfig {
+            image: a.image.clone(),
+            cmd: a.command.clone(),
+            entrypoint,
+            entrypoint_set,
+            env: env_entries(a)?,
+            working_dir: a.workdir.clone().unwrap_or_default(),
+            user: a.user.clone().unwrap_or_default(),
+            hostname: a.hostname.clone().unwrap_or_default(),
+            labels,
+            tty: a.tty,
+            open_stdin: a.interactive,
+            stdin_once: a.interactive,
+            stop_signal: a.stop_signal.clone().unwrap_or_default(),
+            stop_timeout: a.stop_timeout,
+        }),
+        host_config: Some(pb::HostConfig {
+            auto_remove,
+            restart_policy: Some(pb::RestartPolicy {
+                name: policy,
+                maximum_retry_count: retries,
+            }),
+            read_only_rootfs: a.read_only,
+            privileged: a.privileged,
+            cap_add: a.cap_add.clone(),
+            cap_drop: a.cap_drop.clone(),
+            security_opt,
+            memory: a
+                .memory
+                .as_deref()
+                .map(|m| parse_bytes(m, "memory"))
+                .transpose()?
+                .unwrap_or(0),
+            memory_swap: a
+                .memory_swap
+                .as_deref()
+                .map(|m| parse_bytes(m, "memory-swap"))
+                .transpose()?
+                .unwrap_or(0),
+            nano_cpus: a.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+            cpu_shares: a.cpu_shares.unwrap_or(0),
+            pids_limit: a.pids_limit,
+            ulimits,
+            mounts,
+            devices,
+            shm_size: a
+                .shm_size
+                .as_deref()
+                .map(|m| parse_bytes(m, "shm-size"))
+                .transpose()?
+                .unwrap_or(0),
+            runtime: a.runtime.clone().unwrap_or_default(),
+            init: a.init,
+            network_mode: a.network.clone().unwrap_or_default(),
+            log_driver: a.log_driver.clone().unwrap_or_default(),
+            log_opts,
+        }),
+    })
+}
+
+fn is_no_such_image(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::NotFound && s.message().starts_with("No such image")
+}
+
+/// Creates the container, pulling a missing image first (`--pull`).
+async fn create_container(c: &Client, a: &CreateFlags, auto_remove: bool) -> Result<String> {
+    if !matches!(a.pull.as_str(), "missing" | "always" | "never") {
+        return Err(DaemonError(format!(
+            "invalid pull option: '{}': must be one of \"always\", \"missing\" or \"never\"",
+            a.pull
+        ))
+        .into());
+    }
+    // Bad flag values are docker's exit 125, as the daemon's refusals are.
+    let req = request(a, auto_remove).map_err(|e| DaemonError(format!("{e:#}")))?;
+    if a.pull == "always" {
+        pull(c, a).await?;
+    }
+    match c.containers().create(req.clone()).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            for w in r.warnings {
+                eprintln!("WARNING: {w}");
+            }
+            Ok(r.id)
+        }
+        Err(s) if is_no_such_image(&s) && a.pull == "missing" => {
+            eprintln!("Unable to find image '{}' locally", a.image);
+            pull(c, a).await?;
+            Ok(c.containers()
+                .create(req)
+                .await
+                .map_err(DaemonError::from)?
+                .into_inner()
+                .id)
+        }
+        Err(s) => Err(DaemonError::from(s).into()),
+    }
+}
+
+async fn pull(c: &Client, a: &CreateFlags) -> Result<()> {
+    let code = super::images::pull(
+        c,
+        super::images::PullArgs {
+            image: a.image.clone(),
+            platform: None,
+            quiet: a.quiet,
+        },
+    )
+    .await?;
+    if code != 0 {
+        return Err(Exit(code).into());
+    }
+    Ok(())
+}
+
+pub async fn create(c: &Client, a: CreateArgs) -> Result<u8> {
+    let id = create_container(c, &a.flags, a.rm).await?;
+    println!("{id}");
+    Ok(0)
+}
+
+/// docker's exit code for a start that failed: 126 (cannot invoke), 127 (not found), 125.
+fn start_failure_code(msg: &str) -> u8 {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("permission denied") {
+        126
+    } else if m.contains("executable file not found") || m.contains("no such file or directory") {
+        127
+    } else {
+        125
+    }
+}
+
+/// Terminal raw mode, restored on drop (every exit path).
+struct RawMode {
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl RawMode {
+    fn enable() -> RawMode {
+        let stdin = std::io::stdin();
+        let saved = nix::sys::termios::tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut raw = t.clone();
+            nix::sys::termios::cfmakeraw(&mut raw);
+            let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &raw);
+        }
+        RawMode { saved }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, t);
+        }
+    }
+}
+
+fn term_size() -> Option<(u32, u32)> {
+    let mut ws: libc::winsize = unsafe_zeroed_winsize();
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass; fd 1 may not be a tty (the
+    // call then fails and we return None).
+    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_col > 0).then_some((u32::from(ws.ws_col), u32::from(ws.ws_row)))
+}
+
+fn unsafe_zeroed_winsize() -> libc::winsize {
+    libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+/// Relays the container's streams until its output ends; returns whether the user detached.
+async fn attach_streams(
+    c: &Client,
+    id: &str,
+    stdin: bool,
+    tty: bool,
+    started: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::AttachRequest>(16);
+    tx.send(pb::AttachRequest {
+        id: id.to_string(),
+        stdin,
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    })
+    .await
+    .ok();
+    let mut out = c
+        .containers()
+        .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(DaemonError::from)?
+        .into_inner();
+    // The first (empty) answer: attached; now the container may start.
+    out.message().await.map_err(DaemonError::from)?;
+    started.await?;
+    let _raw = (tty && std::io::stdin().is_terminal()).then(RawMode::enable);
+    if tty {
+        if let Some((w, h)) = term_size() {
+            let _ = tx
+                .send(pb::AttachRequest {
+                    width: w,
+                    height: h,
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+    if stdin {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut input = tokio::io::stdin();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match input.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = tx
+                            .send(pb::AttachRequest {
+                                close_stdin: true,
+                                ..Default::default()
+                            })
+                            .await;
+                        return;
+                    }
+                    Ok(n) => {
+                        if tx
+                            .send(pb::AttachRequest {
+                                stdin_data: buf[..n].to_vec(),
+                                ..Default::default()
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    while let Some(m) = out.message().await.map_err(DaemonError::from)? {
+        if m.stream == "stderr" {
+            let _ = stderr.write_all(&m.data);
+            let _ = stderr.flush();
+        } else {
+            let _ = stdout.write_all(&m.data);
+            let _ = stdout.flush();
+        }
+    }
+    drop(tx);
+    Ok(())
+}
+
+pub async fn run(c: &Client, a: RunArgs) -> Result<u8> {
+    let id = create_container(c, &a.flags, a.rm).await?;
+    if a.detach {
+        if let Err(s) = c.containers().start(pb::StartContainerRequest { id: id.clone() }).await {
+            if a.rm {
+                let _ = c
+                    .containers()
+                    .remove(pb::RemoveContainerRequest {
+                        id: id.clone(),
+                        force: true,
+                        volumes: true,
+                    })
+                    .await;
+            }
+            eprintln!("Error: {}", s.message());
+            return Ok(start_failure_code(s.message()));
+        }
+        println!("{id}");
+        return Ok(0);
+    }
+    // Wait first (as docker does), so that an exit (or the removal of --rm) is not missed.
+    let condition = if a.rm { "removed" } else { "next-exit" };
+    let mut wc = c.containers();
+    let wid = id.clone();
+    let waiter = tokio::spawn(async move {
+        wc.wait(pb::WaitContainerRequest {
+            id: wid,
+            condition: condition.into(),
+        })
+        .await
+    });
+    let cc = c.clone();
+    let sid = id.clone();
+    let start = async move {
+        cc.containers()
+            .start(pb::StartContainerRequest { id: sid })
+            .await
+            .map(|_| ())
+            .map_err(|s| anyhow::Error::new(StartFailed(s.message().to_string())))
+    };
+    let sig_proxy = a.sig_proxy && !a.flags.tty;
+    if sig_proxy {
+        proxy_signals(c.clone(), id.clone());
+    }
+    match attach_streams(c, &id, a.flags.interactive, a.flags.tty, start).await {
+        Ok(()) => {}
+        Err(e) => {
+            if let Some(StartFailed(msg)) = e.downcast_ref::<StartFailed>() {
+                waiter.abort();
+                if a.rm {
+                    let _ = c
+                        .containers()
+                        .remove(pb::RemoveContainerRequest {
+                            id: id.clone(),
+                            force: true,
+                            volumes: true,
+                        })
+                        .await;
+                }
+                eprintln!("drayctl: Error response from daemon: {msg}.");
+                return Ok(start_failure_code(msg));
+            }
+            return Err(e);
+        }
+    }
+    let code = match waiter.await {
+        Ok(Ok(r)) => r.into_inner().status_code,
+        Ok(Err(s)) => return Err(DaemonError::from(s).into()),
+        Err(e) => bail!("wait: {e}"),
+    };
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
+}
+
+#[derive(Debug)]
+struct StartFailed(String);
+
+impl std::fmt::Display for StartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartFailed {}
+
+/// `--sig-proxy`: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 go to the container.
+fn proxy_signals(c: Client, id: String) {
+    use tokio::signal::unix::{signal, SignalKind};
+    for (kind, name) in [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::quit(), "SIGQUIT"),
+        (SignalKind::user_defined1(), "SIGUSR1"),
+        (SignalKind::user_defined2(), "SIGUSR2"),
+    ] {
+        let Ok(mut s) = signal(kind) else { continue };
+        let c = c.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                let _ = c
+                    .containers()
+                    .kill(pb::KillContainerRequest {
+                        id: id.clone(),
+                        signal: name.into(),
+                    })
+                    .await;
+            }
+        });
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn start(c: &Client, a: StartArgs) -> Result<u8> {
+    if a.attach || a.interactive {
+        if a.containers.len() > 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        let id = a.containers[0].clone();
+        let doc = inspect_doc(c, &id).await?;
+        let tty = doc["Config"]["Tty"].as_bool().unwrap_or(false);
+        let cc = c.clone();
+        let sid = id.clone();
+        let mut wc = c.containers();
+        let wid = id.clone();
+        let waiter = tokio::spawn(async move {
+            wc.wait(pb::WaitContainerRequest {
+                id: wid,
+                condition: "next-exit".into(),
+            })
+            .await
+        });
+        let started = async move {
+            cc.containers()
+                .start(pb::StartContainerRequest { id: sid })
+                .await
+                .map(|_| ())
+                .map_err(|s| anyhow::Error::new(DaemonError::from(s)))
+        };
+        attach_streams(c, &id, a.interactive, tty, started).await?;
+        let code = match waiter.await {
+            Ok(Ok(r)) => r.into_inner().status_code,
+            Ok(Err(s)) => return Err(DaemonError::from(s).into()),
+            Err(e) => bail!("wait: {e}"),
+        };
+        return Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255));
+    }
+    each(&a.containers, |id| {
+        let c = c.clone();
+        async move {
+            c.containers()
+                .start(pb::StartContainerRequest { id: id.clone() })
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+/// Runs `f` for each container, printing its name as docker does, or the error.
+async fn each<F, Fut>(ids: &[String], f: F) -> Result<u8>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    let mut failed = false;
+    for id in ids {
+        match f(id.clone()).await {
+            Ok(()) => println!("{id}"),
+            Err(s) => {
+                eprintln!("Error response from daemon: {}", s.message());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(Exit(1).into());
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short, long)]
+    pub time: Option<i64>,
+    /// Signal to send to the container
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn stop(c: &Client, a: StopArgs) -> Result<u8> {
+    let t = a.time;
+    let sig = a.signal.clone().unwrap_or_default();
+    each(&a.containers, |id| {
+        let c = c.clone();
+        let sig = sig.clone();
+        async move {
+            c.containers()
+                .stop(pb::StopContainerRequest {
+                    id,
+                    timeout: t,
+                    signal: sig,
+                })
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+pub async fn restart(c: &Client, a: StopArgs) -> Result<u8> {
+    let t = a.time;
+    each(&a.containers, |id| {
+        let c = c.clone();
+        async move {
+            c.containers()
+                .restart(pb::RestartContainerRequest { id, timeout: t })
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn kill(c: &Client, a: KillArgs) -> Result<u8> {
+    let sig = a.signal.clone();
+    each(&a.containers, |id| {
+        let c = c.clone();
+        let sig = sig.clone();
+        async move {
+            c.containers()
+                .kill(pb::KillContainerRequest { id, signal: sig })
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    pub volumes: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn rm(c: &Client, a: RmArgs) -> Result<u8> {
+    let (force, volumes) = (a.force, a.volumes);
+    each(&a.containers, |id| {
+        let c = c.clone();
+        async move {
+            c.containers()
+                .remove(pb::RemoveContainerRequest { id, force, volumes })
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+#[derive(Args, Debug)]
+pub struct IdsArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn pause(c: &Client, a: IdsArgs, pause: bool) -> Result<u8> {
+    each(&a.containers, |id| {
+        let c = c.clone();
+        async move {
+            if pause {
+                c.containers().pause(pb::PauseContainerRequest { id }).await.map(|_| ())
+            } else {
+                c.containers()
+                    .unpause(pb::UnpauseContainerRequest { id })
+                    .await
+                    .map(|_| ())
+            }
+        }
+    })
+    .await
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn wait(c: &Client, a: WaitArgs) -> Result<u8> {
+    let mut failed = false;
+    for id in &a.containers {
+        match c
+            .containers()
+            .wait(pb::WaitContainerRequest {
+                id: id.clone(),
+                condition: "not-running".into(),
+            })
+            .await
+        {
+            Ok(r) => println!("{}", r.into_inner().status_code),
+            Err(s) => {
+                eprintln!("Error response from daemon: {}", s.message());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(Exit(1).into());
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+pub async fn rename(c: &Client, a: RenameArgs) -> Result<u8> {
+    c.containers()
+        .rename(pb::RenameContainerRequest {
+            id: a.container,
+            new_name: a.new_name,
+        })
+        .await
+        .map_err(DaemonError::from)?;
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs ("all")
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show logs since timestamp (2013-01-02T13:23:37Z) or relative (42m)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp or relative (42m)
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    pub container: String,
+}
+
+/// docker's time arguments: RFC 3339, a Unix time, or a duration back from now (10m, 1h30m).
+pub fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_nanos_opt().unwrap_or(0));
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok((secs * 1e9) as i64);
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() || ch == '.' {
+            num.push(ch);
+            continue;
+        }
+        let n: f64 = num.parse().map_err(|_| anyhow::anyhow!("invalid time {s:?}"))?;
+        num.clear();
+        total += n * match ch {
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => bail!("invalid time {s:?}: RFC 3339, Unix seconds or a duration like 10m"),
+        };
+    }
+    if !num.is_empty() || total == 0.0 {
+        bail!("invalid time {s:?}: RFC 3339, Unix seconds or a duration like 10m");
+    }
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    Ok(now - (total * 1e9) as i64)
+}
+
+pub async fn logs(c: &Client, a: LogsArgs) -> Result<u8> {
+    let tail = if a.tail == "all" {
+        -1
+    } else {
+        a.tail
+            .parse::<i64>()
+            .map_err(|_| anyhow::anyhow!("invalid --tail {:?}: a number or \"all\"", a.tail))?
+    };
+    let mut s = c
+        .containers()
+        .logs(pb::LogsRequest {
+            id: a.container,
+            follow: a.follow,
+            tail,
+            since: a.since.as_deref().map(parse_time).transpose()?.unwrap_or(0),
+            until: a.until.as_deref().map(parse_time).transpose()?.unwrap_or(0),
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .map_err(DaemonError::from)?
+        .into_inner();
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr();
+    while let Some(e) = s.message().await.map_err(DaemonError::from)? {
+        let mut line = Vec::new();
+        if a.timestamps {
+            line.extend_from_slice(format_nanos(e.time).as_bytes());
+            line.push(b' ');
+        }
+        line.extend_from_slice(&e.line);
+        if e.stream == "stderr" {
+            let _ = stderr.write_all(&line);
+        } else {
+            let _ = stdout.write_all(&line);
+            let _ = stdout.flush();
+        }
+    }
+    Ok(0)
+}
+
+fn format_nanos(n: i64) -> String {
+    chrono::DateTime::from_timestamp(n.div_euclid(1_000_000_000), n.rem_euclid(1_000_000_000) as u32)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.9fZ")
+        .to_string()
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long)]
+    pub last: Option<usize>,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    pub latest: bool,
+    /// Display total file sizes
+    #[arg(short, long)]
+    pub size: bool,
+    /// Filter output based on conditions provided
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Pretty-print containers using a Go template
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// docker's STATUS column.
+pub fn status_text(state: &str, exit_code: i32, started: i64, finished: i64, now: i64) -> String {
+    let ago = |t: i64| human_duration((now - t) / 1_000_000_000);
+    match state {
+        "running" => format!("Up {}", ago(started)),
+        "paused" => format!("Up {} (Paused)", ago(started)),
+        "restarting" => format!("Restarting ({exit_code}) {} ago", ago(finished)),
+        "exited" if finished > 0 => format!("Exited ({exit_code}) {} ago", ago(finished)),
+        "exited" => "Exited".into(),
+        "created" => "Created".into(),
+        "removing" => "Removal In Progress".into(),
+        "dead" => "Dead".into(),
+        other => other.to_string(),
+    }
+}
+
+fn ellipsis(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub async fn ps(c: &Client, a: PsArgs) -> Result<u8> {
+    let mut filters: HashMap<String, pb::FilterValues> = HashMap::new();
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))?;
+        filters.entry(k.to_string()).or_default().values.push(v.to_string());
+    }
+    let all = a.all || a.last.is_some() || a.latest;
+    let mut list = c
+        .containers()
+        .list(pb::ListContainersRequest {
+            all,
+            filters,
+            size: a.size,
+        })
+        .await
+        .map_err(DaemonError::from)?
+        .into_inner()
+        .containers;
+    let keep = if a.latest { Some(1) } else { a.last };
+    if let Some(n) = keep {
+        list.truncate(n);
+    }
+    if a.quiet {
+        for ct in &list {
+            println!(
+                "{}",
+                if a.no_trunc {
+                    ct.id.clone()
+                } else {
+                    ct.id[..12].to_string()
+                }
+            );
+        }
+        return Ok(0);
+    }
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let objs: Vec<Value> = list
+        .iter()
+        .map(|ct| {
+            let command = if a.no_trunc {
+                ct.command.clone()
+            } else {
+                ellipsis(&ct.command, 20)
+            };
+            let created = format!("{} ago", human_duration(now / 1_000_000_000 - ct.created));
+            let mut labels: Vec<String> = ct.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            labels.sort();
+            json!({
+                "ID": if a.no_trunc { ct.id.clone() } else { ct.id[..12].to_string() },
+                "Image": ct.image,
+                "Command": format!("\"{command}\""),
+                "CreatedAt": format_nanos(ct.created * 1_000_000_000),
+                "RunningFor": created,
+                "Status": status_text(&ct.state, ct.exit_code, ct.started_at, ct.finished_at, now),
+                "State": ct.state,
+                "Ports": "",
+                "Names": ct.name,
+                "Labels": labels.join(","),
+                "Size": if a.size { human_size(ct.size_rw) } else { String::new() },
+                "Mounts": ct.mounts.iter().map(|m| m.source.clone()).collect::<Vec<_>>().join(","),
+            })
+        })
+        .collect();
+    let mut columns = vec![
+        ("CONTAINER ID", "ID"),
+        ("IMAGE", "Image"),
+        ("COMMAND", "Command"),
+        ("CREATED", "RunningFor"),
+        ("STATUS", "Status"),
+        ("PORTS", "Ports"),
+        ("NAMES", "Names"),
+    ];
+    if a.size {
+        columns.push(("SIZE", "Size"));
+    }
+    print(&Format::parse(a.format.as_deref()), &columns, &objs)?;
+    Ok(0)
+}
+
+async fn inspect_doc(c: &Client, id: &str) -> Result<Value> {
+    let r = c
+        .containers()
+        .inspect(pb::InspectContainerRequest {
+            id: id.to_string(),
+            size: false,
+        })
+        .await
+        .map_err(DaemonError::from)?
+        .into_inner();
+    Ok(serde_json::from_str(&r.json)?)
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Format output using a custom template
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    pub size: bool,
+    /// Return JSON for specified type (container, image)
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `inspect`: containers first, then images (docker's order), or one `--type`.
+pub async fn inspect(c: &Client, a: InspectArgs) -> Result<u8> {
+    let mut out = Vec::new();
+    let mut failed = false;
+    for n in &a.names {
+        let ctr = if a.kind.as_deref() != Some("image") {
+            c.containers()
+                .inspect(pb::InspectContainerRequest {
+                    id: n.clone(),
+                    size: a.size,
+                })
+                .await
+                .ok()
+                .and_then(|r| serde_json::from_str::<Value>(&r.into_inner().json).ok())
+        } else {
+            None
+        };
+        if let Some(doc) = ctr {
+            out.push(doc);
+            continue;
+        }
+        if a.kind.as_deref() != Some("container") {
+            if let Ok(d) = c.images().get(pb::GetImageRequest { reference: n.clone() }).await {
+                out.push(super::images::inspect_json(&d.into_inner())?);
+                continue;
+            }
+        }
+        eprintln!("Error: No such object: {n}");
+        failed = true;
+    }
+    match a.format.as_deref() {
+        Some(f) if f != "json" => {
+            for o in &out {
+                println!("{}", crate::format::render(f, o)?);
+            }
+        }
+        _ => println!("{}", pretty(&Value::Array(out))?),
+    }
+    if failed {
+        return Err(Exit(1).into());
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    pub container: String,
+    /// ps options
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+pub async fn top(c: &Client, a: TopArgs) -> Result<u8> {
+    let r = c
+        .containers()
+        .top(pb::TopRequest {
+            id: a.container,
+            ps_args: a.ps_args,
+        })
+        .await
+        .map_err(DaemonError::from)?
+        .into_inner();
+    let titles: Vec<&str> = r.titles.iter().map(String::as_str).collect();
+    let rows: Vec<Vec<String>> = r.processes.into_iter().map(|p| p.columns).collect();
+    print!("{}", crate::format::table(&titles, &rows));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volumes_and_mounts() {
+        let v = parse_volume("/src:/dst:ro").unwrap();
+        assert_eq!((v.r#type.as_str(), v.read_only, v.create_source), ("bind", true, true));
+        assert_eq!(parse_volume("/data").unwrap().r#type, "volume");
+        assert!(parse_volume("/a:b").is_err());
+        assert!(parse_volume("/a:/b:bogus").is_err());
+        assert!(parse_volume("a:b:c:d").is_err());
+        let m = parse_mount("type=bind,source=/a,target=/b,readonly").unwrap();
+        assert!(m.read_only && !m.create_source);
+        assert!(parse_mount("type=bind,source=/a").is_err());
+        let t = parse_tmpfs("/run:size=64k,mode=1777");
+        assert_eq!(t.options, vec!["size=64k", "mode=1777"]);
+    }
+
+    #[test]
+    fn sizes_times_and_status() {
+        assert_eq!(parse_bytes("512m", "m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1g", "m").unwrap(), 1 << 30);
+        assert!(parse_bytes("lots", "m").is_err());
+        assert!(parse_time("2013-01-02T13:23:37Z").unwrap() > 0);
+        assert!(parse_time("10m").unwrap() > 0);
+        assert!(parse_time("soon").is_err());
+        let s = 1_000_000_000i64;
+        assert_eq!(status_text("running", 0, 0, 0, 180 * s), "Up 3 minutes");
+        assert_eq!(status_text("exited", 3, 0, 8 * s, 10 * s), "Exited (3) 2 seconds ago");
+        assert_eq!(status_text("created", 0, 0, 0, 0), "Created");
+        assert_eq!(ellipsis("sh -c 'sleep 1000; echo'", 20), "sh -c 'sleep 1000; …");
+    }
+
+    #[test]
+    fn start_failures_map_to_docker_codes() {
+        assert_eq!(
+            start_failure_code("exec: \"nope\": executable file not found in $PATH"),
+            127
+        );
+        assert_eq!(start_failure_code("exec /etc: permission denied"), 126);
+        assert_eq!(start_failure_code("something else"), 125);
+    }
+}

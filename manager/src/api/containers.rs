@@ -1,0 +1,456 @@
+//! `dray.v1.Containers`: wire types ↔ `containers` domain types.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use dray_proto::v1 as pb;
+use dray_proto::v1::containers_server::Containers as ContainersService;
+use futures_util::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status;
+use crate::containers::record::{DeviceOpt, MountOpt, Options, Record, RestartPolicy, Ulimit};
+use crate::containers::Containers;
+use crate::logs::{self, Stream as LogStream};
+
+/// The containers service.
+pub struct ContainersApi {
+    pub containers: Arc<Containers>,
+}
+
+fn options(c: pb::ContainerConfig, h: pb::HostConfig) -> Options {
+    let rp = h.restart_policy.unwrap_or_default();
+    Options {
+        image: c.image,
+        cmd: c.cmd,
+        entrypoint: c.entrypoint_set.then_some(c.entrypoint),
+        env: c.env,
+        working_dir: c.working_dir,
+        user: c.user,
+        hostname: c.hostname,
+        labels: c.labels.into_iter().collect(),
+        tty: c.tty,
+        open_stdin: c.open_stdin,
+        stdin_once: c.stdin_once,
+        stop_signal: c.stop_signal,
+        stop_timeout: c.stop_timeout,
+        auto_remove: h.auto_remove,
+        restart_policy: RestartPolicy {
+            name: rp.name,
+            maximum_retry_count: rp.maximum_retry_count,
+        },
+        read_only_rootfs: h.read_only_rootfs,
+        privileged: h.privileged,
+        cap_add: h.cap_add,
+        cap_drop: h.cap_drop,
+        security_opt: h.security_opt,
+        memory: h.memory,
+        memory_swap: h.memory_swap,
+        nano_cpus: h.nano_cpus,
+        cpu_shares: h.cpu_shares,
+        pids_limit: h.pids_limit,
+        ulimits: h
+            .ulimits
+            .into_iter()
+            .map(|u| Ulimit {
+                name: u.name,
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect(),
+        mounts: h.mounts.into_iter().map(mount_in).collect(),
+        devices: h
+            .devices
+            .into_iter()
+            .map(|d| DeviceOpt {
+                path_on_host: d.path_on_host,
+                path_in_container: d.path_in_container,
+                cgroup_permissions: d.cgroup_permissions,
+            })
+            .collect(),
+        shm_size: h.shm_size,
+        runtime: h.runtime,
+        init: h.init,
+        network_mode: h.network_mode,
+        log_driver: h.log_driver,
+        log_opts: h.log_opts.into_iter().collect(),
+    }
+}
+
+fn mount_in(m: pb::Mount) -> MountOpt {
+    MountOpt {
+        kind: m.r#type,
+        source: m.source,
+        target: m.target,
+        read_only: m.read_only,
+        create_source: m.create_source,
+        tmpfs_size: m.tmpfs_size,
+        tmpfs_mode: m.tmpfs_mode,
+        options: m.options,
+    }
+}
+
+fn mount_out(m: &MountOpt) -> pb::Mount {
+    pb::Mount {
+        r#type: m.kind.clone(),
+        source: m.source.clone(),
+        target: m.target.clone(),
+        read_only: m.read_only,
+        create_source: m.create_source,
+        tmpfs_size: m.tmpfs_size,
+        tmpfs_mode: m.tmpfs_mode,
+        options: m.options.clone(),
+    }
+}
+
+fn summary(r: &Record, size: Option<i64>) -> pb::ContainerSummary {
+    pb::ContainerSummary {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        image: r.image.clone(),
+        image_id: r.image_id.clone(),
+        command: r.command(),
+        created: r.created / 1_000_000_000,
+        state: r.state.status.as_str().to_string(),
+        started_at: r.state.started_at,
+        finished_at: r.state.finished_at,
+        exit_code: r.state.exit_code as i32,
+        labels: r.resolved.labels.clone().into_iter().collect(),
+        size_rw: size.unwrap_or(0),
+        size_root_fs: 0,
+        runtime: r.resolved.runtime.clone(),
+        mounts: r.options.mounts.iter().map(mount_out).collect(),
+    }
+}
+
+/// docker's `ps --filter`: id, name, label, status, exited, ancestor.
+fn matches(r: &Record, filters: &std::collections::HashMap<String, pb::FilterValues>) -> Result<bool, String> {
+    for (k, vals) in filters {
+        let vals = &vals.values;
+        if vals.is_empty() {
+            continue;
+        }
+        let ok = match k.as_str() {
+            "id" => vals.iter().any(|v| r.id.starts_with(v.as_str())),
+            "name" => vals.iter().any(|v| r.name.contains(v.trim_start_matches('/'))),
+            "status" => vals.iter().any(|v| v == r.state.status.as_str()),
+            "exited" => vals
+                .iter()
+                .any(|v| r.state.status.as_str() == "exited" && v.parse::<i64>().ok() == Some(r.state.exit_code)),
+            "label" => vals.iter().all(|v| match v.split_once('=') {
+                Some((k, val)) => r.resolved.labels.get(k).map(String::as_str) == Some(val),
+                None => r.resolved.labels.contains_key(v.as_str()),
+            }),
+            "ancestor" => vals.iter().any(|v| {
+                r.image == *v
+                    || r.image_id
+                        .trim_start_matches("sha256:")
+                        .starts_with(v.trim_start_matches("sha256:"))
+            }),
+            other => return Err(format!("invalid filter '{other}'")),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// One item of the Logs stream (tonic's item type is `Result<_, Status>`).
+#[allow(clippy::result_large_err)]
+fn log_item(e: logs::Entry) -> Result<pb::LogEntry, Status> {
+    Ok(pb::LogEntry {
+        stream: e.stream.as_str().to_string(),
+        line: e.line,
+        time: e.time,
+    })
+}
+
+#[tonic::async_trait]
+impl ContainersService for ContainersApi {
+    async fn create(
+        &self,
+        req: Request<pb::CreateContainerRequest>,
+    ) -> Result<Response<pb::CreateContainerResponse>, Status> {
+        let r = req.into_inner();
+        let opts = options(r.config.unwrap_or_default(), r.host_config.unwrap_or_default());
+        let name = (!r.name.is_empty()).then_some(r.name);
+        let (id, warnings) = self.containers.create(name, opts).await.map_err(status)?;
+        Ok(Response::new(pb::CreateContainerResponse { id, warnings }))
+    }
+
+    async fn start(
+        &self,
+        req: Request<pb::StartContainerRequest>,
+    ) -> Result<Response<pb::StartContainerResponse>, Status> {
+        self.containers.start(&req.into_inner().id).await.map_err(status)?;
+        Ok(Response::new(pb::StartContainerResponse {}))
+    }
+
+    async fn stop(
+        &self,
+        req: Request<pb::StopContainerRequest>,
+    ) -> Result<Response<pb::StopContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.containers
+            .stop(&r.id, r.timeout, Some(r.signal.as_str()))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::StopContainerResponse {}))
+    }
+
+    async fn restart(
+        &self,
+        req: Request<pb::RestartContainerRequest>,
+    ) -> Result<Response<pb::RestartContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.containers.stop(&r.id, r.timeout, None).await.map_err(status)?;
+        self.containers.start(&r.id).await.map_err(status)?;
+        Ok(Response::new(pb::RestartContainerResponse {}))
+    }
+
+    async fn kill(
+        &self,
+        req: Request<pb::KillContainerRequest>,
+    ) -> Result<Response<pb::KillContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.containers.kill(&r.id, &r.signal).await.map_err(status)?;
+        Ok(Response::new(pb::KillContainerResponse {}))
+    }
+
+    async fn pause(
+        &self,
+        req: Request<pb::PauseContainerRequest>,
+    ) -> Result<Response<pb::PauseContainerResponse>, Status> {
+        self.containers
+            .pause(&req.into_inner().id, true)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PauseContainerResponse {}))
+    }
+
+    async fn unpause(
+        &self,
+        req: Request<pb::UnpauseContainerRequest>,
+    ) -> Result<Response<pb::UnpauseContainerResponse>, Status> {
+        self.containers
+            .pause(&req.into_inner().id, false)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::UnpauseContainerResponse {}))
+    }
+
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveContainerRequest>,
+    ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.containers.remove(&r.id, r.force).await.map_err(status)?;
+        Ok(Response::new(pb::RemoveContainerResponse {}))
+    }
+
+    async fn rename(
+        &self,
+        req: Request<pb::RenameContainerRequest>,
+    ) -> Result<Response<pb::RenameContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.containers.rename(&r.id, &r.new_name).await.map_err(status)?;
+        Ok(Response::new(pb::RenameContainerResponse {}))
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListContainersRequest>,
+    ) -> Result<Response<pb::ListContainersResponse>, Status> {
+        let r = req.into_inner();
+        let me = self.containers.clone();
+        let containers = tokio::task::spawn_blocking(move || -> Result<Vec<pb::ContainerSummary>, String> {
+            let mut out = Vec::new();
+            for rec in me.list() {
+                let shown = r.all || rec.state.status.is_live() || rec.state.status.as_str() == "restarting";
+                if !shown || !matches(&rec, &r.filters)? {
+                    continue;
+                }
+                let size = r.size.then(|| me.size_rw(&rec));
+                out.push(summary(&rec, size));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::invalid_argument)?;
+        Ok(Response::new(pb::ListContainersResponse { containers }))
+    }
+
+    async fn inspect(
+        &self,
+        req: Request<pb::InspectContainerRequest>,
+    ) -> Result<Response<pb::InspectContainerResponse>, Status> {
+        let r = req.into_inner();
+        let me = self.containers.clone();
+        let doc = tokio::task::spawn_blocking(move || me.inspect(&r.id, r.size))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(status)?;
+        Ok(Response::new(pb::InspectContainerResponse {
+            json: serde_json::to_string(&doc).unwrap_or_default(),
+        }))
+    }
+
+    async fn wait(
+        &self,
+        req: Request<pb::WaitContainerRequest>,
+    ) -> Result<Response<pb::WaitContainerResponse>, Status> {
+        let r = req.into_inner();
+        let code = self.containers.wait(&r.id, &r.condition).await.map_err(status)?;
+        Ok(Response::new(pb::WaitContainerResponse {
+            status_code: code,
+            error: String::new(),
+        }))
+    }
+
+    type LogsStream = BoxStream<pb::LogEntry>;
+
+    async fn logs(&self, req: Request<pb::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let r = req.into_inner();
+        let filter = logs::Filter {
+            tail: (r.tail >= 0).then_some(r.tail as usize),
+            since: r.since,
+            until: r.until,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        };
+        let rx = self.containers.logs(&r.id, filter, r.follow).map_err(status)?;
+        let s = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let s = futures_util::StreamExt::map(s, log_item);
+        Ok(Response::new(Box::pin(s)))
+    }
+
+    type AttachStream = BoxStream<pb::AttachResponse>;
+
+    async fn attach(&self, req: Request<Streaming<pb::AttachRequest>>) -> Result<Response<Self::AttachStream>, Status> {
+        let mut input = req.into_inner();
+        let first = input
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("attach: the first message names the container"))?;
+        let (id, mut output, mut changed) = self.containers.attach_output(&first.id).map_err(status)?;
+        let started_at = self.containers.get(&id).map(|r| r.state.started_at).unwrap_or(0);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::AttachResponse, Status>>(64);
+        // An empty first answer tells the client it is attached (it may start the container).
+        let _ = tx.send(Ok(pb::AttachResponse::default())).await;
+        let me = self.containers.clone();
+        if first.stdin {
+            let id = id.clone();
+            let me = me.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(m)) = input.message().await {
+                    if !m.stdin_data.is_empty() && me.write_stdin(&id, Some(&m.stdin_data)).await.is_err() {
+                        break;
+                    }
+                    if m.width > 0 && m.height > 0 {
+                        let _ = me.resize(&id, m.width, m.height).await;
+                    }
+                    if m.close_stdin {
+                        let _ = me.write_stdin(&id, None).await;
+                        break;
+                    }
+                }
+            });
+        }
+        let (want_out, want_err) = (first.stdout, first.stderr);
+        // The stream ends when the container stops after having run during the attach (a
+        // created container is waited for: the client starts it after this answer).
+        tokio::spawn(async move {
+            let mut ran = me.is_running(&id);
+            loop {
+                let running = me.is_running(&id);
+                ran |= running || me.get(&id).map(|r| r.state.started_at != started_at).unwrap_or(true);
+                let running = running || !ran;
+                tokio::select! {
+                    o = output.recv() => match o {
+                        Ok(o) => {
+                            let wanted = match o.stream { LogStream::Stdout => want_out, LogStream::Stderr => want_err };
+                            if wanted && tx.send(Ok(pb::AttachResponse { stream: o.stream.as_str().into(), data: o.data.to_vec() })).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(%id, "attach: {n} chunks of output skipped (slow client)");
+                        }
+                        Err(_) => return,
+                    },
+                    r = changed.changed(), if running => { if r.is_err() { return; } }
+                    _ = tx.closed() => return,
+                    _ = std::future::ready(()), if !running => {
+                        // The pumps finished before the exit was recorded: drain and end.
+                        while let Ok(o) = output.try_recv() {
+                            let wanted = match o.stream { LogStream::Stdout => want_out, LogStream::Stderr => want_err };
+                            if wanted && tx.send(Ok(pb::AttachResponse { stream: o.stream.as_str().into(), data: o.data.to_vec() })).await.is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn resize(&self, req: Request<pb::ResizeRequest>) -> Result<Response<pb::ResizeResponse>, Status> {
+        let r = req.into_inner();
+        if !r.exec_id.is_empty() {
+            return Err(Status::unimplemented("exec is not supported yet"));
+        }
+        self.containers.resize(&r.id, r.width, r.height).await.map_err(status)?;
+        Ok(Response::new(pb::ResizeResponse {}))
+    }
+
+    async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
+        let r = req.into_inner();
+        let pids = self.containers.pids(&r.id).await.map_err(status)?;
+        let args = if r.ps_args.is_empty() {
+            vec!["-ef".to_string()]
+        } else {
+            r.ps_args
+        };
+        let out = tokio::process::Command::new("ps")
+            .args(&args)
+            .output()
+            .await
+            .map_err(|e| Status::internal(format!("running ps: {e}")))?;
+        if !out.status.success() {
+            return Err(Status::invalid_argument(format!(
+                "ps {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or("");
+        let titles: Vec<String> = header.split_whitespace().map(str::to_string).collect();
+        let pid_col = titles
+            .iter()
+            .position(|t| t == "PID")
+            .ok_or_else(|| Status::invalid_argument("Couldn't find PID field in ps output"))?;
+        let processes = lines
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let pid: u32 = cols.get(pid_col)?.parse().ok()?;
+                if !pids.contains(&pid) {
+                    return None;
+                }
+                // The last column (the command) keeps its spaces.
+                let n = titles.len();
+                let mut row: Vec<String> = cols.iter().take(n - 1).map(|s| s.to_string()).collect();
+                row.push(cols.iter().skip(n - 1).cloned().collect::<Vec<_>>().join(" "));
+                Some(pb::ProcessRow { columns: row })
+            })
+            .collect();
+        Ok(Response::new(pb::TopResponse { titles, processes }))
+    }
+}

@@ -1,0 +1,457 @@
+//! Containers through drayd end to end: a private drayd per test, the real dray shim and
+//! runtime (and Debian's containerd-shim-runc-v2 with runc), the busybox fixture image, and
+//! drayctl as a user runs it. Each test checks what is left behind afterwards.
+
+use std::process::Command;
+use std::time::Duration;
+
+use dray_e2e::manager::{wait_until, Daemon};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn daemon() -> Daemon {
+    let d = Daemon::start();
+    d.load_busybox();
+    d
+}
+
+/// Nothing of drayd's containers remains: no bundle, no container snapshot, no mount under
+/// the daemon's roots, no cgroup.
+fn assert_clean(d: &Daemon, ids: &[String]) {
+    let tasks: Vec<_> = std::fs::read_dir(d.exec_root().join("tasks"))
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(tasks.is_empty(), "bundles left: {tasks:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = d.dir.path().display().to_string();
+    assert!(!mounts.contains(&root), "mounts left under {root}:\n{mounts}");
+    for id in ids {
+        assert!(!d.data_root().join("containers").join(id).exists(), "{id}'s files left");
+        for c in ["memory", "pids", "unified"] {
+            let p = format!("/sys/fs/cgroup/{c}/dray/{id}");
+            assert!(!std::path::Path::new(&p).exists(), "cgroup {p} left");
+        }
+    }
+}
+
+fn inspect(d: &Daemon, id: &str, fmt: &str) -> String {
+    d.ok(&["inspect", "--format", fmt, id]).trim().to_string()
+}
+
+#[test]
+fn foreground_run_relays_output_and_exit_code() {
+    let d = daemon();
+    let o = d.run(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o), "out\n");
+    assert!(stderr(&o).contains("err"), "{}", stderr(&o));
+    // --rm: gone once run returns.
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert_clean(&d, &[]);
+    let snaps = d.snapshot_dirs();
+    // Docker's defaults are in place: hostname is the short ID, caps are docker's set, the
+    // default seccomp profile is on, /proc/keys masked.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/self/status | busybox grep -E '^(CapEff|Seccomp):'; busybox hostname | busybox wc -c; busybox wc -c < /proc/keys",
+    ]);
+    assert!(o.contains("CapEff:\t00000000a80425fb"), "{o}");
+    assert!(o.contains("Seccomp:\t2"), "{o}");
+    assert!(o.contains("13\n0\n"), "{o}");
+    assert_eq!(d.snapshot_dirs(), snaps, "the container's snapshot was not removed");
+}
+
+#[test]
+fn options_reach_the_process() {
+    let d = daemon();
+    let host = d.dir.path().join("shared");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "1000:1000",
+        "-w",
+        "/work/dir",
+        "-e",
+        "A=b",
+        "--hostname",
+        "myhost",
+        "--label",
+        "x=y",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--read-only",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; id -g; pwd; echo $A; busybox hostname; busybox grep /scratch /proc/mounts | busybox grep -c size=1024k; busybox touch /x 2>/dev/null || echo ro-ok",
+    ]);
+    assert_eq!(o, "1000\n1000\n/work/dir\nb\nmyhost\n1\nro-ok\n");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/data", host.display()),
+        "-v",
+        "/etc:/hostetc:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "busybox touch /data/f && echo bind-ok; busybox touch /hostetc/x 2>/dev/null || echo ro-ok",
+    ]);
+    assert_eq!(o, "bind-ok\nro-ok\n");
+    // -v created the missing host directory, as docker does.
+    assert!(host.join("f").exists());
+    // --mount refuses a missing source.
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/nonexistent/x,target=/x",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("bind source path does not exist"), "{}", stderr(&o));
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn detached_container_logs_stop_and_remove() {
+    let d = daemon();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while true; do echo line $i; echo e$i >&2; i=$((i+1)); busybox sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    assert!(wait_until(Duration::from_secs(10), || d
+        .ok(&["logs", "web"])
+        .contains("line 3")));
+    let ps = d.ok(&["ps"]);
+    assert!(ps.lines().next().unwrap().starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(
+        ps.contains(&id[..12]) && ps.contains("Up ") && ps.contains("web"),
+        "{ps}"
+    );
+    let tail = d.run(&["logs", "--tail", "2", "web"]);
+    assert_eq!(stdout(&tail).lines().count() + stderr(&tail).lines().count(), 2);
+    let o = d.run(&["logs", "-t", "web"]);
+    assert!(stderr(&o).contains("e0"), "stderr goes to stderr");
+    assert!(stdout(&o).starts_with("20"), "timestamps: {}", stdout(&o));
+    // The json-file log, in docker's format.
+    let log = std::fs::read_to_string(inspect(&d, "web", "{{.LogPath}}")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert!(
+        first["log"].as_str().unwrap().ends_with('\n') && first["time"].is_string(),
+        "{first}"
+    );
+    assert_eq!(inspect(&d, "web", "{{.State.Status}}"), "running");
+    let pid: i32 = inspect(&d, "web", "{{.State.Pid}}").parse().unwrap();
+    assert!(pid > 0);
+    let top = d.ok(&["top", "web"]);
+    assert!(top.contains("PID") && top.contains("while true"), "{top}");
+    // A running container is not removed without -f.
+    let o = d.run(&["rm", "web"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("You cannot remove a running container"),
+        "{}",
+        stderr(&o)
+    );
+    // sh as pid 1 ignores SIGTERM: stop kills it after the timeout (exit 137).
+    let t = std::time::Instant::now();
+    assert_eq!(d.ok(&["stop", "-t", "1", "web"]), "web\n");
+    assert!(t.elapsed() < Duration::from_secs(8));
+    assert_eq!(inspect(&d, "web", "{{.State.ExitCode}}"), "137");
+    let ps = d.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (137)"), "{ps}");
+    assert_eq!(d.ok(&["wait", "web"]), "137\n");
+    // Restart brings it back with the same log.
+    d.ok(&["start", "web"]);
+    assert_eq!(inspect(&d, "web", "{{.State.Running}}"), "true");
+    d.ok(&["rm", "-f", "web"]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert_clean(&d, &[id]);
+}
+
+#[test]
+fn containers_survive_a_killed_drayd() {
+    let mut d = daemon();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 30 ]; do echo tick $i; i=$((i+1)); busybox sleep 0.1; done; exit 7",
+        ])
+        .trim()
+        .to_string();
+    let short = d
+        .ok(&["run", "-d", "busybox", "sh", "-c", "busybox sleep 1; exit 5"])
+        .trim()
+        .to_string();
+    assert!(wait_until(Duration::from_secs(10), || d
+        .ok(&["logs", &id])
+        .contains("tick 2")));
+    d.kill9();
+    // Meanwhile the first keeps writing and the second exits.
+    std::thread::sleep(Duration::from_millis(1500));
+    d.spawn();
+    let ps = d.ok(&["ps", "-a", "--no-trunc"]);
+    assert!(ps.contains(&id), "{ps}");
+    assert_eq!(inspect(&d, &short, "{{.State.Status}} {{.State.ExitCode}}"), "exited 5");
+    // The long one is still followed: its exit is recorded, every line is in the log.
+    assert_eq!(d.ok(&["wait", &id]), "7\n");
+    let logs = d.ok(&["logs", &id]);
+    for i in 0..30 {
+        assert!(
+            logs.contains(&format!("tick {i}\n")),
+            "tick {i} missing:\n{logs}\n{}",
+            d.log()
+        );
+    }
+    d.ok(&["rm", &id, &short]);
+    assert_clean(&d, &[id, short]);
+}
+
+#[test]
+fn debian_runc_shim_runs_containers_too() {
+    if !std::path::Path::new("/usr/bin/containerd-shim-runc-v2").exists() {
+        panic!("containerd-shim-runc-v2 is not installed (make deps installs containerd)");
+    }
+    let d = daemon();
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.runc.v2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo via runc; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}{}\n{}", stdout(&o), stderr(&o), d.log());
+    assert_eq!(stdout(&o), "via runc\n");
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--runtime",
+            "io.containerd.runc.v2",
+            "busybox",
+            "busybox",
+            "sleep",
+            "100",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(inspect(&d, &id, "{{.HostConfig.Runtime}}"), "io.containerd.runc.v2");
+    d.ok(&["stop", "-t", "0", &id]);
+    assert_eq!(inspect(&d, &id, "{{.State.ExitCode}}"), "137");
+    d.ok(&["rm", &id]);
+    assert_clean(&d, &[id]);
+}
+
+#[test]
+fn bad_input_gives_one_error_and_leaves_nothing() {
+    let d = daemon();
+    let snaps = d.snapshot_dirs();
+    let o = d.run(&["run", "--rm", "busybox", "nosuchcommand"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nosuchcommand"), "{}", stderr(&o));
+    let o = d.run(&["run", "--rm", "--pull", "never", "nosuchimage", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("No such image"), "{}", stderr(&o));
+    let o = d.run(&["run", "--rm", "--memory", "1k", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("Minimum memory limit allowed is 6MB"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.run(&["run", "--rm", "-v", "/a:b", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    let o = d.run(&["run", "--rm", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    let o = d.run(&["run", "--rm", "--cap-add", "NOT_A_CAP", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("unknown capability"), "{}", stderr(&o));
+    d.ok(&["create", "--name", "taken", "busybox", "true"]);
+    let o = d.run(&["create", "--name", "taken", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("is already in use"), "{}", stderr(&o));
+    d.ok(&["rm", "taken"]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert_eq!(d.snapshot_dirs(), snaps);
+    assert_clean(&d, &[]);
+}
+
+#[test]
+fn restart_policies_follow_docker() {
+    let d = daemon();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 1",
+        ])
+        .trim()
+        .to_string();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            inspect(&d, &id, "{{.RestartCount}} {{.State.Status}}") == "2 exited"
+        }),
+        "{}",
+        inspect(&d, &id, "{{.RestartCount}} {{.State.Status}}")
+    );
+    // always: restarted after each exit, but not after a stop.
+    let a = d
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "always",
+            "busybox",
+            "sh",
+            "-c",
+            "busybox sleep 0.2",
+        ])
+        .trim()
+        .to_string();
+    assert!(wait_until(Duration::from_secs(20), || {
+        inspect(&d, &a, "{{.RestartCount}}").parse::<i64>().unwrap_or(0) >= 2
+    }));
+    d.ok(&["stop", "-t", "1", &a]);
+    let n = inspect(&d, &a, "{{.RestartCount}}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(inspect(&d, &a, "{{.State.Status}}"), "exited");
+    assert_eq!(inspect(&d, &a, "{{.RestartCount}}"), n);
+    // --rm with a restart policy is refused.
+    let o = d.run(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert!(stderr(&o).contains("Conflicting options"), "{}", stderr(&o));
+    d.ok(&["rm", &id, &a]);
+    assert_clean(&d, &[id, a]);
+}
+
+#[test]
+fn concurrent_runs_and_one_name_one_winner() {
+    let d = daemon();
+    let ctl = |args: Vec<String>| {
+        let mut c: Command = d.ctl();
+        c.args(args);
+        c
+    };
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            ctl(vec![
+                "run".into(),
+                "-d".into(),
+                "--name".into(),
+                format!("c{i}"),
+                "busybox".into(),
+                "busybox".into(),
+                "sleep".into(),
+                "100".into(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(d.ok(&["ps", "-q"]).lines().count(), 10);
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            ctl(vec![
+                "create".into(),
+                "--name".into(),
+                "same".into(),
+                "busybox".into(),
+                "true".into(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let wins = racers
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .filter(|o| o.status.success())
+        .count();
+    assert_eq!(wins, 1);
+    let all = d.ok(&["ps", "-aq", "--no-trunc"]);
+    let ids: Vec<String> = all.split_whitespace().map(str::to_string).collect();
+    assert_eq!(ids.len(), 11);
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.iter().map(String::as_str));
+    d.ok(&args);
+    assert_clean(&d, &ids);
+}
+
+#[test]
+fn terminal_and_stdin_are_relayed() {
+    let d = daemon();
+    // -t under a pty of script(1): the container's stdout is a terminal, its status comes back.
+    let cmd = format!(
+        "{} run --rm -t busybox sh -c 'tty; echo hi; exit 2'",
+        dray_e2e::manager::drayctl_bin().display()
+    );
+    let mut c = Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"]);
+    for (k, v) in d.ctl().get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let o = c.output().unwrap();
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/0") && out.contains("hi"), "{out}{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    // -i: stdin reaches the process and its end closes the container's stdin.
+    let mut c = d.ctl();
+    c.args(["run", "--rm", "-i", "busybox", "sh"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut i = child.stdin.take().unwrap();
+        i.write_all(b"echo from-stdin\nexit 6\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&o), "from-stdin\n");
+    assert_eq!(o.status.code(), Some(6));
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+}
