@@ -220,7 +220,14 @@ fn containers_survive_a_killed_drayd() {
     d.spawn();
     let ps = d.ok(&["ps", "-a", "--no-trunc"]);
     assert!(ps.contains(&id), "{ps}");
-    assert_eq!(inspect(&d, &short, "{{.State.Status}} {{.State.ExitCode}}"), "exited 5");
+    // Recorded by the recovery that drayd runs as it starts (asynchronously for each task).
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            inspect(&d, &short, "{{.State.Status}} {{.State.ExitCode}}") == "exited 5"
+        }),
+        "{}",
+        inspect(&d, &short, "{{.State.Status}} {{.State.ExitCode}}")
+    );
     // The long one is still followed: its exit is recorded, every line is in the log.
     assert_eq!(d.ok(&["wait", &id]), "7\n");
     let logs = d.ok(&["logs", &id]);
