@@ -71,6 +71,8 @@ enum Cmd {
     Unpause(commands::containers::IdsArgs),
     /// Display the running processes of a container
     Top(commands::containers::TopArgs),
+    /// Execute a command in a running container
+    Exec(commands::containers::ExecArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -164,6 +166,8 @@ enum ContainerCmd {
     Unpause(commands::containers::IdsArgs),
     /// Display the running processes of a container
     Top(commands::containers::TopArgs),
+    /// Execute a command in a running container
+    Exec(commands::containers::ExecArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -278,6 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Pause(a) | Cmd::Container(ContainerCmd::Pause(a)) => containers::pause(&c, a, true).await,
         Cmd::Unpause(a) | Cmd::Container(ContainerCmd::Unpause(a)) => containers::pause(&c, a, false).await,
         Cmd::Top(a) | Cmd::Container(ContainerCmd::Top(a)) => containers::top(&c, a).await,
+        Cmd::Exec(a) | Cmd::Container(ContainerCmd::Exec(a)) => containers::exec(&c, a).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,

@@ -462,3 +462,60 @@ fn terminal_and_stdin_are_relayed() {
     assert_eq!(o.status.code(), Some(6));
     assert_eq!(d.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn exec_runs_processes_in_a_running_container() {
+    let d = daemon();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            "-e",
+            "FROM_RUN=1",
+            "busybox",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    let o = d.run(&["exec", "box", "sh", "-c", "echo out $FROM_RUN; echo err >&2; exit 5"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(stdout(&o), "out 1\n");
+    assert!(stderr(&o).contains("err"));
+    let o = d.ok(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "X=y",
+        "box",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $X $HOME",
+    ]);
+    assert_eq!(o, "65534\n/tmp\ny /\n");
+    // The exec's process shares the container's namespaces: it sees the sleep as pid 1.
+    assert_eq!(
+        d.ok(&["exec", "box", "cat", "/proc/1/cmdline"]),
+        "busybox\0sleep\x001000\0"
+    );
+    let o = d.run(&["exec", "box", "nosuchcommand"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    // Detached: returns at once; the process runs.
+    d.ok(&["exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d"]);
+    assert!(wait_until(Duration::from_secs(5), || d
+        .ok(&["exec", "box", "cat", "/tmp/d"])
+        == "detached\n"));
+    // Not running: refused (exit 1 as docker's exec).
+    d.ok(&["stop", "-t", "0", "box"]);
+    let o = d.run(&["exec", "box", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    d.ok(&["rm", "box"]);
+    assert_clean(&d, &[id]);
+}

@@ -1300,6 +1300,139 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<u8> {
 }
 
 #[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `exec`: the process's output relayed, its exit code returned (126/127 when it cannot be
+/// run; 1 when drayd refuses, as docker's exec).
+pub async fn exec(c: &Client, a: ExecArgs) -> Result<u8> {
+    use tokio::io::AsyncReadExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ExecRequest>(16);
+    let env = a
+        .env
+        .iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect();
+    let _ = tx
+        .send(pb::ExecRequest {
+            id: a.container.clone(),
+            cmd: a.command.clone(),
+            env,
+            user: a.user.clone().unwrap_or_default(),
+            working_dir: a.workdir.clone().unwrap_or_default(),
+            tty: a.tty,
+            stdin: a.interactive,
+            privileged: a.privileged,
+            detach: a.detach,
+            ..Default::default()
+        })
+        .await;
+    let failed = |msg: &str| -> Result<u8> {
+        eprintln!("Error response from daemon: {msg}");
+        let code = start_failure_code(msg);
+        Ok(if code == 125 { 1 } else { code })
+    };
+    let mut out = match c
+        .containers()
+        .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(s) => return failed(s.message()),
+    };
+    match out.message().await {
+        Ok(Some(_)) => {}
+        Ok(None) => bail!("drayd ended the exec without an answer"),
+        Err(s) => return failed(s.message()),
+    }
+    if a.detach {
+        return Ok(0);
+    }
+    let _raw = (a.tty && std::io::stdin().is_terminal()).then(RawMode::enable);
+    if a.tty {
+        if let Some((w, h)) = term_size() {
+            let _ = tx
+                .send(pb::ExecRequest {
+                    width: w,
+                    height: h,
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+    if a.interactive {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut input = tokio::io::stdin();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let msg = match input.read(&mut buf).await {
+                    Ok(0) | Err(_) => pb::ExecRequest {
+                        close_stdin: true,
+                        ..Default::default()
+                    },
+                    Ok(n) => pb::ExecRequest {
+                        stdin_data: buf[..n].to_vec(),
+                        ..Default::default()
+                    },
+                };
+                let last = msg.close_stdin;
+                if tx.send(msg).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+    }
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    let mut code = 0;
+    while let Some(m) = out.message().await.map_err(DaemonError::from)? {
+        if let Some(c) = m.exit_code {
+            code = c;
+            break;
+        }
+        if m.stream == "stderr" {
+            let _ = stderr.write_all(&m.data);
+            let _ = stderr.flush();
+        } else {
+            let _ = stdout.write_all(&m.data);
+            let _ = stdout.flush();
+        }
+    }
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
+}
+
+#[derive(Args, Debug)]
 pub struct TopArgs {
     pub container: String,
     /// ps options

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::status;
 use crate::containers::record::{DeviceOpt, MountOpt, Options, Record, RestartPolicy, Ulimit};
-use crate::containers::Containers;
+use crate::containers::{Containers, ExecConfig, ExecSession};
 use crate::logs::{self, Stream as LogStream};
 
 /// The containers service.
@@ -402,11 +402,103 @@ impl ContainersService for ContainersApi {
 
     async fn resize(&self, req: Request<pb::ResizeRequest>) -> Result<Response<pb::ResizeResponse>, Status> {
         let r = req.into_inner();
-        if !r.exec_id.is_empty() {
-            return Err(Status::unimplemented("exec is not supported yet"));
+        if r.exec_id.is_empty() {
+            self.containers.resize(&r.id, r.width, r.height).await.map_err(status)?;
+        } else {
+            self.containers
+                .resize_exec(&r.id, &r.exec_id, r.width, r.height)
+                .await
+                .map_err(status)?;
         }
-        self.containers.resize(&r.id, r.width, r.height).await.map_err(status)?;
         Ok(Response::new(pb::ResizeResponse {}))
+    }
+
+    type ExecStream = BoxStream<pb::ExecResponse>;
+
+    async fn exec(&self, req: Request<Streaming<pb::ExecRequest>>) -> Result<Response<Self::ExecStream>, Status> {
+        use tokio::io::AsyncWriteExt;
+        let mut input = req.into_inner();
+        let first = input
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("exec: the first message names the container and the command"))?;
+        let cfg = ExecConfig {
+            cmd: first.cmd,
+            env: first.env,
+            user: first.user,
+            working_dir: first.working_dir,
+            tty: first.tty,
+            stdin: first.stdin && !first.detach,
+            privileged: first.privileged,
+        };
+        let id = first.id;
+        let session = self.containers.exec(&id, cfg).await.map_err(status)?;
+        let ExecSession {
+            exec_id,
+            mut output,
+            stdin,
+            mut exit,
+        } = session;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ExecResponse, Status>>(64);
+        let _ = tx
+            .send(Ok(pb::ExecResponse {
+                exec_id: exec_id.clone(),
+                ..Default::default()
+            }))
+            .await;
+        if first.detach {
+            return Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))));
+        }
+        let me = self.containers.clone();
+        {
+            let (id, exec_id) = (id.clone(), exec_id.clone());
+            let mut stdin = stdin;
+            tokio::spawn(async move {
+                while let Ok(Some(m)) = input.message().await {
+                    if !m.stdin_data.is_empty() {
+                        if let Some(s) = stdin.as_mut() {
+                            if s.write_all(&m.stdin_data).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    if m.width > 0 && m.height > 0 {
+                        let _ = me.resize_exec(&id, &exec_id, m.width, m.height).await;
+                    }
+                    if m.close_stdin {
+                        stdin = None;
+                        let _ = me.close_exec_stdin(&id, &exec_id).await;
+                    }
+                }
+            });
+        }
+        tokio::spawn(async move {
+            let out = |o: crate::containers::io::Output| pb::ExecResponse {
+                stream: o.stream.as_str().into(),
+                data: o.data.to_vec(),
+                ..Default::default()
+            };
+            let mut open = true;
+            loop {
+                tokio::select! {
+                    o = output.recv(), if open => match o {
+                        Ok(o) => { if tx.send(Ok(out(o))).await.is_err() { return; } }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!("exec: {n} chunks of output skipped (slow client)");
+                        }
+                        Err(_) => open = false,
+                    },
+                    code = &mut exit => {
+                        while let Ok(o) = output.try_recv() {
+                            if tx.send(Ok(out(o))).await.is_err() { return; }
+                        }
+                        let _ = tx.send(Ok(pb::ExecResponse { exit_code: Some(code.unwrap_or(255)), ..Default::default() })).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {

@@ -5,7 +5,8 @@
 //! Order of phases: [`Fifos::create`] makes the FIFOs in the bundle and opens their read
 //! ends with a keep-alive writer each, so that the shim's open for writing never blocks and
 //! the reader sees no end-of-file before the shim has them; the pumps start; Task.Create
-//! opens the shim's ends; [`Fifos::release`] drops the keep-alive writers. From then on a
+//! and Task.Start (or Exec and Start) open the shim's ends; [`Fifos::release`] drops the
+//! keep-alive writers. From then on a
 //! pump ends exactly when the shim closes its end: every byte is read.
 
 use std::fs::{File, OpenOptions};
@@ -142,6 +143,16 @@ impl Fifos {
         Ok(())
     }
 
+    /// Removes the FIFOs (after the process is gone).
+    pub fn remove(&self) {
+        for p in [Some(&self.stdout), self.stderr.as_ref(), self.stdin.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
     /// The containerd stdio paths for Task.Create.
     pub fn paths(&self) -> (String, String, String) {
         let s = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
@@ -149,9 +160,14 @@ impl Fifos {
     }
 
     /// Starts one pump thread per output stream.
-    pub fn pump(&mut self, log: &LogWriter, attach: &broadcast::Sender<Output>, pumps: &Arc<Pumps>) -> Result<()> {
+    pub fn pump(
+        &mut self,
+        log: Option<&LogWriter>,
+        attach: &broadcast::Sender<Output>,
+        pumps: &Arc<Pumps>,
+    ) -> Result<()> {
         for (stream, file) in self.readers.drain(..) {
-            let log = log.clone();
+            let log = log.cloned();
             let attach = attach.clone();
             let pumps_c = pumps.clone();
             pumps.left.fetch_add(1, Ordering::SeqCst);
@@ -159,7 +175,7 @@ impl Fifos {
                 .name(format!("pump-{}", stream.as_str()))
                 .stack_size(64 * 1024)
                 .spawn(move || {
-                    drain(file, stream, &log, &attach);
+                    drain(file, stream, log.as_ref(), &attach);
                     pumps_c.left.fetch_sub(1, Ordering::SeqCst);
                     pumps_c.done.notify_waiters();
                 });
@@ -178,12 +194,14 @@ impl Fifos {
     }
 }
 
-/// Reads one stream to its end: each chunk goes to attached clients, each line to the log.
-fn drain(mut file: File, stream: Stream, log: &LogWriter, attach: &broadcast::Sender<Output>) {
+/// Reads one stream to its end: each chunk goes to attached clients, each line to the log
+/// (an exec's output has no log, as in docker).
+fn drain(mut file: File, stream: Stream, log: Option<&LogWriter>, attach: &broadcast::Sender<Output>) {
     let mut buf = vec![0u8; 32 * 1024];
     let mut split = LineSplitter::default();
     let mut log_failed = false;
     let mut write = |line: Vec<u8>| {
+        let Some(log) = log else { return };
         let r = log.write(Entry {
             stream,
             line,

@@ -34,6 +34,26 @@ use crate::shims::{self, Launcher, Shim};
 use io::{Fifos, Output, Pumps};
 use record::{Options, Record, Resolved, Status};
 
+/// What `exec` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ExecConfig {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+    pub working_dir: String,
+    pub tty: bool,
+    pub stdin: bool,
+    pub privileged: bool,
+}
+
+/// A running exec: its output, its stdin, and its exit code when it ends (after its output).
+pub struct ExecSession {
+    pub exec_id: String,
+    pub output: broadcast::Receiver<Output>,
+    pub stdin: Option<tokio::net::unix::pipe::Sender>,
+    pub exit: tokio::sync::oneshot::Receiver<i64>,
+}
+
 /// docker's default stop timeout.
 pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
 
@@ -641,7 +661,7 @@ impl Containers {
         let cleanup_bundle = |b: &Path| {
             let _ = std::fs::remove_dir_all(b);
         };
-        if let Err(e) = fifos.pump(&c.log, &c.attach, &c.pumps) {
+        if let Err(e) = fifos.pump(Some(&c.log), &c.attach, &c.pumps) {
             fifos.release();
             cleanup_bundle(&bundle);
             return Err(e);
@@ -678,8 +698,9 @@ impl Containers {
             terminal: rec.options.tty,
         };
         let started = async {
+            // The keep-alive writers go once the shim holds the FIFOs: some shims open them
+            // at Create, others at Start.
             shim.create(&rec.id, &bundle, &mounts, &stdio).await?;
-            fifos.release();
             shim.start(&rec.id, "").await
         }
         .await;
@@ -940,7 +961,7 @@ impl Containers {
                 // The output pumps start again on the FIFOs the shim still writes.
                 match Fifos::reopen(&bundle, "init") {
                     Ok(mut f) => {
-                        if let Err(e) = f.pump(&c.log, &c.attach, &c.pumps) {
+                        if let Err(e) = f.pump(Some(&c.log), &c.attach, &c.pumps) {
                             tracing::warn!(id = %c.id, "reattaching output: {e}");
                         }
                         if let Some(p) = &f.stdin {
@@ -1350,6 +1371,169 @@ impl Containers {
             .shim()
             .ok_or_else(|| Error::Conflict(format!("Container {} is not running", c.id)))?;
         shim.pids(&c.id).await
+    }
+
+    // ---- exec ----
+
+    /// `exec`: runs a process in the running container (docker's ExecCreate + ExecStart).
+    /// The process is the container's own (capabilities, rlimits, no-new-privileges) with the
+    /// exec's command, environment, user, working directory and terminal.
+    pub async fn exec(self: &Arc<Self>, key: &str, cfg: ExecConfig) -> Result<ExecSession> {
+        let c = self.find(key)?;
+        let rec = c.record();
+        match rec.state.status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(Error::Conflict(format!(
+                    "Container {} is paused, unpause the container before exec",
+                    rec.id
+                )))
+            }
+            _ => return Err(Error::Conflict(format!("Container {} is not running", rec.id))),
+        }
+        if cfg.cmd.is_empty() {
+            return Err(Error::InvalidArgument("No exec command specified".into()));
+        }
+        let shim = c
+            .shim()
+            .ok_or_else(|| Error::Conflict(format!("Container {} is not running", rec.id)))?;
+        let exec_id = random_hex(32)?;
+        let bundle = self.bundle(&rec.id);
+        let me = self.clone();
+        let (eid, b2, cfg2) = (exec_id.clone(), bundle.clone(), cfg.clone());
+        let (process, mut fifos) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, Fifos)> {
+            let process = me.exec_process(&rec, &b2, &cfg2)?;
+            let fifos = Fifos::create(&b2, &format!("exec-{eid}"), cfg2.stdin, cfg2.tty)?;
+            Ok((process, fifos))
+        })
+        .await
+        .map_err(|e| Error::io("exec", std::io::Error::other(e.to_string())))??;
+        let (tx, output) = broadcast::channel(4096);
+        let pumps = Arc::new(Pumps::default());
+        if let Err(e) = fifos.pump(None, &tx, &pumps) {
+            fifos.release();
+            fifos.remove();
+            return Err(e);
+        }
+        let stdin = match &fifos.stdin {
+            Some(p) => Some(
+                tokio::net::unix::pipe::OpenOptions::new()
+                    .read_write(true)
+                    .open_sender(p)
+                    .map_err(|e| Error::io("opening the exec's stdin", e))?,
+            ),
+            None => None,
+        };
+        let (i, o, e) = fifos.paths();
+        let stdio = shims::Stdio {
+            stdin: i,
+            stdout: o,
+            stderr: e,
+            terminal: cfg.tty,
+        };
+        let started = async {
+            shim.exec(&c.id, &exec_id, &process, &stdio).await?;
+            shim.start(&c.id, &exec_id).await
+        }
+        .await;
+        fifos.release();
+        if let Err(e) = started {
+            let _ = shim.delete(&c.id, &exec_id).await;
+            pumps.wait(Duration::from_secs(2)).await;
+            fifos.remove();
+            return Err(e);
+        }
+        let (exit_tx, exit) = tokio::sync::oneshot::channel();
+        let (cid, eid) = (c.id.clone(), exec_id.clone());
+        tokio::spawn(async move {
+            let code = match shim.wait(&cid, &eid).await {
+                Ok(s) => i64::from(s.code),
+                Err(e) => {
+                    tracing::warn!(id = %cid, exec = %eid, "waiting for an exec: {e}");
+                    255
+                }
+            };
+            pumps.wait(Duration::from_secs(10)).await;
+            let _ = shim.delete(&cid, &eid).await;
+            fifos.remove();
+            let _ = exit_tx.send(code);
+        });
+        Ok(ExecSession {
+            exec_id,
+            output,
+            stdin,
+            exit,
+        })
+    }
+
+    /// The OCI process of an exec, from the container's config.json.
+    fn exec_process(&self, rec: &Record, bundle: &Path, cfg: &ExecConfig) -> Result<Vec<u8>> {
+        let spec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(bundle.join("config.json")).ctx(|| "reading the container's config.json".to_string())?,
+        )
+        .map_err(|e| Error::BadContent(format!("the container's config.json: {e}")))?;
+        let mut p = spec["process"].clone();
+        let user = if cfg.user.is_empty() {
+            rec.resolved.user.as_str()
+        } else {
+            cfg.user.as_str()
+        };
+        let key = &rec.snapshot_key;
+        let passwd = self.store.snapshots.read_file(key, "etc/passwd", 4 << 20)?;
+        let group = self.store.snapshots.read_file(key, "etc/group", 4 << 20)?;
+        let ids = user::resolve(
+            user,
+            passwd.as_deref().map(String::from_utf8_lossy).as_deref(),
+            group.as_deref().map(String::from_utf8_lossy).as_deref(),
+        )?;
+        p["user"] = serde_json::json!({"uid": ids.uid, "gid": ids.gid, "additionalGids": ids.additional_gids});
+        p["args"] = serde_json::json!(cfg.cmd);
+        p["terminal"] = serde_json::json!(cfg.tty);
+        if !cfg.working_dir.is_empty() {
+            p["cwd"] = serde_json::json!(cfg.working_dir);
+        }
+        let mut env: Vec<String> = p["env"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if cfg.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        for e in &cfg.env {
+            let k = e.split('=').next().unwrap_or("");
+            match env.iter_mut().find(|x| x.split('=').next() == Some(k)) {
+                Some(slot) => *slot = e.clone(),
+                None => env.push(e.clone()),
+            }
+        }
+        if !cfg.user.is_empty() {
+            env.retain(|e| !e.starts_with("HOME="));
+            env.push(format!("HOME={}", ids.home));
+        }
+        p["env"] = serde_json::json!(env);
+        if cfg.privileged {
+            let all = spec::ALL_CAPABILITIES;
+            p["capabilities"] = serde_json::json!({"bounding": all, "effective": all, "permitted": all});
+        }
+        serde_json::to_vec(&p).map_err(|e| Error::io("encoding the exec's process", std::io::Error::other(e)))
+    }
+
+    /// The terminal size of an exec.
+    pub async fn resize_exec(&self, key: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        let c = self.find(key)?;
+        let shim = c
+            .shim()
+            .ok_or_else(|| Error::Conflict(format!("Container {} is not running", c.id)))?;
+        shim.resize_pty(&c.id, exec_id, width, height).await
+    }
+
+    /// Closes an exec's stdin (the shim closes the process's end).
+    pub async fn close_exec_stdin(&self, key: &str, exec_id: &str) -> Result<()> {
+        let c = self.find(key)?;
+        let shim = c
+            .shim()
+            .ok_or_else(|| Error::Conflict(format!("Container {} is not running", c.id)))?;
+        shim.close_stdin(&c.id, exec_id).await
     }
 
     /// Stops the watchers before drayd exits; running containers keep running.

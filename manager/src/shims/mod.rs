@@ -333,6 +333,23 @@ impl Shim {
         Ok(r.pid)
     }
 
+    /// Task.Exec: registers a process (an OCI `process` object) to run in container `id`.
+    pub async fn exec(&self, id: &str, exec_id: &str, process: &[u8], stdio: &Stdio) -> Result<()> {
+        let mut req = api::ExecProcessRequest::new();
+        req.id = id.to_string();
+        req.exec_id = exec_id.to_string();
+        req.stdin = stdio.stdin.clone();
+        req.stdout = stdio.stdout.clone();
+        req.stderr = stdio.stderr.clone();
+        req.terminal = stdio.terminal;
+        let mut any = containerd_shim_protos::protobuf::well_known_types::any::Any::new();
+        any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".into();
+        any.value = process.to_vec();
+        req.spec = containerd_shim_protos::protobuf::MessageField::some(any);
+        let _: api::Empty = self.call("Exec", &req, Some(CALL_TIMEOUT)).await?;
+        Ok(())
+    }
+
     /// Task.Start of the init (`exec_id` empty) or of an exec.
     pub async fn start(&self, id: &str, exec_id: &str) -> Result<u32> {
         let mut req = api::StartRequest::new();
