@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/dray/v1/images.proto",
         "proto/dray/v1/system.proto",
         "proto/dray/v1/containers.proto",
+        "proto/dray/v1/volumes.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

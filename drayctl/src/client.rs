@@ -4,6 +4,7 @@ use anyhow::Result;
 use dray_proto::v1::containers_client::ContainersClient;
 use dray_proto::v1::images_client::ImagesClient;
 use dray_proto::v1::system_client::SystemClient;
+use dray_proto::v1::volumes_client::VolumesClient;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 
@@ -52,6 +53,10 @@ impl Client {
 
     pub fn containers(&self) -> ContainersClient<Channel> {
         ContainersClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    pub fn volumes(&self) -> VolumesClient<Channel> {
+        VolumesClient::new(self.channel.clone())
     }
 
     pub fn system(&self) -> SystemClient<Channel> {

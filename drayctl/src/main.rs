@@ -76,6 +76,9 @@ enum Cmd {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(commands::volumes::VolumeCmd),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(commands::archive::SaveArgs),
     /// Load images from a tar archive or STDIN
@@ -283,6 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Unpause(a) | Cmd::Container(ContainerCmd::Unpause(a)) => containers::pause(&c, a, false).await,
         Cmd::Top(a) | Cmd::Container(ContainerCmd::Top(a)) => containers::top(&c, a).await,
         Cmd::Exec(a) | Cmd::Container(ContainerCmd::Exec(a)) => containers::exec(&c, a).await,
+        Cmd::Volume(v) => commands::volumes::run(&c, v).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,

@@ -13,6 +13,7 @@ use std::path::Path;
 use dray_proto::v1::containers_server::ContainersServer;
 use dray_proto::v1::images_server::ImagesServer;
 use dray_proto::v1::system_server::SystemServer;
+use dray_proto::v1::volumes_server::VolumesServer;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
@@ -155,6 +156,9 @@ pub async fn run(config: Config) -> Result<()> {
         .add_service(ImagesServer::new(images))
         .add_service(SystemServer::new(system))
         .add_service(ContainersServer::new(crate::api::containers::ContainersApi {
+            containers: containers.clone(),
+        }))
+        .add_service(VolumesServer::new(crate::api::volumes::VolumesApi {
             containers: containers.clone(),
         }))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())

@@ -15,6 +15,7 @@
 //! | [`shims`] | runtime-v2 shims: launch, the ttrpc Task client, the events service |
 //! | [`containers`] | container records, OCI spec generation, lifecycle, restart, recovery |
 //! | [`logs`] | json-file logs: writer with rotation, reader, follow |
+//! | [`volumes`] | docker's local volume driver: directories and their records |
 //! | [`api`] | gRPC services: translation between wire and domain types only |
 //! | [`daemon`] | the process: lock, socket, serve, shutdown |
 //!
@@ -37,5 +38,6 @@ pub mod shims;
 pub mod snapshots;
 pub mod tarwriter;
 pub mod unpack;
+pub mod volumes;
 
 pub use error::{Error, Result};

@@ -519,3 +519,105 @@ fn exec_runs_processes_in_a_running_container() {
     d.ok(&["rm", "box"]);
     assert_clean(&d, &[id]);
 }
+
+#[test]
+fn volumes_named_anonymous_and_copied_up() {
+    let d = daemon();
+    assert_eq!(d.ok(&["volume", "create", "--label", "k=v", "data"]), "data\n");
+    // Named volumes keep data across containers; one is made on first use too.
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        d.ok(&["run", "--rm", "-v", "data:/data:ro", "busybox", "cat", "/data/f"]),
+        "kept\n"
+    );
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /data/g",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "a :ro volume is read-only");
+    // Copy-up: a new volume over /etc starts with the image's files (owner and mode kept).
+    let o = d.ok(&["run", "--rm", "-v", "etcvol:/etc", "busybox", "cat", "/etc/passwd"]);
+    assert!(o.starts_with("root:x:0:0"), "{o}");
+    let mp = d.ok(&["volume", "inspect", "--format", "{{.Mountpoint}}", "etcvol"]);
+    assert!(std::path::Path::new(mp.trim()).join("group").exists());
+    // An existing volume is not overwritten by another image path.
+    let o = d.ok(&["run", "--rm", "-v", "data:/etc", "busybox", "ls", "/etc"]);
+    assert_eq!(o, "f\n");
+    let ls = d.ok(&["volume", "ls"]);
+    assert!(
+        ls.starts_with("DRIVER    VOLUME NAME\n") && ls.contains("local     data"),
+        "{ls}"
+    );
+    assert_eq!(d.ok(&["volume", "ls", "-q", "--filter", "label=k=v"]), "data\n");
+    // In use: rm refused; rm -v removes the anonymous volumes only.
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "-v",
+            "data:/data",
+            "-v",
+            "/anon",
+            "busybox",
+            "busybox",
+            "sleep",
+            "100",
+        ])
+        .trim()
+        .to_string();
+    let o = d.run(&["volume", "rm", "data"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("volume is in use"), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", &id])).unwrap();
+    let mounts = doc[0]["Mounts"].as_array().unwrap();
+    let anon = mounts.iter().find(|m| m["Destination"] == "/anon").unwrap();
+    assert_eq!(anon["Type"], "volume");
+    let anon_name = anon["Name"].as_str().unwrap().to_string();
+    assert_eq!(anon_name.len(), 64);
+    assert!(anon["Source"].as_str().unwrap().ends_with("/_data"));
+    d.ok(&["rm", "-f", "-v", &id]);
+    let left = d.ok(&["volume", "ls", "-q"]);
+    assert!(!left.contains(&anon_name) && left.contains("data"), "{left}");
+    // An image's VOLUME gets an anonymous volume (removed with --rm).
+    let tar = d.dir.path().join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dray_e2e::template().join("rootfs"))
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    d.ok(&["import", "-c", "VOLUME /vol", tar.to_str().unwrap(), "volimg"]);
+    let before = d.ok(&["volume", "ls", "-q"]);
+    let o = d.ok(&["run", "--rm", "volimg", "sh", "-c", "grep -c ' /vol ' /proc/mounts"]);
+    assert_eq!(o, "1\n");
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), before, "--rm removes anonymous volumes");
+    // prune: every unused volume (docker 20.10).
+    let o = d.ctl().args(["volume", "prune", "-f"]).output().unwrap();
+    assert!(
+        stdout(&o).contains("Deleted Volumes:\n") && stdout(&o).contains("data\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
+    let vols: Vec<_> = std::fs::read_dir(d.data_root().join("volumes")).unwrap().collect();
+    assert!(vols.is_empty());
+    assert_clean(&d, &[id]);
+}

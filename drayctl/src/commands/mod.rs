@@ -5,6 +5,7 @@ pub mod containers;
 pub mod images;
 pub mod registry;
 pub mod system;
+pub mod volumes;
 
 /// Exit with this code without printing more (the command printed its own errors).
 #[derive(Debug)]

@@ -247,7 +247,10 @@ impl ContainersService for ContainersApi {
         req: Request<pb::RemoveContainerRequest>,
     ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
         let r = req.into_inner();
-        self.containers.remove(&r.id, r.force).await.map_err(status)?;
+        self.containers
+            .remove(&r.id, r.force, r.volumes)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::RemoveContainerResponse {}))
     }
 

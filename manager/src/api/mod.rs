@@ -5,6 +5,7 @@ pub mod containers;
 pub mod images;
 pub mod stream;
 pub mod system;
+pub mod volumes;
 
 use tonic::{Code, Status};
 

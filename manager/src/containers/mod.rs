@@ -112,6 +112,8 @@ pub struct Containers {
     cgroup_v2: bool,
     /// Sends the id of each container removed (for `wait --condition removed`).
     removed: broadcast::Sender<String>,
+    /// The volume store (the only owner of volume directories).
+    pub volumes: crate::volumes::Volumes,
 }
 
 /// docker's container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -124,7 +126,8 @@ pub fn valid_name(n: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
-fn random_hex(bytes: usize) -> Result<String> {
+/// `bytes` random bytes in hex (container, exec and anonymous volume names).
+pub fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     use std::io::Read;
     std::fs::File::open("/dev/urandom")
@@ -223,6 +226,11 @@ impl Containers {
             table: Mutex::new(HashMap::new()),
             cgroup_v2: is_cgroup_v2(),
             removed: broadcast::channel(256).0,
+            volumes: {
+                let v = crate::volumes::Volumes::open(&store.config.data_root.join("volumes"), store.meta.clone())?;
+                v.recover()?;
+                v
+            },
         });
         let records = store.meta.run(|m| m.containers()).await?;
         for json in records {
@@ -331,6 +339,14 @@ impl Containers {
             doc[k] = serde_json::Value::String(dir.join(f).display().to_string());
         }
         doc["Driver"] = serde_json::Value::String(self.store.snapshots.name().to_string());
+        if let Some(ms) = doc["Mounts"].as_array_mut() {
+            for m in ms.iter_mut().filter(|m| m["Type"] == "volume") {
+                let name = m["Source"].as_str().unwrap_or("").to_string();
+                m["Name"] = serde_json::Value::String(name.clone());
+                m["Source"] = serde_json::Value::String(self.volumes.mountpoint(&name));
+                m["Driver"] = serde_json::Value::String("local".into());
+            }
+        }
         Ok(doc)
     }
 
@@ -470,9 +486,12 @@ impl Containers {
                 }
                 "tmpfs" => {}
                 "volume" => {
-                    return Err(Error::Unsupported(
-                        "volumes are not supported yet: use a bind mount (-v /host/path:/path)".into(),
-                    ))
+                    if !m.source.is_empty() && !crate::volumes::valid_name(&m.source) {
+                        return Err(Error::InvalidArgument(format!(
+                            "create {0}: \"{0}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path",
+                            m.source
+                        )));
+                    }
                 }
                 k => return Err(Error::InvalidArgument(format!("invalid mount type {k:?}"))),
             }
@@ -502,7 +521,13 @@ impl Containers {
             hostname_file: dir.join("hostname").display().to_string(),
             hosts_file: dir.join("hosts").display().to_string(),
             resolv_file: dir.join("resolv.conf").display().to_string(),
-            volume_sources: vec![],
+            volume_sources: rec
+                .options
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "volume")
+                .map(|m| (m.target.clone(), self.volumes.mountpoint(&m.source)))
+                .collect(),
             init_binary: self.settings.init_binary.as_ref().map(|p| p.display().to_string()),
             arch: std::env::consts::ARCH.to_string(),
         }
@@ -524,6 +549,26 @@ impl Containers {
         let id = random_hex(32)?;
         let (img, resolved) = self.resolve(&id, &opts)?;
         self.validate(&opts, &resolved)?;
+        let mut opts = opts;
+        // The image's VOLUMEs not covered by the user's mounts get anonymous volumes; every
+        // anonymous volume gets its name now (docker: 64 hex digits).
+        for v in &resolved.volumes {
+            let target = format!("/{}", v.trim_matches('/'));
+            if !opts.mounts.iter().any(|m| m.target.trim_end_matches('/') == target) {
+                opts.mounts.push(record::MountOpt {
+                    kind: "volume".into(),
+                    target,
+                    ..record::MountOpt::default()
+                });
+            }
+        }
+        let mut anonymous = Vec::new();
+        for m in opts.mounts.iter_mut().filter(|m| m.kind == "volume") {
+            if m.source.is_empty() {
+                m.source = random_hex(32)?;
+                anonymous.push(m.source.clone());
+            }
+        }
         let top = img
             .record
             .layers
@@ -561,8 +606,21 @@ impl Containers {
                 Err(e) => return Err(e),
             }
         }
+        let mut new_volumes: Vec<String> = Vec::new();
         let made = (|| -> Result<()> {
             self.store.snapshots.prepare(&snapshot_key, Some(&top))?;
+            let mut copy = Vec::new();
+            for m in rec.options.mounts.iter().filter(|m| m.kind == "volume") {
+                let anon = anonymous.contains(&m.source);
+                let (_, new) = self.volumes.create(&m.source, Default::default(), anon)?;
+                if new {
+                    new_volumes.push(m.source.clone());
+                    copy.push((m.source.clone(), m.target.clone()));
+                }
+            }
+            if !copy.is_empty() {
+                self.copy_up(&top, &copy)?;
+            }
             self.store
                 .snapshots
                 .ensure_dir(&snapshot_key, &rec.resolved.working_dir)?;
@@ -584,6 +642,9 @@ impl Containers {
         })();
         drop(_gate);
         if let Err(e) = made {
+            for v in &new_volumes {
+                let _ = self.volumes.remove(v);
+            }
             let _ = self.store.snapshots.remove(&snapshot_key);
             let _ = std::fs::remove_dir_all(self.data_dir.join(&id));
             let _ = self.store.meta.remove_container(&id);
@@ -598,6 +659,109 @@ impl Containers {
                 Err(e)
             }
         }
+    }
+
+    /// docker's copy-up: the image's content at each new volume's mount point is copied
+    /// into the volume, from a read-only view of the image mounted for the copy.
+    fn copy_up(&self, top: &str, items: &[(String, String)]) -> Result<()> {
+        use std::os::fd::AsFd;
+        let mnt = self.run_dir.join(format!("copyup-{}", random_hex(8)?));
+        std::fs::create_dir_all(&mnt).ctx(|| format!("creating {}", mnt.display()))?;
+        let mounted = (|| -> Result<()> {
+            let ms = self.store.snapshots.mounts(top)?;
+            let m = ms
+                .first()
+                .ok_or_else(|| Error::BadContent("the image has no layers".into()))?;
+            let (src, fstype, flags, data) = if m.kind == "overlay" {
+                (
+                    Some("overlay"),
+                    Some("overlay"),
+                    nix::mount::MsFlags::MS_RDONLY,
+                    Some(m.options.join(",")),
+                )
+            } else {
+                (
+                    Some(m.source.as_str()),
+                    None,
+                    nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+                    None,
+                )
+            };
+            nix::mount::mount(src, &mnt, fstype, flags, data.as_deref())
+                .map_err(|e| Error::io(format!("mounting the image at {}", mnt.display()), e.into()))
+        })();
+        if let Err(e) = mounted {
+            let _ = std::fs::remove_dir(&mnt);
+            return Err(e);
+        }
+        let copied = (|| -> Result<()> {
+            let root = std::fs::File::open(&mnt).ctx(|| format!("opening {}", mnt.display()))?;
+            for (name, target) in items {
+                let rel = target.trim_start_matches('/');
+                let c = crate::unpack::sys::cstr(std::ffi::OsStr::new(rel)).map_err(|e| Error::io("path", e))?;
+                // Beneath the image's root, no symlink followed: nothing outside is copied.
+                let dir = match crate::unpack::sys::open_beneath(root.as_fd(), &c, libc::O_RDONLY | libc::O_DIRECTORY) {
+                    Ok(fd) => std::fs::File::from(fd),
+                    Err(_) => continue,
+                };
+                let dst = self.volumes.data_dir(name);
+                let empty = std::fs::read_dir(&dst).map(|mut d| d.next().is_none()).unwrap_or(false);
+                if empty {
+                    crate::volumes::copy_up(&dir, &dst)?;
+                }
+            }
+            Ok(())
+        })();
+        let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&mnt);
+        copied
+    }
+
+    // ---- volumes ----
+
+    /// The containers that use volume `name`.
+    pub fn volume_users(&self, name: &str) -> Vec<String> {
+        self.table_lock()
+            .values()
+            .filter(|c| {
+                c.record()
+                    .options
+                    .mounts
+                    .iter()
+                    .any(|m| m.kind == "volume" && m.source == name)
+            })
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// `volume rm`: refused while a container uses it.
+    pub fn volume_remove(&self, name: &str) -> Result<()> {
+        let users = self.volume_users(name);
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "remove {name}: volume is in use - [{}]",
+                users.join(", ")
+            )));
+        }
+        self.volumes.remove(name)
+    }
+
+    /// `volume prune`: every volume no container uses (that `keep` does not keep); returns
+    /// the names and the bytes freed.
+    pub fn volume_prune(&self, keep: impl Fn(&crate::volumes::Volume) -> bool) -> Result<(Vec<String>, i64)> {
+        let mut deleted = Vec::new();
+        let mut bytes = 0;
+        for v in self.volumes.list()? {
+            if keep(&v) || !self.volume_users(&v.name).is_empty() {
+                continue;
+            }
+            let size = self.volumes.size(&v.name);
+            if self.volume_remove(&v.name).is_ok() {
+                bytes += size;
+                deleted.push(v.name);
+            }
+        }
+        Ok((deleted, bytes))
     }
 
     // ---- start ----
@@ -830,7 +994,7 @@ impl Containers {
         }
         let rec = c.record();
         if rec.options.auto_remove {
-            if let Err(e) = self.remove(&c.id, false).await {
+            if let Err(e) = self.remove(&c.id, false, true).await {
                 tracing::warn!(id = %c.id, "--rm: {e}");
             }
             return;
@@ -920,7 +1084,7 @@ impl Containers {
                 return;
             }
             Status::Removing => {
-                if let Err(e) = self.remove(&c.id, true).await {
+                if let Err(e) = self.remove(&c.id, true, false).await {
                     tracing::warn!(id = %c.id, "finishing a removal: {e}");
                 }
                 return;
@@ -1108,8 +1272,9 @@ impl Containers {
 
     // ---- remove, rename ----
 
-    /// `rm`: a live container only with `force` (killed first).
-    pub async fn remove(self: &Arc<Self>, key: &str, force: bool) -> Result<()> {
+    /// `rm`: a live container only with `force` (killed first); `volumes` also removes its
+    /// anonymous volumes that no other container uses (`rm -v`, and `--rm`).
+    pub async fn remove(self: &Arc<Self>, key: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.find(key)?;
         let rec = c.record();
         if rec.state.status.is_live() || rec.state.status == Status::Restarting {
@@ -1174,6 +1339,16 @@ impl Containers {
         c.update(|r| r.state.status = Status::Dead);
         c.notify();
         let _ = self.removed.send(c.id.clone());
+        if volumes {
+            for m in rec.options.mounts.iter().filter(|m| m.kind == "volume") {
+                let anonymous = self.volumes.get(&m.source).ok().flatten().is_some_and(|v| v.anonymous);
+                if anonymous && self.volume_users(&m.source).is_empty() {
+                    if let Err(e) = self.volumes.remove(&m.source) {
+                        tracing::warn!(volume = %m.source, "removing an anonymous volume: {e}");
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

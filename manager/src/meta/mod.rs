@@ -13,6 +13,7 @@
 //! snapshots(id PK, key UNIQUE, parent (a key)?, kind 'active'|'committed', size, created)
 //! leases(id PK, expires)  ── lease_resources(lease → leases, kind 'blob'|'snapshot', key)
 //! containers(id PK, name UNIQUE, snapshot_key (its read-write snapshot), record (JSON))
+//! volumes(name PK, record (JSON: labels, anonymous, created))
 //! ```
 //!
 //! Leases keep what an operation in progress has made (blobs, snapshots) safe from garbage
@@ -80,6 +81,12 @@ CREATE TABLE containers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     snapshot_key TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE volumes (
+    name TEXT PRIMARY KEY,
     record TEXT NOT NULL
 );
 "#,
@@ -504,6 +511,39 @@ impl Meta {
         let mut st = conn.prepare("SELECT record FROM containers")?;
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    // ---- volumes ----
+
+    /// Stores a volume unless one of that name exists; true when stored.
+    pub fn insert_volume(&self, name: &str, record: &str) -> Result<bool> {
+        let n = self.lock().execute(
+            "INSERT OR IGNORE INTO volumes (name, record) VALUES (?1, ?2)",
+            params![name, record],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn volume(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row("SELECT record FROM volumes WHERE name = ?1", params![name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn volumes(&self) -> Result<Vec<String>> {
+        let conn = self.lock();
+        let mut st = conn.prepare("SELECT record FROM volumes")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn remove_volume(&self, name: &str) -> Result<()> {
+        self.lock()
+            .execute("DELETE FROM volumes WHERE name = ?1", params![name])?;
+        Ok(())
     }
 
     // ---- garbage collection roots ----
