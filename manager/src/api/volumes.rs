@@ -93,17 +93,18 @@ impl VolumesService for VolumesApi {
     async fn list(&self, req: Request<pb::ListVolumesRequest>) -> Result<Response<pb::ListVolumesResponse>, Status> {
         let r = req.into_inner();
         let me = self.containers.clone();
-        let volumes = tokio::task::spawn_blocking(move || -> Result<Vec<pb::VolumeInfo>, Status> {
+        let volumes = tokio::task::spawn_blocking(move || -> Result<Vec<pb::VolumeInfo>, Error> {
             let mut out = Vec::new();
-            for v in me.volumes.list().map_err(status)? {
-                if wanted(&me, &v, &r.filters).map_err(Status::invalid_argument)? {
+            for v in me.volumes.list()? {
+                if wanted(&me, &v, &r.filters).map_err(Error::InvalidArgument)? {
                     out.push(info(&me, &v, false));
                 }
             }
             Ok(out)
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(status)?;
         Ok(Response::new(pb::ListVolumesResponse { volumes }))
     }
 
