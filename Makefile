@@ -1,5 +1,5 @@
 # dray: the front door. `make` builds, `make test` installs what the tests need and runs them
-# (as root), `make demo` runs a container, `make install` installs the binary.
+# (as root), `make demo` runs containers through drayd, `make install` installs the binaries.
 
 PREFIX ?= /usr/local
 CARGO ?= cargo
@@ -67,10 +67,7 @@ fuzz: fixtures
 test: deps build unit e2e fuzz
 
 demo: build deps
-	@rm -rf $(FIXTURES)/demo
-	@tests/fixtures/mkbundle.sh $(FIXTURES)/demo $(RELEASE_BIN) -- sh -c 'echo "hostname: $$(hostname)"; echo "pid: $$$$"; id'
-	@echo "+ dray run demo (bundle $(FIXTURES)/demo)"
-	@cd $(FIXTURES)/demo && $(CURDIR)/$(RELEASE_BIN) --root $(CURDIR)/target/demo-state run dray-demo-$$$$
+	@demo/demo.sh $(RELEASE_DIR) target/demo
 
 install: build
 	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/dray
