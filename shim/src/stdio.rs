@@ -51,6 +51,33 @@ pub enum Dest {
     /// `binary:///abs/path?k=v`: a logging program started by the shim (containerd's
     /// protocol: stdout on fd 3, stderr on fd 4, fd 5 closed when it is ready).
     Binary(PathBuf, Vec<String>),
+    /// `dray-log:///FIFO?log=LOG&max-size=N&max-file=M` (drayd's): the shim writes the
+    /// docker json-file log LOG itself, so that no line waits for or is lost by a reader,
+    /// and copies the output to FIFO for attached clients (dropped when nobody reads).
+    Log {
+        fifo: PathBuf,
+        log: PathBuf,
+        rotation: dray_logfile::Rotation,
+    },
+}
+
+/// Decodes `%XX` escapes.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parses a containerd stdio URI.
@@ -66,6 +93,36 @@ pub fn parse_dest(s: &str) -> Result<Dest, IoError> {
         return Err(IoError::Invalid(format!("{s}: the path of a log URI must be absolute")));
     }
     match scheme {
+        "dray-log" => {
+            let mut log = None;
+            let mut rotation = dray_logfile::Rotation::default();
+            for kv in query.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let v = unescape(v);
+                match k {
+                    "log" => log = Some(PathBuf::from(v)),
+                    "max-size" => {
+                        rotation.max_size = v.parse().map_err(|_| IoError::Invalid(format!("{s}: bad max-size")))?
+                    }
+                    "max-file" => {
+                        rotation.max_file = v
+                            .parse()
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or_else(|| IoError::Invalid(format!("{s}: bad max-file")))?
+                    }
+                    _ => {}
+                }
+            }
+            let log = log
+                .filter(|l| l.is_absolute())
+                .ok_or_else(|| IoError::Invalid(format!("{s}: log=ABSOLUTE-PATH is required")))?;
+            Ok(Dest::Log {
+                fifo: PathBuf::from(unescape(path)),
+                log,
+                rotation,
+            })
+        }
         "fifo" => Ok(Dest::Path(PathBuf::from(path))),
         "file" => Ok(Dest::File(PathBuf::from(path))),
         "binary" => {
@@ -138,28 +195,97 @@ enum Sink {
     Fd(AsyncFd<File>),
 }
 
+/// A json-file log written by the shim; stdout and stderr of a process share one writer.
+#[derive(Clone)]
+pub struct LogSink {
+    writer: Arc<std::sync::Mutex<dray_logfile::Writer>>,
+    stream: dray_logfile::Stream,
+}
+
+/// The open json-file writers, by path: the two streams of a process share one.
+fn log_writer(
+    path: &Path,
+    rotation: dray_logfile::Rotation,
+) -> Result<Arc<std::sync::Mutex<dray_logfile::Writer>>, IoError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, Weak};
+    type Open = Mutex<HashMap<PathBuf, Weak<Mutex<dray_logfile::Writer>>>>;
+    static OPEN: OnceLock<Open> = OnceLock::new();
+    let mut open = OPEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    open.retain(|_, w| w.strong_count() > 0);
+    if let Some(w) = open.get(path).and_then(Weak::upgrade) {
+        return Ok(w);
+    }
+    let w = Arc::new(Mutex::new(
+        dray_logfile::Writer::open(path, rotation).map_err(os(format!("{}", path.display())))?,
+    ));
+    open.insert(path.to_path_buf(), Arc::downgrade(&w));
+    Ok(w)
+}
+
+impl LogSink {
+    fn write_lines(&self, lines: Vec<Vec<u8>>, failed: &mut bool) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        for line in lines {
+            let e = dray_logfile::Entry {
+                stream: self.stream,
+                line,
+                time: dray_logfile::now(),
+            };
+            if let Err(err) = w.write(&e) {
+                if !*failed {
+                    tracing::error!("writing {}: {err}", w.path().display());
+                    *failed = true;
+                }
+            }
+        }
+    }
+}
+
 /// Copies `src` to `sink` until `src` ends, never leaving `src` unread: data the sink cannot
 /// take waits in a bounded buffer and the excess is dropped.
-async fn pump_out(src: AsyncFd<File>, sink: Sink, what: String) {
+async fn pump_out(src: AsyncFd<File>, sink: Option<Sink>, log: Option<LogSink>, what: String) {
     let mut buf = vec![0u8; 32 * 1024];
     let mut pending: Vec<u8> = Vec::new();
     let mut dropped = 0usize;
     let mut open = true;
+    let mut split = dray_logfile::LineSplitter::default();
+    let mut log_failed = false;
+    // Every chunk read goes to the log first (it never waits for anyone).
+    let mut to_log = |data: &[u8]| {
+        if let Some(l) = &log {
+            l.write_lines(split.push(data), &mut log_failed);
+        }
+    };
     match sink {
-        Sink::File(mut f) => loop {
+        None => loop {
+            match read_some(&src, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => to_log(&buf[..n]),
+            }
+        },
+        Some(Sink::File(mut f)) => loop {
             match read_some(&src, &mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    to_log(&buf[..n]);
                     let _ = f.write_all(&buf[..n]);
                 }
             }
         },
-        Sink::Fd(dst) => {
+        Some(Sink::Fd(dst)) => {
             while open || !pending.is_empty() {
                 tokio::select! {
                     r = read_some(&src, &mut buf), if open => match r {
                         Ok(0) | Err(_) => open = false,
                         Ok(n) => {
+                            to_log(&buf[..n]);
                             let room = OUTPUT_BUFFER.saturating_sub(pending.len());
                             if pending.is_empty() {
                                 // Fast path: straight to the sink when it has room.
@@ -187,6 +313,9 @@ async fn pump_out(src: AsyncFd<File>, sink: Sink, what: String) {
                 }
             }
         }
+    }
+    if let (Some(l), Some(rest)) = (&log, split.finish()) {
+        l.write_lines(vec![rest], &mut log_failed);
     }
     if dropped > 0 {
         tracing::warn!("{what}: {dropped} bytes dropped");
@@ -280,6 +409,7 @@ pub struct Prepared {
     pub io: ProcessIo,
     stdin_fifo: Option<AsyncFd<File>>,
     stdout_sink: Option<Sink>,
+    stdout_log: Option<LogSink>,
 }
 
 fn append_to(p: &Path) -> Result<Sink, IoError> {
@@ -293,9 +423,29 @@ fn append_to(p: &Path) -> Result<Sink, IoError> {
     Ok(Sink::File(f))
 }
 
-fn open_output(dest: &Dest) -> Result<Option<Sink>, IoError> {
+/// The sink (and, for `dray-log`, the json-file log) of one output stream.
+fn open_output(dest: &Dest, stream: dray_logfile::Stream) -> Result<(Option<Sink>, Option<LogSink>), IoError> {
+    if let Dest::Log { fifo, log, rotation } = dest {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(os(format!("{}", dir.display())))?;
+        }
+        let log = LogSink {
+            writer: log_writer(log, *rotation)?,
+            stream,
+        };
+        let sink = if fifo.exists() {
+            open_sink(&Dest::Path(fifo.clone()))?
+        } else {
+            None
+        };
+        return Ok((sink, Some(log)));
+    }
+    Ok((open_sink(dest)?, None))
+}
+
+fn open_sink(dest: &Dest) -> Result<Option<Sink>, IoError> {
     Ok(match dest {
-        Dest::Null | Dest::Binary(..) => None,
+        Dest::Null | Dest::Binary(..) | Dest::Log { .. } => None,
         Dest::File(p) => {
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir).map_err(os(format!("{}", dir.display())))?;
@@ -403,13 +553,13 @@ pub async fn prepare(spec: &StdioSpec, id: &str, ns: &str, owner: Option<(u32, u
         Ok(())
     };
     if spec.terminal {
-        let stdout_sink = match &out {
+        let (stdout_sink, stdout_log) = match &out {
             Dest::Binary(bin, args) => {
                 // The terminal's output to the logger's stdout; its stderr stays empty.
                 let (o, _e) = start_logger(bin, args, id, ns).await?;
-                Some(Sink::Fd(async_file(o)?))
+                (Some(Sink::Fd(async_file(o)?)), None)
             }
-            _ => open_output(&out)?,
+            _ => open_output(&out, dray_logfile::Stream::Stdout)?,
         };
         return Ok(Prepared {
             child: Stdio3::null()
@@ -419,6 +569,7 @@ pub async fn prepare(spec: &StdioSpec, id: &str, ns: &str, owner: Option<(u32, u
             io,
             stdin_fifo,
             stdout_sink,
+            stdout_log,
         });
     }
     let mut child = Stdio3::null();
@@ -437,13 +588,18 @@ pub async fn prepare(spec: &StdioSpec, id: &str, ns: &str, owner: Option<(u32, u
         child.stdout = Some(OwnedFd::from(o));
         child.stderr = Some(OwnedFd::from(e));
     } else {
-        for (dest, slot, name) in [(&out, &mut child.stdout, "stdout"), (&err, &mut child.stderr, "stderr")] {
-            if let Some(sink) = open_output(dest)? {
+        let streams = [
+            (&out, &mut child.stdout, dray_logfile::Stream::Stdout),
+            (&err, &mut child.stderr, dray_logfile::Stream::Stderr),
+        ];
+        for (dest, slot, stream) in streams {
+            let (sink, log) = open_output(dest, stream)?;
+            if sink.is_some() || log.is_some() {
                 let (r, w) = pipe()?;
                 chown(&w)?;
                 *slot = Some(OwnedFd::from(w));
-                io.pumps
-                    .push(tokio::spawn(pump_out(async_file(r)?, sink, format!("{id} {name}"))));
+                let what = format!("{id} {}", stream.as_str());
+                io.pumps.push(tokio::spawn(pump_out(async_file(r)?, sink, log, what)));
             }
         }
     }
@@ -453,6 +609,7 @@ pub async fn prepare(spec: &StdioSpec, id: &str, ns: &str, owner: Option<(u32, u
         io,
         stdin_fifo: None,
         stdout_sink: None,
+        stdout_log: None,
     })
 }
 
@@ -466,10 +623,14 @@ impl Prepared {
         let master = sock.receive()?;
         let master = Arc::new(master);
         let reader = master.try_clone().map_err(os("dup"))?;
-        if let Some(sink) = self.stdout_sink.take() {
-            self.io
-                .pumps
-                .push(tokio::spawn(pump_out(async_file(reader)?, sink, format!("{id} tty"))));
+        let (sink, log) = (self.stdout_sink.take(), self.stdout_log.take());
+        if sink.is_some() || log.is_some() {
+            self.io.pumps.push(tokio::spawn(pump_out(
+                async_file(reader)?,
+                sink,
+                log,
+                format!("{id} tty"),
+            )));
         }
         if let Some(fifo) = self.stdin_fifo.take() {
             let w = master.try_clone().map_err(os("dup"))?;
@@ -568,6 +729,19 @@ mod tests {
 
     #[test]
     fn uris() {
+        assert_eq!(
+            parse_dest("dray-log:///run/b/init-stdout?log=/var/lib/x%20y/c-json.log&max-size=1024&max-file=2").unwrap(),
+            Dest::Log {
+                fifo: "/run/b/init-stdout".into(),
+                log: "/var/lib/x y/c-json.log".into(),
+                rotation: dray_logfile::Rotation {
+                    max_size: 1024,
+                    max_file: 2
+                }
+            }
+        );
+        assert!(parse_dest("dray-log:///run/b/x?max-file=0&log=/l").is_err());
+        assert!(parse_dest("dray-log:///run/b/x").is_err());
         assert_eq!(parse_dest("").unwrap(), Dest::Null);
         assert_eq!(parse_dest("/run/x/stdout").unwrap(), Dest::Path("/run/x/stdout".into()));
         assert_eq!(parse_dest("fifo:///a/b").unwrap(), Dest::Path("/a/b".into()));

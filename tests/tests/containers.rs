@@ -211,13 +211,41 @@ fn containers_survive_a_killed_drayd() {
         .ok(&["run", "-d", "busybox", "sh", "-c", "busybox sleep 1; exit 5"])
         .trim()
         .to_string();
+    let burst = d
+        .ok(&[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "busybox sleep 1; i=0; while [ $i -lt 40000 ]; do echo \"burst line $i with some padding to make it longer than fifty bytes\"; i=$((i+1)); done",
+        ])
+        .trim()
+        .to_string();
     assert!(wait_until(Duration::from_secs(10), || d
         .ok(&["logs", &id])
         .contains("tick 2")));
     d.kill9();
-    // Meanwhile the first keeps writing and the second exits.
+    // Meanwhile the first keeps writing, the second exits, and the third writes 3 MB (more
+    // than any pipe or shim buffer holds): the dray shim writes the log itself.
     std::thread::sleep(Duration::from_millis(1500));
+    assert!(wait_until(Duration::from_secs(30), || {
+        let log = d
+            .data_root()
+            .join("containers")
+            .join(&burst)
+            .join(format!("{burst}-json.log"));
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("burst line 39999 ")
+    }));
     d.spawn();
+    let o = d.ok(&["logs", &burst]);
+    assert_eq!(o.lines().count(), 40000);
+    assert!(o
+        .lines()
+        .enumerate()
+        .all(|(i, l)| l.starts_with(&format!("burst line {i} "))));
     let ps = d.ok(&["ps", "-a", "--no-trunc"]);
     assert!(ps.contains(&id), "{ps}");
     // Recorded by the recovery that drayd runs as it starts (asynchronously for each task).
@@ -238,8 +266,8 @@ fn containers_survive_a_killed_drayd() {
             d.log()
         );
     }
-    d.ok(&["rm", &id, &short]);
-    assert_clean(&d, &[id, short]);
+    d.ok(&["rm", "-f", &id, &short, &burst]);
+    assert_clean(&d, &[id, short, burst]);
 }
 
 #[test]
@@ -620,4 +648,55 @@ fn volumes_named_anonymous_and_copied_up() {
     let vols: Vec<_> = std::fs::read_dir(d.data_root().join("volumes")).unwrap().collect();
     assert!(vols.is_empty());
     assert_clean(&d, &[id]);
+}
+
+#[test]
+fn logs_rotate_and_follow_across_rotation() {
+    let d = daemon();
+    for runtime in ["io.containerd.dray.v2", "io.containerd.runc.v2"] {
+        // 2000 lines in files of 20 kB: many rotations, 3 files kept.
+        let id = d
+            .ok(&[
+                "run",
+                "-d",
+                "--runtime",
+                runtime,
+                "--log-opt",
+                "max-size=20k",
+                "--log-opt",
+                "max-file=3",
+                "busybox",
+                "sh",
+                "-c",
+                "busybox sleep 0.5; i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done; busybox sleep 0.5",
+            ])
+            .trim()
+            .to_string();
+        let out = d.ctl().args(["logs", "-f", &id]).output().unwrap();
+        let text = stdout(&out);
+        // Everything from the start of the follow to the end: in order, none twice.
+        let nums: Vec<usize> = text.lines().map(|l| l[5..].parse().unwrap()).collect();
+        assert!(
+            nums.windows(2).all(|w| w[1] == w[0] + 1),
+            "{runtime}: {:?}",
+            &nums[..nums.len().min(20)]
+        );
+        assert_eq!(nums.last(), Some(&1999), "{runtime}");
+        let dir = d.data_root().join("containers").join(&id);
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("-json.log"))
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 3, "{runtime}: {files:?}");
+        for f in &files {
+            assert!(
+                std::fs::metadata(dir.join(f)).unwrap().len() <= 20 * 1024,
+                "{runtime}: {f}"
+            );
+        }
+        d.ok(&["rm", &id]);
+    }
 }

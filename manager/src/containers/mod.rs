@@ -72,7 +72,10 @@ struct Ctr {
     rec: Mutex<Record>,
     op: tokio::sync::Mutex<()>,
     shim: Mutex<Option<Shim>>,
-    log: LogWriter,
+    /// drayd's writer of the log, for shims that do not write it themselves.
+    log: Option<LogWriter>,
+    log_path: PathBuf,
+    rotation: Rotation,
     attach: broadcast::Sender<Output>,
     stdin: tokio::sync::Mutex<Option<tokio::net::unix::pipe::Sender>>,
     pumps: Arc<Pumps>,
@@ -257,14 +260,22 @@ impl Containers {
     }
 
     fn load(&self, rec: Record) -> Result<Arc<Ctr>> {
-        let rotation = Rotation::from_opts(rec.options.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let log = LogWriter::open(&self.log_path(&rec.id), rotation)?;
+        let rotation = Rotation::from_opts(rec.options.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(Error::InvalidArgument)?;
+        let log_path = self.log_path(&rec.id);
+        let log = if rec.resolved.shim_writes_log {
+            None
+        } else {
+            Some(LogWriter::open(&log_path, rotation)?)
+        };
         Ok(Arc::new(Ctr {
             id: rec.id.clone(),
             rec: Mutex::new(rec),
             op: tokio::sync::Mutex::new(()),
             shim: Mutex::new(None),
             log,
+            log_path,
+            rotation,
             attach: broadcast::channel(4096).0,
             stdin: tokio::sync::Mutex::new(None),
             pumps: Arc::new(Pumps::default()),
@@ -329,7 +340,7 @@ impl Containers {
         let c = self.find(key)?;
         let rec = c.record();
         let size = size.then(|| self.size_rw(&rec));
-        let mut doc = inspect::document(&rec, &c.log.path().display().to_string(), size);
+        let mut doc = inspect::document(&rec, &c.log_path.display().to_string(), size);
         let dir = self.data_dir.join(&rec.id);
         for (k, f) in [
             ("ResolvConfPath", "resolv.conf"),
@@ -352,7 +363,7 @@ impl Containers {
 
     /// The log file of a container.
     pub fn log_file(&self, key: &str) -> Result<PathBuf> {
-        Ok(self.find(key)?.log.path().to_path_buf())
+        Ok(self.find(key)?.log_path.clone())
     }
 
     /// Bytes in the container's read-write layer (docker's SizeRw).
@@ -441,6 +452,7 @@ impl Containers {
             stop_timeout: opts.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
             exposed_ports: ic.exposed_ports.clone().unwrap_or_default().into_keys().collect(),
             volumes: ic.volumes.clone().unwrap_or_default().into_keys().collect(),
+            shim_writes_log: shim.file_name().is_some_and(|n| n == "containerd-shim-dray-v2"),
             shim: shim.display().to_string(),
             runtime,
         };
@@ -458,7 +470,8 @@ impl Containers {
                 opts.log_driver
             )));
         }
-        Rotation::from_opts(opts.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        Rotation::from_opts(opts.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(Error::InvalidArgument)?;
         if resolved.args().is_empty() {
             return Err(Error::InvalidArgument("No command specified".into()));
         }
@@ -825,7 +838,7 @@ impl Containers {
         let cleanup_bundle = |b: &Path| {
             let _ = std::fs::remove_dir_all(b);
         };
-        if let Err(e) = fifos.pump(Some(&c.log), &c.attach, &c.pumps) {
+        if let Err(e) = fifos.pump(c.log.as_ref(), &c.attach, &c.pumps) {
             fifos.release();
             cleanup_bundle(&bundle);
             return Err(e);
@@ -854,7 +867,13 @@ impl Containers {
                 return Err(e);
             }
         };
-        let (stdin, stdout, stderr) = fifos.paths();
+        let (stdin, mut stdout, mut stderr) = fifos.paths();
+        if rec.resolved.shim_writes_log {
+            stdout = shims::log_uri(&stdout, &c.log_path, c.rotation.max_size, c.rotation.max_file);
+            if !stderr.is_empty() {
+                stderr = shims::log_uri(&stderr, &c.log_path, c.rotation.max_size, c.rotation.max_file);
+            }
+        }
         let stdio = shims::Stdio {
             stdin,
             stdout,
@@ -1125,7 +1144,7 @@ impl Containers {
                 // The output pumps start again on the FIFOs the shim still writes.
                 match Fifos::reopen(&bundle, "init") {
                     Ok(mut f) => {
-                        if let Err(e) = f.pump(Some(&c.log), &c.attach, &c.pumps) {
+                        if let Err(e) = f.pump(c.log.as_ref(), &c.attach, &c.pumps) {
                             tracing::warn!(id = %c.id, "reattaching output: {e}");
                         }
                         if let Some(p) = &f.stdin {
@@ -1433,58 +1452,30 @@ impl Containers {
     ) -> Result<tokio::sync::mpsc::Receiver<logs::Entry>> {
         let c = self.find(key)?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        tokio::spawn(async move {
-            let log = c.log.clone();
-            let f = filter.clone();
-            let read = tokio::task::spawn_blocking(move || log.read_and_follow(&f)).await;
-            let (old, mut live) = match read {
-                Ok(Ok(x)) => x,
-                Ok(Err(e)) => {
-                    tracing::warn!("reading logs: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            for e in old {
-                if tx.send(e).await.is_err() {
-                    return;
-                }
-            }
-            if !follow {
-                return;
-            }
-            let mut changed = c.changed.subscribe();
-            loop {
-                let st = c.record().state.status;
-                let running = st.is_live() || st == Status::Restarting;
-                tokio::select! {
-                    e = live.recv() => match e {
-                        Ok(e) => {
-                            if filter.wants(&e) && tx.send(e).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::warn!("logs -f: {n} lines skipped (slow reader)");
-                        }
-                        Err(_) => return,
-                    },
-                    r = changed.changed(), if running => {
-                        if r.is_err() { return; }
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (path, max_file) = (c.log_path.clone(), c.rotation.max_file);
+        let s2 = stopped.clone();
+        std::thread::Builder::new()
+            .name("logs".into())
+            .stack_size(256 * 1024)
+            .spawn(move || logs::follow(path, max_file, filter, follow, s2, tx))
+            .map_err(|e| Error::io("starting a log reader", e))?;
+        if follow {
+            // The follower ends once the container stops (after what its output left).
+            tokio::spawn(async move {
+                let mut changed = c.changed.subscribe();
+                loop {
+                    let st = c.record().state.status;
+                    if !(st.is_live() || st == Status::Restarting) {
+                        break;
                     }
-                    _ = tx.closed() => return,
-                    _ = std::future::ready(()), if !running => {
-                        // Stopped: what the pumps wrote is already in `live`'s queue.
-                        while let Ok(e) = live.try_recv() {
-                            if filter.wants(&e) && tx.send(e).await.is_err() {
-                                return;
-                            }
-                        }
-                        return;
+                    if changed.changed().await.is_err() {
+                        break;
                     }
                 }
-            }
-        });
+                stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
         Ok(rx)
     }
 

@@ -131,6 +131,9 @@ pub struct Resolved {
     pub shim: String,
     /// The runtime name as given or defaulted (docker's HostConfig.Runtime).
     pub runtime: String,
+    /// The shim writes the json-file log itself (the dray shim); otherwise drayd does, from
+    /// the FIFOs.
+    pub shim_writes_log: bool,
 }
 
 impl Resolved {

@@ -70,6 +70,29 @@ pub struct RootfsMount {
     pub options: Vec<String>,
 }
 
+/// Percent-encodes the characters that would break a URI's path or query.
+fn uri_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' | '&' | '?' | '#' | '=' | ' ' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The stdio URI that asks the dray shim to write the json-file log itself and to copy the
+/// output to the FIFO for attached clients: `dray-log:///FIFO?log=LOG&max-size=N&max-file=M`.
+/// Other shims get the plain FIFO path.
+pub fn log_uri(fifo: &str, log: &Path, max_size: u64, max_file: u32) -> String {
+    format!(
+        "dray-log://{}?log={}&max-size={max_size}&max-file={max_file}",
+        uri_escape(fifo),
+        uri_escape(&log.display().to_string())
+    )
+}
+
 /// Finds the shim binary of a runtime name as containerd does: `io.containerd.runc.v2` →
 /// `containerd-shim-runc-v2` on PATH; a path or a `containerd-shim-*` name is taken as is.
 pub fn shim_binary(runtime: &str) -> Result<PathBuf> {
