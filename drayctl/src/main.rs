@@ -6,6 +6,7 @@ mod commands;
 mod credentials;
 mod format;
 mod progress;
+mod terminal;
 mod units;
 
 use std::process::ExitCode;
@@ -73,6 +74,8 @@ enum Cmd {
     Top(commands::containers::TopArgs),
     /// Execute a command in a running container
     Exec(commands::containers::ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(commands::containers::AttachArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -171,6 +174,8 @@ enum ContainerCmd {
     Top(commands::containers::TopArgs),
     /// Execute a command in a running container
     Exec(commands::containers::ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(commands::containers::AttachArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -233,7 +238,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(run(cli));
+    // A read of stdin may still be pending on a blocking thread (an attached session whose
+    // container ended): do not wait for it.
+    rt.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = if e.downcast_ref::<DaemonError>().is_some() || e.downcast_ref::<ConnectError>().is_some() {
@@ -287,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Top(a) | Cmd::Container(ContainerCmd::Top(a)) => containers::top(&c, a).await,
         Cmd::Exec(a) | Cmd::Container(ContainerCmd::Exec(a)) => containers::exec(&c, a).await,
         Cmd::Volume(v) => commands::volumes::run(&c, v).await,
+        Cmd::Attach(a) | Cmd::Container(ContainerCmd::Attach(a)) => containers::attach(&c, a).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,

@@ -654,7 +654,9 @@ fn volumes_named_anonymous_and_copied_up() {
 fn logs_rotate_and_follow_across_rotation() {
     let d = daemon();
     for runtime in ["io.containerd.dray.v2", "io.containerd.runc.v2"] {
-        // 2000 lines in files of 20 kB: many rotations, 3 files kept.
+        // 2000 lines in files of 20 kB: many rotations, 3 files kept; the writer pauses
+        // now and then (a follower that falls more than two files behind loses lines, as
+        // docker's does).
         let id = d
             .ok(&[
                 "run",
@@ -668,7 +670,7 @@ fn logs_rotate_and_follow_across_rotation() {
                 "busybox",
                 "sh",
                 "-c",
-                "busybox sleep 0.5; i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); done; busybox sleep 0.5",
+                "busybox sleep 0.5; i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; i=$((i+1)); [ $((i % 100)) = 0 ] && busybox sleep 0.05; done; busybox sleep 0.5",
             ])
             .trim()
             .to_string();
@@ -699,4 +701,131 @@ fn logs_rotate_and_follow_across_rotation() {
         }
         d.ok(&["rm", &id]);
     }
+}
+
+/// Runs drayctl `args` on a pty of its own (Python's pty module) sized `rows`×`cols`,
+/// resizing it to 50×120 after `resize_after` seconds; returns the output and exit status.
+fn on_pty(d: &Daemon, args: &[&str], resize_after: f64) -> (String, i32) {
+    let script = r#"
+import os, pty, struct, fcntl, termios, time, select, sys, json
+args = json.loads(sys.argv[1]); resize_after = float(sys.argv[2])
+pid, fd = pty.fork()
+if pid == 0:
+    time.sleep(0.2)
+    os.execv(args[0], args)
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+start = time.time(); resized = False; out = b""
+while True:
+    if not resized and time.time() - start > resize_after:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0)); resized = True
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace")); sys.exit(os.waitstatus_to_exitcode(st))
+"#;
+    let mut full = vec![dray_e2e::manager::drayctl_bin().display().to_string()];
+    full.extend(args.iter().map(|s| s.to_string()));
+    let mut c = Command::new("python3");
+    c.args([
+        "-c",
+        script,
+        &serde_json::to_string(&full).unwrap(),
+        &resize_after.to_string(),
+    ]);
+    for (k, v) in d.ctl().get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let o = c.output().unwrap();
+    (stdout(&o), o.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn terminal_size_resize_detach_and_attach() {
+    let d = daemon();
+    // The initial size is the client's (consoleSize at create); SIGWINCH resizes.
+    let (out, code) = on_pty(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-t",
+            "busybox",
+            "sh",
+            "-c",
+            "busybox stty size; busybox sleep 1.5; busybox stty size; exit 4",
+        ],
+        0.9,
+    );
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("40 100\r\n50 120\r\n"), "{out:?}");
+    let (out, code) = on_pty(&d, &["run", "--rm", "busybox", "true"], 10.0);
+    assert_eq!((out.as_str(), code), ("", 0));
+    // exec -t too.
+    let id = d
+        .ok(&["run", "-dit", "--name", "tt", "busybox", "sh"])
+        .trim()
+        .to_string();
+    let (out, code) = on_pty(&d, &["exec", "-t", "tt", "busybox", "stty", "size"], 10.0);
+    assert_eq!(code, 0);
+    assert!(out.contains("40 100"), "{out:?}");
+    // ctrl-p ctrl-q detaches: drayctl exits 0, the container runs on; attach takes it back.
+    let mut c = Command::new("script");
+    c.args([
+        "-qec",
+        &format!("{} attach tt", dray_e2e::manager::drayctl_bin().display()),
+        "/dev/null",
+    ]);
+    for (k, v) in d.ctl().get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut i = child.stdin.take().unwrap();
+        i.write_all(b"echo one\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        i.write_all(b"\x10\x11").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("one"), "{}", stdout(&o));
+    assert_eq!(inspect(&d, "tt", "{{.State.Running}}"), "true");
+    let mut c = Command::new("script");
+    c.args([
+        "-qec",
+        &format!("{} attach tt", dray_e2e::manager::drayctl_bin().display()),
+        "/dev/null",
+    ]);
+    for (k, v) in d.ctl().get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut i = child.stdin.take().unwrap();
+        i.write_all(b"exit 3\n").unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    d.ok(&["rm", "tt"]);
+    assert_clean(&d, &[id]);
 }

@@ -2,7 +2,7 @@
 //! rename, pause, unpause, top; with docker's flags, output and exit codes.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::{pretty, Exit};
 use crate::client::Client;
 use crate::format::{print, Format};
+use crate::terminal::{self, RawMode};
 use crate::units::{human_duration, human_size};
 use crate::DaemonError;
 
@@ -147,6 +148,9 @@ pub struct RunArgs {
     /// Proxy received signals to the process
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     #[command(flatten)]
     pub flags: CreateFlags,
 }
@@ -427,6 +431,11 @@ fn request(a: &CreateFlags, auto_remove: bool) -> Result<pb::CreateContainerRequ
             network_mode: a.network.clone().unwrap_or_default(),
             log_driver: a.log_driver.clone().unwrap_or_default(),
             log_opts,
+            console_size: if a.tty {
+                terminal::size().map(|(w, h)| vec![h, w]).unwrap_or_default()
+            } else {
+                vec![]
+            },
         }),
     })
 }
@@ -505,58 +514,24 @@ fn start_failure_code(msg: &str) -> u8 {
     }
 }
 
-/// Terminal raw mode, restored on drop (every exit path).
-struct RawMode {
-    saved: Option<nix::sys::termios::Termios>,
+/// How an attached session ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The container's output ended.
+    Ended,
+    /// The user typed the detach keys.
+    Detached,
 }
 
-impl RawMode {
-    fn enable() -> RawMode {
-        let stdin = std::io::stdin();
-        let saved = nix::sys::termios::tcgetattr(&stdin).ok();
-        if let Some(t) = &saved {
-            let mut raw = t.clone();
-            nix::sys::termios::cfmakeraw(&mut raw);
-            let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &raw);
-        }
-        RawMode { saved }
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        if let Some(t) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, t);
-        }
-    }
-}
-
-fn term_size() -> Option<(u32, u32)> {
-    let mut ws: libc::winsize = unsafe_zeroed_winsize();
-    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass; fd 1 may not be a tty (the
-    // call then fails and we return None).
-    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_col > 0).then_some((u32::from(ws.ws_col), u32::from(ws.ws_row)))
-}
-
-fn unsafe_zeroed_winsize() -> libc::winsize {
-    libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
-}
-
-/// Relays the container's streams until its output ends; returns whether the user detached.
+/// Relays the container's streams until its output ends or the user detaches.
 async fn attach_streams(
     c: &Client,
     id: &str,
     stdin: bool,
     tty: bool,
+    detach_keys: Option<Vec<u8>>,
     started: impl std::future::Future<Output = Result<()>>,
-) -> Result<()> {
-    use tokio::io::AsyncReadExt;
+) -> Result<Outcome> {
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::AttachRequest>(16);
     tx.send(pb::AttachRequest {
         id: id.to_string(),
@@ -576,63 +551,62 @@ async fn attach_streams(
     // The first (empty) answer: attached; now the container may start.
     out.message().await.map_err(DaemonError::from)?;
     started.await?;
-    let _raw = (tty && std::io::stdin().is_terminal()).then(RawMode::enable);
+    let _raw = if tty { RawMode::enable() } else { None };
     if tty {
-        if let Some((w, h)) = term_size() {
-            let _ = tx
-                .send(pb::AttachRequest {
-                    width: w,
-                    height: h,
-                    ..Default::default()
-                })
-                .await;
-        }
-    }
-    if stdin {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut input = tokio::io::stdin();
-            let mut buf = vec![0u8; 8192];
-            loop {
-                match input.read(&mut buf).await {
-                    Ok(0) | Err(_) => {
-                        let _ = tx
-                            .send(pb::AttachRequest {
-                                close_stdin: true,
-                                ..Default::default()
-                            })
-                            .await;
-                        return;
-                    }
-                    Ok(n) => {
-                        if tx
-                            .send(pb::AttachRequest {
-                                stdin_data: buf[..n].to_vec(),
-                                ..Default::default()
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-            }
+        terminal::spawn_resizer(tx.clone(), |width, height| pb::AttachRequest {
+            width,
+            height,
+            ..Default::default()
         });
+    }
+    let (detach_tx, mut detached) = tokio::sync::oneshot::channel();
+    if stdin {
+        terminal::spawn_stdin(
+            tx.clone(),
+            |d| pb::AttachRequest {
+                stdin_data: d,
+                ..Default::default()
+            },
+            || pb::AttachRequest {
+                close_stdin: true,
+                ..Default::default()
+            },
+            detach_keys,
+            detach_tx,
+        );
     }
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
-    while let Some(m) = out.message().await.map_err(DaemonError::from)? {
-        if m.stream == "stderr" {
-            let _ = stderr.write_all(&m.data);
-            let _ = stderr.flush();
-        } else {
-            let _ = stdout.write_all(&m.data);
-            let _ = stdout.flush();
+    loop {
+        tokio::select! {
+            m = out.message() => {
+                let Some(m) = m.map_err(DaemonError::from)? else { break };
+                if m.stream == "stderr" {
+                    let _ = stderr.write_all(&m.data);
+                    let _ = stderr.flush();
+                } else {
+                    let _ = stdout.write_all(&m.data);
+                    let _ = stdout.flush();
+                }
+            }
+            r = &mut detached => {
+                if r.is_ok() {
+                    return Ok(Outcome::Detached);
+                }
+                // stdin ended without detaching: keep relaying output.
+                detached = futures_never();
+            }
         }
     }
     drop(tx);
-    Ok(())
+    Ok(Outcome::Ended)
+}
+
+/// A oneshot receiver that never fires (its sender is kept alive forever).
+fn futures_never() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::mem::forget(tx);
+    rx
 }
 
 pub async fn run(c: &Client, a: RunArgs) -> Result<u8> {
@@ -679,8 +653,13 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<u8> {
     if sig_proxy {
         proxy_signals(c.clone(), id.clone());
     }
-    match attach_streams(c, &id, a.flags.interactive, a.flags.tty, start).await {
-        Ok(()) => {}
+    let keys = terminal::parse_detach_keys(&a.detach_keys).map_err(|e| DaemonError(format!("{e:#}")))?;
+    match attach_streams(c, &id, a.flags.interactive, a.flags.tty, Some(keys), start).await {
+        Ok(Outcome::Detached) => {
+            waiter.abort();
+            return Ok(0);
+        }
+        Ok(Outcome::Ended) => {}
         Err(e) => {
             if let Some(StartFailed(msg)) = e.downcast_ref::<StartFailed>() {
                 waiter.abort();
@@ -755,6 +734,9 @@ pub struct StartArgs {
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -785,7 +767,11 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<u8> {
                 .map(|_| ())
                 .map_err(|s| anyhow::Error::new(DaemonError::from(s)))
         };
-        attach_streams(c, &id, a.interactive, tty, started).await?;
+        let keys = terminal::parse_detach_keys(&a.detach_keys)?;
+        if attach_streams(c, &id, a.interactive, tty, Some(keys), started).await? == Outcome::Detached {
+            waiter.abort();
+            return Ok(0);
+        }
         let code = match waiter.await {
             Ok(Ok(r)) => r.into_inner().status_code,
             Ok(Err(s)) => return Err(DaemonError::from(s).into()),
@@ -1330,7 +1316,6 @@ pub struct ExecArgs {
 /// `exec`: the process's output relayed, its exit code returned (126/127 when it cannot be
 /// run; 1 when drayd refuses, as docker's exec).
 pub async fn exec(c: &Client, a: ExecArgs) -> Result<u8> {
-    use tokio::io::AsyncReadExt;
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::ExecRequest>(16);
     let env = a
         .env
@@ -1354,6 +1339,16 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<u8> {
             stdin: a.interactive,
             privileged: a.privileged,
             detach: a.detach,
+            width: if a.tty {
+                terminal::size().map(|s| s.0).unwrap_or(0)
+            } else {
+                0
+            },
+            height: if a.tty {
+                terminal::size().map(|s| s.1).unwrap_or(0)
+            } else {
+                0
+            },
             ..Default::default()
         })
         .await;
@@ -1378,40 +1373,29 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<u8> {
     if a.detach {
         return Ok(0);
     }
-    let _raw = (a.tty && std::io::stdin().is_terminal()).then(RawMode::enable);
+    let _raw = if a.tty { RawMode::enable() } else { None };
     if a.tty {
-        if let Some((w, h)) = term_size() {
-            let _ = tx
-                .send(pb::ExecRequest {
-                    width: w,
-                    height: h,
-                    ..Default::default()
-                })
-                .await;
-        }
-    }
-    if a.interactive {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut input = tokio::io::stdin();
-            let mut buf = vec![0u8; 8192];
-            loop {
-                let msg = match input.read(&mut buf).await {
-                    Ok(0) | Err(_) => pb::ExecRequest {
-                        close_stdin: true,
-                        ..Default::default()
-                    },
-                    Ok(n) => pb::ExecRequest {
-                        stdin_data: buf[..n].to_vec(),
-                        ..Default::default()
-                    },
-                };
-                let last = msg.close_stdin;
-                if tx.send(msg).await.is_err() || last {
-                    return;
-                }
-            }
+        terminal::spawn_resizer(tx.clone(), |width, height| pb::ExecRequest {
+            width,
+            height,
+            ..Default::default()
         });
+    }
+    let (detach_tx, _detached) = tokio::sync::oneshot::channel();
+    if a.interactive {
+        terminal::spawn_stdin(
+            tx.clone(),
+            |d| pb::ExecRequest {
+                stdin_data: d,
+                ..Default::default()
+            },
+            || pb::ExecRequest {
+                close_stdin: true,
+                ..Default::default()
+            },
+            None,
+            detach_tx,
+        );
     }
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
@@ -1429,6 +1413,55 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<u8> {
             let _ = stdout.flush();
         }
     }
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    pub container: String,
+}
+
+/// `attach`: the running container's streams (its stdin when it was started with `-i`);
+/// exits with its status when it stops, or 0 when the user detaches.
+pub async fn attach(c: &Client, a: AttachArgs) -> Result<u8> {
+    let doc = inspect_doc(c, &a.container).await?;
+    if doc["State"]["Running"] != Value::Bool(true) {
+        bail!("You cannot attach to a stopped container, start it first");
+    }
+    let id = doc["Id"].as_str().unwrap_or_default().to_string();
+    let tty = doc["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = !a.no_stdin && doc["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let keys = terminal::parse_detach_keys(&a.detach_keys)?;
+    if a.sig_proxy && !tty {
+        proxy_signals(c.clone(), id.clone());
+    }
+    let mut wc = c.containers();
+    let wid = id.clone();
+    let waiter = tokio::spawn(async move {
+        wc.wait(pb::WaitContainerRequest {
+            id: wid,
+            condition: "not-running".into(),
+        })
+        .await
+    });
+    if attach_streams(c, &id, stdin, tty, Some(keys), async { Ok(()) }).await? == Outcome::Detached {
+        waiter.abort();
+        return Ok(0);
+    }
+    let code = match waiter.await {
+        Ok(Ok(r)) => r.into_inner().status_code,
+        Ok(Err(s)) => return Err(DaemonError::from(s).into()),
+        Err(e) => bail!("wait: {e}"),
+    };
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
 }
 

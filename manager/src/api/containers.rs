@@ -74,6 +74,7 @@ fn options(c: pb::ContainerConfig, h: pb::HostConfig) -> Options {
         network_mode: h.network_mode,
         log_driver: h.log_driver,
         log_opts: h.log_opts.into_iter().collect(),
+        console_size: h.console_size,
     }
 }
 
@@ -345,20 +346,22 @@ impl ContainersService for ContainersApi {
         // An empty first answer tells the client it is attached (it may start the container).
         let _ = tx.send(Ok(pb::AttachResponse::default())).await;
         let me = self.containers.clone();
-        if first.stdin {
-            let id = id.clone();
-            let me = me.clone();
+        {
+            // Later messages: stdin (when attached) and terminal sizes, until the client ends.
+            let (id, me, with_stdin) = (id.clone(), me.clone(), first.stdin);
             tokio::spawn(async move {
+                let mut stdin_open = with_stdin;
                 while let Ok(Some(m)) = input.message().await {
-                    if !m.stdin_data.is_empty() && me.write_stdin(&id, Some(&m.stdin_data)).await.is_err() {
-                        break;
+                    if stdin_open && !m.stdin_data.is_empty() && me.write_stdin(&id, Some(&m.stdin_data)).await.is_err()
+                    {
+                        stdin_open = false;
                     }
                     if m.width > 0 && m.height > 0 {
                         let _ = me.resize(&id, m.width, m.height).await;
                     }
-                    if m.close_stdin {
+                    if stdin_open && m.close_stdin {
                         let _ = me.write_stdin(&id, None).await;
-                        break;
+                        stdin_open = false;
                     }
                 }
             });
@@ -433,6 +436,7 @@ impl ContainersService for ContainersApi {
             tty: first.tty,
             stdin: first.stdin && !first.detach,
             privileged: first.privileged,
+            console_size: (first.width > 0 && first.height > 0).then_some((first.height, first.width)),
         };
         let id = first.id;
         let session = self.containers.exec(&id, cfg).await.map_err(status)?;

@@ -44,6 +44,8 @@ pub struct ExecConfig {
     pub tty: bool,
     pub stdin: bool,
     pub privileged: bool,
+    /// (height, width) of the client's terminal.
+    pub console_size: Option<(u32, u32)>,
 }
 
 /// A running exec: its output, its stdin, and its exit code when it ends (after its output).
@@ -1655,6 +1657,14 @@ impl Containers {
         p["user"] = serde_json::json!({"uid": ids.uid, "gid": ids.gid, "additionalGids": ids.additional_gids});
         p["args"] = serde_json::json!(cfg.cmd);
         p["terminal"] = serde_json::json!(cfg.tty);
+        match cfg.console_size {
+            Some((h, w)) if cfg.tty => p["consoleSize"] = serde_json::json!({"height": h, "width": w}),
+            _ => {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("consoleSize");
+                }
+            }
+        }
         if !cfg.working_dir.is_empty() {
             p["cwd"] = serde_json::json!(cfg.working_dir);
         }

@@ -109,6 +109,8 @@ pub struct Options {
     pub network_mode: String,
     pub log_driver: String,
     pub log_opts: BTreeMap<String, String>,
+    /// [height, width] of the terminal at creation.
+    pub console_size: Vec<u32>,
 }
 
 /// The image's defaults merged with the options: what the container runs.

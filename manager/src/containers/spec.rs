@@ -399,6 +399,11 @@ pub fn generate(rec: &Record, ids: &Ids, host: &Host) -> Result<Value> {
     if !rlimits.is_empty() {
         process["rlimits"] = Value::Array(rlimits);
     }
+    if let [h, w] = o.console_size[..] {
+        if o.tty && h > 0 && w > 0 {
+            process["consoleSize"] = json!({"height": h, "width": w});
+        }
+    }
 
     let shm_size = if o.shm_size > 0 { o.shm_size } else { 64 * 1024 * 1024 };
     let mut mounts = vec![

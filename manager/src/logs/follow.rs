@@ -55,6 +55,17 @@ impl Cursor {
     }
 }
 
+/// The file written after the one with inode `after` (the oldest one when that is gone).
+fn next_file(path: &Path, max_file: u32, after: Option<u64>) -> Option<Cursor> {
+    let files = dray_logfile::files(path, max_file);
+    let idx = after.and_then(|ino| files.iter().position(|f| inode_of(f) == Some(ino)));
+    let next = match idx {
+        Some(i) => files.get(i + 1),
+        None => files.first(),
+    };
+    Cursor::open(next.map(PathBuf::as_path).unwrap_or(path), 0)
+}
+
 fn inode_of(p: &Path) -> Option<u64> {
     std::fs::metadata(p).ok().map(|m| m.ino())
 }
@@ -105,9 +116,10 @@ pub fn follow(
                 return;
             }
         }
-        // Rotated: the old file is read to its end above; the new one from its start.
+        // Rotated: the old file is read to its end above; next comes the file written after
+        // it (several rotations may have happened since the last look).
         if inode_of(&path).is_some_and(|i| cur.as_ref().map(|c| c.inode) != Some(i)) {
-            cur = Cursor::open(&path, 0);
+            cur = next_file(&path, max_file, cur.as_ref().map(|c| c.inode));
             continue;
         }
         if done || tx.is_closed() {
