@@ -402,7 +402,7 @@ fn concurrent_runs_and_one_name_one_winner() {
         c.args(args);
         c
     };
-    let children: Vec<_> = (0..10)
+    let children: Vec<_> = (0..50)
         .map(|i| {
             ctl(vec![
                 "run".into(),
@@ -424,7 +424,7 @@ fn concurrent_runs_and_one_name_one_winner() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    assert_eq!(d.ok(&["ps", "-q"]).lines().count(), 10);
+    assert_eq!(d.ok(&["ps", "-q"]).lines().count(), 50);
     let racers: Vec<_> = (0..4)
         .map(|_| {
             ctl(vec![
@@ -448,7 +448,7 @@ fn concurrent_runs_and_one_name_one_winner() {
     assert_eq!(wins, 1);
     let all = d.ok(&["ps", "-aq", "--no-trunc"]);
     let ids: Vec<String> = all.split_whitespace().map(str::to_string).collect();
-    assert_eq!(ids.len(), 11);
+    assert_eq!(ids.len(), 51);
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
     d.ok(&args);
@@ -828,4 +828,67 @@ fn terminal_size_resize_detach_and_attach() {
     assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
     d.ok(&["rm", "tt"]);
     assert_clean(&d, &[id]);
+}
+
+/// What drayd holds: open fds and threads.
+fn drayd_resources(d: &Daemon) -> (usize, usize) {
+    let pid = d.child.as_ref().unwrap().id();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
+    (fds, threads)
+}
+
+/// Processes whose working directory is under the daemon's exec root (its shims).
+fn shims_of(d: &Daemon) -> usize {
+    let root = d.exec_root();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|p| p.starts_with(&root)))
+        .count()
+}
+
+#[test]
+fn four_hundred_runs_leave_nothing_behind() {
+    let d = daemon();
+    // Warm up (lazy allocations, the first shim), then the baseline.
+    d.ok(&["run", "--rm", "busybox", "true"]);
+    let (fds0, threads0) = drayd_resources(&d);
+    let snaps0 = d.snapshot_dirs();
+    let ids = std::sync::Mutex::new(Vec::new());
+    let worker = |n: usize, detached: bool| {
+        for _ in 0..n {
+            if detached {
+                let id = d
+                    .ok(&["run", "-d", "busybox", "busybox", "sleep", "100"])
+                    .trim()
+                    .to_string();
+                d.ok(&["rm", "-f", &id]);
+                ids.lock().unwrap().push(id);
+            } else {
+                d.ok(&["run", "--rm", "busybox", "true"]);
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for w in 0..4 {
+            let worker = &worker;
+            s.spawn(move || worker(100, w % 2 == 1));
+        }
+    });
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert_eq!(d.snapshot_dirs(), snaps0);
+    assert_eq!(shims_of(&d), 0);
+    // No bundle, mount, file or cgroup of any of them.
+    assert_clean(&d, &ids.into_inner().unwrap());
+    // drayd's fds and threads are back to the baseline (a few in flight may still close).
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let (fds, threads) = drayd_resources(&d);
+            fds <= fds0 + 2 && threads <= threads0 + 2
+        }),
+        "baseline {fds0} fds, {threads0} threads; now {:?}",
+        drayd_resources(&d)
+    );
 }
