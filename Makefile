@@ -79,8 +79,10 @@ clean:
 	$(CARGO) clean
 
 # Benchmarks: dray beside runc and crun in one run (bench/bench.py), then drayd's images beside
-# containerd, podman and dockerd (bench/images.py). BENCH_ONLY=images runs only the second.
+# containerd, podman and dockerd (bench/images.py), then drayd's containers beside dockerd,
+# podman and ctr (bench/containers.py). BENCH_ONLY=runtime|shim|images|containers runs one part.
 bench: build deps
 	@for p in hyperfine runc crun /usr/bin/time; do command -v $$p >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine runc crun time >/dev/null; break; }; done
-	@if [ "$(BENCH_ONLY)" != images ]; then tini -s -- python3 bench/bench.py; fi
+	@if [ -z "$(BENCH_ONLY)" ] || [ "$(BENCH_ONLY)" = runtime ] || [ "$(BENCH_ONLY)" = shim ]; then tini -s -- python3 bench/bench.py; fi
 	@if [ -z "$(BENCH_ONLY)" ] || [ "$(BENCH_ONLY)" = images ]; then tini -s -- python3 bench/images.py; fi
+	@if [ -z "$(BENCH_ONLY)" ] || [ "$(BENCH_ONLY)" = containers ]; then tini -s -- python3 bench/containers.py; fi

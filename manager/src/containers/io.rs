@@ -1,6 +1,7 @@
 //! A task's standard streams on drayd's side: the FIFOs the shim writes (containerd's
-//! protocol, so any shim works), drained by one small thread per stream into the json-file
-//! log and to attached clients.
+//! protocol, so any shim works), drained on the reactor (non-blocking pipes, no thread per
+//! container) to attached clients and, for shims that do not write the log themselves, into
+//! the json-file log (a line appended to a file in the page cache: it does not block).
 //!
 //! Order of phases: [`Fifos::create`] makes the FIFOs in the bundle and opens their read
 //! ends with a keep-alive writer each, so that the shim's open for writing never blocks and
@@ -10,7 +11,6 @@
 //! pump ends exactly when the shim closes its end: every byte is read.
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -159,7 +159,7 @@ impl Fifos {
         (s(&self.stdin), self.stdout.display().to_string(), s(&self.stderr))
     }
 
-    /// Starts one pump thread per output stream.
+    /// Starts one pump task per output stream.
     pub fn pump(
         &mut self,
         log: Option<&LogWriter>,
@@ -167,22 +167,17 @@ impl Fifos {
         pumps: &Arc<Pumps>,
     ) -> Result<()> {
         for (stream, file) in self.readers.drain(..) {
+            let rx = tokio::net::unix::pipe::Receiver::from_file(file)
+                .map_err(|e| Error::io("watching the container's output", e))?;
             let log = log.cloned();
             let attach = attach.clone();
             let pumps_c = pumps.clone();
             pumps.left.fetch_add(1, Ordering::SeqCst);
-            let spawned = std::thread::Builder::new()
-                .name(format!("pump-{}", stream.as_str()))
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    drain(file, stream, log.as_ref(), &attach);
-                    pumps_c.left.fetch_sub(1, Ordering::SeqCst);
-                    pumps_c.done.notify_waiters();
-                });
-            if let Err(e) = spawned {
-                pumps.left.fetch_sub(1, Ordering::SeqCst);
-                return Err(Error::io("starting an output thread", e));
-            }
+            tokio::spawn(async move {
+                drain(rx, stream, log.as_ref(), &attach).await;
+                pumps_c.left.fetch_sub(1, Ordering::SeqCst);
+                pumps_c.done.notify_waiters();
+            });
         }
         Ok(())
     }
@@ -194,10 +189,25 @@ impl Fifos {
     }
 }
 
+/// One read of what the pipe holds (the buffer lives on the stack of this call only, so
+/// an idle pump holds no buffer). `Ok(None)` at the end of the stream.
+fn read_chunk(rx: &tokio::net::unix::pipe::Receiver) -> std::io::Result<Option<Bytes>> {
+    let mut buf = [0u8; 16 * 1024];
+    match rx.try_read(&mut buf) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(Bytes::copy_from_slice(&buf[..n]))),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads one stream to its end: each chunk goes to attached clients, each line to the log
 /// (an exec's output has no log, as in docker).
-fn drain(mut file: File, stream: Stream, log: Option<&LogWriter>, attach: &broadcast::Sender<Output>) {
-    let mut buf = vec![0u8; 32 * 1024];
+async fn drain(
+    rx: tokio::net::unix::pipe::Receiver,
+    stream: Stream,
+    log: Option<&LogWriter>,
+    attach: &broadcast::Sender<Output>,
+) {
     let mut split = LineSplitter::default();
     let mut log_failed = false;
     let mut write = |line: Vec<u8>| {
@@ -215,18 +225,24 @@ fn drain(mut file: File, stream: Stream, log: Option<&LogWriter>, attach: &broad
         }
     };
     loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let _ = attach.send(Output {
-                    stream,
-                    data: Bytes::copy_from_slice(&buf[..n]),
-                });
-                for line in split.push(&buf[..n]) {
-                    write(line);
+        if rx.readable().await.is_err() {
+            break;
+        }
+        match read_chunk(&rx) {
+            Ok(None) => break,
+            Ok(Some(data)) => {
+                if log.is_some() {
+                    for line in split.push(&data) {
+                        write(line);
+                    }
                 }
+                let _ = attach.send(Output { stream, data });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => {
                 tracing::warn!("reading the container's {}: {e}", stream.as_str());
                 break;

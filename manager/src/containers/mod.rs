@@ -56,6 +56,9 @@ pub struct ExecSession {
     pub exit: tokio::sync::oneshot::Receiver<i64>,
 }
 
+/// Output chunks (up to 32 KiB each) kept for an attached client that reads slowly.
+const ATTACH_BACKLOG: usize = 128;
+
 /// docker's default stop timeout.
 pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
 
@@ -278,7 +281,9 @@ impl Containers {
             log,
             log_path,
             rotation,
-            attach: broadcast::channel(4096).0,
+            // Chunks for attached clients: a slow one lags (and skips) rather than holding
+            // memory; every slot is allocated up front, so the ring stays small.
+            attach: broadcast::channel(ATTACH_BACKLOG).0,
             stdin: tokio::sync::Mutex::new(None),
             pumps: Arc::new(Pumps::default()),
             changed: watch::channel(0).0,
@@ -1576,7 +1581,7 @@ impl Containers {
         })
         .await
         .map_err(|e| Error::io("exec", std::io::Error::other(e.to_string())))??;
-        let (tx, output) = broadcast::channel(4096);
+        let (tx, output) = broadcast::channel(ATTACH_BACKLOG);
         let pumps = Arc::new(Pumps::default());
         if let Err(e) = fifos.pump(None, &tx, &pumps) {
             fifos.release();
