@@ -181,12 +181,13 @@ def run(store):
     for label, per in res.items():
         med = {n: statistics.median(v) for n, v in per.items() if v}
         cells = " | ".join(f"{med[n] * 1000:.0f} ms" + (f" ({min(per[n]) * 1000:.0f}–{max(per[n]) * 1000:.0f})" if len(per[n]) > 1 else "") for n in names)
-        ratios = " | ".join(f"{med['drayd'] / med[n]:.2f}" for n in names[1:])
+        ratios = " | ".join(f"{med['drayd'] / med[n]:.2f}" if med.get(n) else "–" for n in names[1:])
         print(f"| {label} | {cells} | {ratios} |")
     for state in ("idle", "20 running"):
         for i, kind in enumerate(("RSS", "PSS")):
             cells = " | ".join(f"{mem[(n, state)][i] / 1024:.1f} MiB" for n in names)
-            ratios = " | ".join(f"{mem[('drayd', state)][i] / max(1, mem[(n, state)][i]):.2f}" for n in names[1:])
+            # podman has no daemon: idle, it holds nothing (no ratio).
+            ratios = " | ".join(f"{mem[('drayd', state)][i] / mem[(n, state)][i]:.2f}" if mem[(n, state)][i] else "–" for n in names[1:])
             print(f"| {kind}, {state} (daemon + helpers) | {cells} | {ratios} |")
 
 

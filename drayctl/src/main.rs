@@ -76,6 +76,10 @@ enum Cmd {
     Exec(commands::containers::ExecArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(commands::containers::AttachArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(commands::containers::StatsArgs),
+    /// Update configuration of one or more containers
+    Update(commands::containers::UpdateArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -176,6 +180,10 @@ enum ContainerCmd {
     Exec(commands::containers::ExecArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(commands::containers::AttachArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(commands::containers::StatsArgs),
+    /// Update configuration of one or more containers
+    Update(commands::containers::UpdateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -297,6 +305,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Exec(a) | Cmd::Container(ContainerCmd::Exec(a)) => containers::exec(&c, a).await,
         Cmd::Volume(v) => commands::volumes::run(&c, v).await,
         Cmd::Attach(a) | Cmd::Container(ContainerCmd::Attach(a)) => containers::attach(&c, a).await,
+        Cmd::Stats(a) | Cmd::Container(ContainerCmd::Stats(a)) => containers::stats(&c, a).await,
+        Cmd::Update(a) | Cmd::Container(ContainerCmd::Update(a)) => containers::update(&c, a).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,

@@ -10,16 +10,28 @@ pub fn human_size(size: i64) -> String {
         s /= 1000.0;
         i += 1;
     }
-    format!("{}{}", format_g3(s), units[i])
+    format!("{}{}", format_g(s, 3), units[i])
 }
 
-/// Go's `%.3g`.
-fn format_g3(v: f64) -> String {
+/// Binary units, four significant digits, as go-units' BytesSize: "1.953GiB", "416KiB".
+pub fn bytes_size(size: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut s = size as f64;
+    let mut i = 0;
+    while s >= 1024.0 && i < units.len() - 1 {
+        s /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", format_g(s, 4), units[i])
+}
+
+/// Go's `%.{digits}g` for the values these units print.
+fn format_g(v: f64, digits: i32) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (3 - digits).max(0) as usize;
+    let d = v.abs().log10().floor() as i32 + 1;
+    let decimals = (digits - d).max(0) as usize;
     let s = format!("{v:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()

@@ -892,3 +892,78 @@ fn four_hundred_runs_leave_nothing_behind() {
         drayd_resources(&d)
     );
 }
+
+#[test]
+fn stats_and_update_of_a_running_container() {
+    let d = daemon();
+    let id = d
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            "--memory",
+            "64m",
+            "busybox",
+            "sh",
+            "-c",
+            "while true; do :; done",
+        ])
+        .trim()
+        .to_string();
+    let out = d.ok(&["stats", "--no-stream", "busy"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("CONTAINER ID   NAME") && lines[0].ends_with("PIDS"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].contains(" / 64MiB "),
+        "{out}"
+    );
+    let cpu: f64 = lines[1]
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    assert!(cpu > 50.0, "a busy loop uses a CPU: {out}");
+    // update: the cgroup changes at once and the record keeps it.
+    d.ok(&[
+        "update",
+        "--memory",
+        "128m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "--restart",
+        "on-failure:3",
+        "busy",
+    ]);
+    let cg = |c: &str, f: &str| {
+        let v1 = format!("/sys/fs/cgroup/{c}/dray/{id}/{f}");
+        std::fs::read_to_string(&v1).unwrap_or_default().trim().to_string()
+    };
+    if std::path::Path::new("/sys/fs/cgroup/memory").exists() {
+        assert_eq!(cg("memory", "memory.limit_in_bytes"), "134217728");
+        assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cg("pids", "pids.max"), "50");
+    }
+    assert_eq!(
+        inspect(
+            &d,
+            "busy",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}"
+        ),
+        "134217728 500000000 on-failure"
+    );
+    let o = d.run(&["update", "--memory", "1k", "busy"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Minimum memory limit"), "{}", stderr(&o));
+    let o = d.run(&["stats", "--no-stream", "nosuch"]);
+    assert_ne!(o.status.code(), Some(0));
+    d.ok(&["rm", "-f", "busy"]);
+    assert_clean(&d, &[id]);
+}

@@ -2,7 +2,7 @@
 //! rename, pause, unpause, top; with docker's flags, output and exit codes.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -1463,6 +1463,208 @@ pub async fn attach(c: &Client, a: AttachArgs) -> Result<u8> {
         Err(e) => bail!("wait: {e}"),
     };
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Pretty-print images using a Go template
+    #[arg(long)]
+    pub format: Option<String>,
+    pub containers: Vec<String>,
+}
+
+/// docker's CPU %: the container's share of the host's CPU time between two samples,
+/// times the number of CPUs.
+pub fn cpu_percent(prev: &pb::StatsSample, cur: &pb::StatsSample) -> f64 {
+    let cpu = cur.cpu_total.saturating_sub(prev.cpu_total) as f64;
+    let sys = cur.system_cpu.saturating_sub(prev.system_cpu) as f64;
+    if sys <= 0.0 || cpu <= 0.0 {
+        return 0.0;
+    }
+    cpu / sys * f64::from(cur.online_cpus.max(1)) * 100.0
+}
+
+fn stats_row(prev: Option<&pb::StatsSample>, s: &pb::StatsSample, no_trunc: bool) -> Value {
+    let cpu = prev.map(|p| cpu_percent(p, s)).unwrap_or(0.0);
+    let mem_pct = if s.mem_limit > 0 {
+        s.mem_usage as f64 / s.mem_limit as f64 * 100.0
+    } else {
+        0.0
+    };
+    json!({
+        "Container": if no_trunc { s.id.clone() } else { s.id[..12].to_string() },
+        "ID": if no_trunc { s.id.clone() } else { s.id[..12].to_string() },
+        "Name": s.name,
+        "CPUPerc": format!("{cpu:.2}%"),
+        "MemUsage": format!("{} / {}", crate::units::bytes_size(s.mem_usage), crate::units::bytes_size(s.mem_limit)),
+        "MemPerc": format!("{mem_pct:.2}%"),
+        "NetIO": format!("{} / {}", human_size(s.net_rx as i64), human_size(s.net_tx as i64)),
+        "BlockIO": format!("{} / {}", human_size(s.blk_read as i64), human_size(s.blk_write as i64)),
+        "PIDs": s.pids.to_string(),
+    })
+}
+
+/// `stats`: live (redrawn every second on a terminal, appended otherwise) or `--no-stream`.
+pub async fn stats(c: &Client, a: StatsArgs) -> Result<u8> {
+    let ids: Vec<String> = if a.containers.is_empty() {
+        c.containers()
+            .list(pb::ListContainersRequest {
+                all: a.all,
+                ..Default::default()
+            })
+            .await
+            .map_err(DaemonError::from)?
+            .into_inner()
+            .containers
+            .into_iter()
+            .filter(|ct| ct.state == "running")
+            .map(|ct| ct.id)
+            .collect()
+    } else {
+        a.containers.clone()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, pb::StatsSample)>(64);
+    for (i, id) in ids.iter().enumerate() {
+        let mut s = c
+            .containers()
+            .stats(pb::StatsRequest {
+                id: id.clone(),
+                stream: !a.no_stream,
+            })
+            .await
+            .map_err(DaemonError::from)?
+            .into_inner();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(m)) = s.message().await {
+                if tx.send((i, m)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let columns = [
+        ("CONTAINER ID", "Container"),
+        ("NAME", "Name"),
+        ("CPU %", "CPUPerc"),
+        ("MEM USAGE / LIMIT", "MemUsage"),
+        ("MEM %", "MemPerc"),
+        ("NET I/O", "NetIO"),
+        ("BLOCK I/O", "BlockIO"),
+        ("PIDS", "PIDs"),
+    ];
+    let mut last: Vec<(Option<pb::StatsSample>, Option<pb::StatsSample>)> = vec![(None, None); ids.len()];
+    let tty = std::io::stdout().is_terminal();
+    let format = Format::parse(a.format.as_deref());
+    let render = |last: &[(Option<pb::StatsSample>, Option<pb::StatsSample>)]| -> Result<()> {
+        let rows: Vec<Value> = last
+            .iter()
+            .filter_map(|(p, cur)| cur.as_ref().map(|s| stats_row(p.as_ref(), s, a.no_trunc)))
+            .collect();
+        if tty && !a.no_stream {
+            print!("\x1b[2J\x1b[H");
+        }
+        print(&format, &columns, &rows)
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some((i, s)) => {
+                    let slot = &mut last[i];
+                    slot.0 = slot.1.take();
+                    slot.1 = Some(s);
+                }
+                None => break,
+            },
+            _ = tick.tick(), if !a.no_stream => render(&last)?,
+        }
+    }
+    // Without --stream: one table from the two samples; streaming: the last state.
+    render(&last)?;
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Memory limit
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short, long)]
+    pub cpu_shares: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub async fn update(c: &Client, a: UpdateArgs) -> Result<u8> {
+    let restart_policy = match &a.restart {
+        Some(r) => {
+            let (name, n) = match r.split_once(':') {
+                Some((p, n)) => (
+                    p.to_string(),
+                    n.parse::<i32>()
+                        .map_err(|_| anyhow::anyhow!("invalid restart policy {r:?}"))?,
+                ),
+                None => (r.clone(), 0),
+            };
+            Some(pb::RestartPolicy {
+                name,
+                maximum_retry_count: n,
+            })
+        }
+        None => None,
+    };
+    let memory = a.memory.as_deref().map(|m| parse_bytes(m, "memory")).transpose()?;
+    let memory_swap = a
+        .memory_swap
+        .as_deref()
+        .map(|m| parse_bytes(m, "memory-swap"))
+        .transpose()?;
+    let nano_cpus = a.cpus.map(|c| (c * 1e9) as i64);
+    let (cpu_shares, pids_limit) = (a.cpu_shares, a.pids_limit);
+    each(&a.containers, |id| {
+        let c = c.clone();
+        let restart_policy = restart_policy.clone();
+        async move {
+            c.containers()
+                .update(pb::UpdateContainerRequest {
+                    id,
+                    memory,
+                    memory_swap,
+                    nano_cpus,
+                    cpu_shares,
+                    pids_limit,
+                    restart_policy,
+                })
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
 }
 
 #[derive(Args, Debug)]

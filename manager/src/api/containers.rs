@@ -508,6 +508,72 @@ impl ContainersService for ContainersApi {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
+    type StatsStream = BoxStream<pb::StatsSample>;
+
+    async fn stats(&self, req: Request<pb::StatsRequest>) -> Result<Response<Self::StatsStream>, Status> {
+        let r = req.into_inner();
+        let rec = self.containers.get(&r.id).map_err(status)?;
+        let me = self.containers.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::StatsSample, Status>>(4);
+        // The first sample now: a stopped container is an error the client sees at once.
+        let first = me.stats(&rec.id).await.map_err(status)?;
+        tokio::spawn(async move {
+            let mut sample = first;
+            let mut sent = 0;
+            loop {
+                let msg = pb::StatsSample {
+                    id: rec.id.clone(),
+                    name: rec.name.clone(),
+                    cpu_total: sample.cpu_total,
+                    system_cpu: sample.system_cpu,
+                    online_cpus: sample.online_cpus,
+                    mem_usage: sample.mem_usage,
+                    mem_limit: sample.mem_limit,
+                    pids: sample.pids,
+                    blk_read: sample.blk_read,
+                    blk_write: sample.blk_write,
+                    net_rx: 0,
+                    net_tx: 0,
+                    read: sample.read,
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+                sent += 1;
+                if !r.stream && sent == 2 {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                sample = match me.stats(&rec.id).await {
+                    Ok(s) => s,
+                    // Stopped or removed: the stream ends.
+                    Err(_) => return,
+                };
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn update(
+        &self,
+        req: Request<pb::UpdateContainerRequest>,
+    ) -> Result<Response<pb::UpdateContainerResponse>, Status> {
+        let r = req.into_inner();
+        let u = crate::containers::ResourceUpdate {
+            memory: r.memory,
+            memory_swap: r.memory_swap,
+            nano_cpus: r.nano_cpus,
+            cpu_shares: r.cpu_shares,
+            pids_limit: r.pids_limit,
+            restart_policy: r.restart_policy.map(|p| RestartPolicy {
+                name: p.name,
+                maximum_retry_count: p.maximum_retry_count,
+            }),
+        };
+        self.containers.update(&r.id, u).await.map_err(status)?;
+        Ok(Response::new(pb::UpdateContainerResponse { warnings: vec![] }))
+    }
+
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
         let r = req.into_inner();
         let pids = self.containers.pids(&r.id).await.map_err(status)?;

@@ -91,6 +91,8 @@ fn progress_stream(
             Ok(Err(e)) => Err(status(e)),
             Err(e) => Err(Status::internal(format!("task failed: {e}"))),
         };
+        // A pull or push spreads its buffers over the blocking threads' arenas.
+        crate::daemon::release_memory();
         let _ = out_tx.send(last).await;
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx))

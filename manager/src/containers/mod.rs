@@ -18,6 +18,7 @@ pub mod io;
 pub mod record;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
 pub mod user;
 
 use std::collections::HashMap;
@@ -33,6 +34,17 @@ use crate::logs::{self, LogWriter, Rotation};
 use crate::shims::{self, Launcher, Shim};
 use io::{Fifos, Output, Pumps};
 use record::{Options, Record, Resolved, Status};
+
+/// `update`: the resources to change (unset: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct ResourceUpdate {
+    pub memory: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub cpu_shares: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub restart_policy: Option<record::RestartPolicy>,
+}
 
 /// What `exec` runs.
 #[derive(Debug, Clone, Default)]
@@ -1015,6 +1027,7 @@ impl Containers {
         }
         c.notify();
         drop(op);
+        crate::daemon::release_memory();
         if removing {
             return;
         }
@@ -1365,6 +1378,8 @@ impl Containers {
         c.update(|r| r.state.status = Status::Dead);
         c.notify();
         let _ = self.removed.send(c.id.clone());
+        // A removal ends a burst of work (bundle, spec, pumps): heap pages go back.
+        crate::daemon::release_memory();
         if volumes {
             for m in rec.options.mounts.iter().filter(|m| m.kind == "volume") {
                 let anonymous = self.volumes.get(&m.source).ok().flatten().is_some_and(|v| v.anonymous);
@@ -1535,6 +1550,75 @@ impl Containers {
             .shim()
             .ok_or_else(|| Error::Conflict(format!("Container {} is not running", c.id)))?;
         shim.resize_pty(&c.id, "", width, height).await
+    }
+
+    /// `update`: new limits, checked as at create, applied to the running task through
+    /// Task.Update (the cgroup only: device rules are not touched) and kept in the record.
+    pub async fn update(self: &Arc<Self>, key: &str, u: ResourceUpdate) -> Result<()> {
+        let c = self.find(key)?;
+        let _op = c.op.lock().await;
+        let mut rec = c.record();
+        let o = &mut rec.options;
+        if let Some(v) = u.memory {
+            o.memory = v;
+        }
+        if let Some(v) = u.memory_swap {
+            o.memory_swap = v;
+        }
+        if let Some(v) = u.nano_cpus {
+            o.nano_cpus = v;
+        }
+        if let Some(v) = u.cpu_shares {
+            o.cpu_shares = v;
+        }
+        if let Some(v) = u.pids_limit {
+            o.pids_limit = Some(v);
+        }
+        if let Some(p) = u.restart_policy.filter(|p| !p.name.is_empty()) {
+            p.validate()?;
+            if o.auto_remove && !p.is_none() {
+                return Err(Error::InvalidArgument(
+                    "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
+                ));
+            }
+            o.restart_policy = p;
+        }
+        let ids = user::Ids {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            home: "/".into(),
+        };
+        let spec = spec::generate(&rec, &ids, &self.spec_host(&rec))?;
+        let mut resources = spec["linux"]["resources"].clone();
+        if let Some(r) = resources.as_object_mut() {
+            r.remove("devices");
+        }
+        if rec.state.status.is_live() {
+            let shim = c
+                .shim()
+                .ok_or_else(|| Error::Conflict(format!("Container {} is not running", c.id)))?;
+            let data = serde_json::to_vec(&resources)
+                .map_err(|e| Error::io("encoding resources", std::io::Error::other(e)))?;
+            shim.update(&c.id, &data).await?;
+        }
+        c.update(|r| r.options = rec.options.clone());
+        self.persist(&c).await
+    }
+
+    /// One resource sample of a running container (`stats`).
+    pub async fn stats(&self, key: &str) -> Result<stats::Sample> {
+        let c = self.find(key)?;
+        let shim = c
+            .shim()
+            .ok_or_else(|| Error::Conflict(format!("Container {} is not running", c.id)))?;
+        let any = shim.stats(&c.id).await?;
+        let (cpus, mem) = stats::host();
+        let mut s = stats::decode(&any, mem)?;
+        s.system_cpu = stats::system_cpu();
+        s.online_cpus = cpus;
+        s.read = crate::meta::now_nanos();
+        Ok(s)
     }
 
     /// The pids of the container's processes (`top`).

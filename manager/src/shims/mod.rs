@@ -450,6 +450,28 @@ impl Shim {
         Ok(r.processes.iter().map(|p| p.pid).collect())
     }
 
+    /// Task.Stats: the cgroup metrics of the container (an Any of containerd's types).
+    pub async fn stats(&self, id: &str) -> Result<containerd_shim_protos::protobuf::well_known_types::any::Any> {
+        let mut req = api::StatsRequest::new();
+        req.id = id.to_string();
+        let r: api::StatsResponse = self.call("Stats", &req, Some(CALL_TIMEOUT)).await?;
+        r.stats
+            .into_option()
+            .ok_or_else(|| Error::Remote("the shim's Stats answer has no metrics".into()))
+    }
+
+    /// Task.Update: new resources (an OCI `linux.resources` object) for the container.
+    pub async fn update(&self, id: &str, resources: &[u8]) -> Result<()> {
+        let mut req = api::UpdateTaskRequest::new();
+        req.id = id.to_string();
+        let mut any = containerd_shim_protos::protobuf::well_known_types::any::Any::new();
+        any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into();
+        any.value = resources.to_vec();
+        req.resources = containerd_shim_protos::protobuf::MessageField::some(any);
+        let _: api::Empty = self.call("Update", &req, Some(CALL_TIMEOUT)).await?;
+        Ok(())
+    }
+
     /// Task.Pause / Task.Resume.
     pub async fn pause(&self, id: &str, pause: bool) -> Result<()> {
         if pause {
