@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use dray_proto::v1::containers_client::ContainersClient;
+use dray_proto::v1::events_client::EventsClient;
 use dray_proto::v1::images_client::ImagesClient;
 use dray_proto::v1::system_client::SystemClient;
 use dray_proto::v1::volumes_client::VolumesClient;
@@ -53,6 +54,10 @@ impl Client {
 
     pub fn containers(&self) -> ContainersClient<Channel> {
         ContainersClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    pub fn events(&self) -> EventsClient<Channel> {
+        EventsClient::new(self.channel.clone())
     }
 
     pub fn volumes(&self) -> VolumesClient<Channel> {

@@ -80,6 +80,8 @@ enum Cmd {
     Stats(commands::containers::StatsArgs),
     /// Update configuration of one or more containers
     Update(commands::containers::UpdateArgs),
+    /// Get real time events from drayd
+    Events(commands::containers::EventsArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -188,6 +190,8 @@ enum ContainerCmd {
 
 #[derive(Subcommand, Debug)]
 enum SystemCmd {
+    /// Get real time events from drayd
+    Events(commands::containers::EventsArgs),
     /// Show drayd disk usage
     Df(commands::system::DfArgs),
     /// Remove unused data
@@ -307,6 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Attach(a) | Cmd::Container(ContainerCmd::Attach(a)) => containers::attach(&c, a).await,
         Cmd::Stats(a) | Cmd::Container(ContainerCmd::Stats(a)) => containers::stats(&c, a).await,
         Cmd::Update(a) | Cmd::Container(ContainerCmd::Update(a)) => containers::update(&c, a).await,
+        Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => containers::events(&c, a).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,

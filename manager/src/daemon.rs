@@ -11,6 +11,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use dray_proto::v1::containers_server::ContainersServer;
+use dray_proto::v1::events_server::EventsServer;
 use dray_proto::v1::images_server::ImagesServer;
 use dray_proto::v1::system_server::SystemServer;
 use dray_proto::v1::volumes_server::VolumesServer;
@@ -136,7 +137,7 @@ pub async fn run(config: Config) -> Result<()> {
     // Shims publish to this socket; it must exist before any shim starts (recovery below).
     let events_socket = config.exec_root.join("events.sock");
     let (events_tx, _) = tokio::sync::broadcast::channel(1024);
-    let events = crate::shims::events::EventsServer::start(&events_socket, events_tx).await?;
+    let events = crate::shims::events::EventsServer::start(&events_socket, events_tx.clone()).await?;
     let launcher = crate::shims::Launcher {
         address: socket.display().to_string(),
         ttrpc_address: events_socket.clone(),
@@ -147,6 +148,7 @@ pub async fn run(config: Config) -> Result<()> {
         init_binary: config.init_path.clone(),
     };
     let containers = crate::containers::Containers::open(store.clone(), launcher, settings).await?;
+    containers.watch_shim_events(events_tx.subscribe());
     let images = ImagesApi { store: store.clone() };
     let system = SystemApi {
         store: store.clone(),
@@ -159,6 +161,9 @@ pub async fn run(config: Config) -> Result<()> {
             containers: containers.clone(),
         }))
         .add_service(VolumesServer::new(crate::api::volumes::VolumesApi {
+            containers: containers.clone(),
+        }))
+        .add_service(EventsServer::new(crate::api::events::EventsApi {
             containers: containers.clone(),
         }))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())

@@ -16,6 +16,7 @@
 //! | [`containers`] | container records, OCI spec generation, lifecycle, restart, recovery |
 //! | [`logs`] | json-file logs: writer with rotation, reader, follow |
 //! | [`volumes`] | docker's local volume driver: directories and their records |
+//! | [`events`] | the event bus (containers, volumes) behind `events` |
 //! | [`api`] | gRPC services: translation between wire and domain types only |
 //! | [`daemon`] | the process: lock, socket, serve, shutdown |
 //!
@@ -29,6 +30,7 @@ pub mod content;
 pub mod daemon;
 pub mod digest;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod images;
 pub mod logs;

@@ -967,3 +967,82 @@ fn stats_and_update_of_a_running_container() {
     d.ok(&["rm", "-f", "busy"]);
     assert_clean(&d, &[id]);
 }
+
+#[test]
+fn events_report_the_lifecycle() {
+    let d = daemon();
+    let since = format!(
+        "{:.3}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    );
+    // A live subscriber sees what comes next.
+    let mut live = d
+        .ctl()
+        .args(["events", "--filter", "type=container", "--format", "{{.Action}}"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let id = d
+        .ok(&[
+            "run", "-d", "--name", "ev", "-v", "/anon", "busybox", "busybox", "sleep", "100",
+        ])
+        .trim()
+        .to_string();
+    d.ok(&["exec", "ev", "true"]);
+    d.ok(&["stop", "-t", "0", "ev"]);
+    d.ok(&["rm", "-v", "ev"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let until = format!(
+        "{:.3}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    );
+    // The history, with docker's line format.
+    let out = d.ok(&["events", "--since", &since, "--until", &until]);
+    let actions: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(&id))
+        .map(|l| l.split(' ').nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create",
+            "start",
+            "exec_create:",
+            "exec_start:",
+            "exec_die",
+            "kill",
+            "kill",
+            "die",
+            "stop",
+            "destroy"
+        ],
+        "{out}"
+    );
+    let start = out.lines().find(|l| l.contains(" container start ")).unwrap();
+    assert!(
+        start.ends_with("(image=busybox, name=ev, org.dray.test=yes)"),
+        "{start}"
+    );
+    assert!(
+        out.contains(" volume create ") && out.contains(" volume destroy "),
+        "{out}"
+    );
+    let die = out.lines().find(|l| l.contains(" die ")).unwrap();
+    assert!(die.contains("exitCode=137"), "{die}");
+    let _ = live.kill();
+    let o = live.wait_with_output().unwrap();
+    let seen = stdout(&o);
+    assert!(
+        seen.starts_with("create\nstart\n") && seen.contains("destroy\n"),
+        "{seen}"
+    );
+    assert!(!seen.contains("volume"));
+}

@@ -1668,6 +1668,70 @@ pub async fn update(c: &Client, a: UpdateArgs) -> Result<u8> {
 }
 
 #[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Show all events created since timestamp (RFC 3339, Unix seconds or a duration: 10m)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Filter output based on conditions provided (type, event, container, image, volume, label)
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Format the output using the given Go template
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `events`: docker's line per event (`TIME TYPE ACTION ID (k=v, ...)`), or `--format`.
+pub async fn events(c: &Client, a: EventsArgs) -> Result<u8> {
+    let mut filters: HashMap<String, pb::FilterValues> = HashMap::new();
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| DaemonError(format!("bad format of filter (expected name=value): {f}")))?;
+        filters.entry(k.to_string()).or_default().values.push(v.to_string());
+    }
+    let since = a.since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+    let until = a.until.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+    let mut s = c
+        .events()
+        .subscribe(pb::EventsRequest { since, until, filters })
+        .await
+        .map_err(DaemonError::from)?
+        .into_inner();
+    let mut out = std::io::stdout();
+    while let Some(e) = s.message().await.map_err(DaemonError::from)? {
+        let mut attrs: Vec<(&String, &String)> = e.attributes.iter().collect();
+        attrs.sort();
+        let line = match a.format.as_deref() {
+            Some(f) => {
+                let v = json!({
+                    "Type": e.r#type, "Action": e.action, "ID": e.id, "id": e.id, "status": e.action,
+                    "Actor": {"ID": e.id, "Attributes": e.attributes},
+                    "time": e.time / 1_000_000_000, "timeNano": e.time,
+                });
+                crate::format::render(f, &v)?
+            }
+            None => {
+                let a: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(
+                    "{} {} {} {} ({})",
+                    format_nanos(e.time),
+                    e.r#type,
+                    e.action,
+                    e.id,
+                    a.join(", ")
+                )
+            }
+        };
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
 pub struct TopArgs {
     pub container: String,
     /// ps options

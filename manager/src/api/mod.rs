@@ -2,6 +2,7 @@
 //! mapping from domain errors to status codes. No logic lives here.
 
 pub mod containers;
+pub mod events;
 pub mod images;
 pub mod stream;
 pub mod system;

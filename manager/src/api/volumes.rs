@@ -81,7 +81,10 @@ impl VolumesService for VolumesApi {
             } else {
                 (false, r.name)
             };
-            let (v, _) = me.volumes.create(&name, r.labels.into_iter().collect(), anonymous)?;
+            let (v, new) = me.volumes.create(&name, r.labels.into_iter().collect(), anonymous)?;
+            if new {
+                me.events.publish("volume", "create", &v.name, &[("driver", "local")]);
+            }
             Ok(info(&me, &v, false))
         })
         .await

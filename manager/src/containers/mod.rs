@@ -134,6 +134,8 @@ pub struct Containers {
     removed: broadcast::Sender<String>,
     /// The volume store (the only owner of volume directories).
     pub volumes: crate::volumes::Volumes,
+    /// What happens, for `events`.
+    pub events: crate::events::Bus,
 }
 
 /// docker's container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -251,6 +253,7 @@ impl Containers {
                 v.recover()?;
                 v
             },
+            events: crate::events::Bus::default(),
         });
         let records = store.meta.run(|m| m.containers()).await?;
         for json in records {
@@ -270,6 +273,37 @@ impl Containers {
             me2.recover(c).await;
         }
         Ok(me)
+    }
+
+    /// Publishes a container event with docker's attributes (image, name, labels).
+    fn event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
+        let mut attrs: Vec<(&str, &str)> = vec![("image", rec.image.as_str()), ("name", rec.name.as_str())];
+        attrs.extend(rec.resolved.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        attrs.extend_from_slice(extra);
+        self.events.publish("container", action, &rec.id, &attrs);
+    }
+
+    /// Follows the shims' own events: an OOM kill is recorded and published.
+    pub fn watch_shim_events(self: &Arc<Self>, mut rx: broadcast::Receiver<crate::shims::events::ShimEvent>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(crate::shims::events::ShimEvent::Oom { container_id }) => {
+                        if let Ok(c) = me.find(&container_id) {
+                            let rec = c.update(|r| {
+                                r.state.oom_killed = true;
+                                r.clone()
+                            });
+                            let _ = me.persist(&c).await;
+                            me.event(&rec, "oom", &[]);
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     fn table_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Ctr>>> {
@@ -404,7 +438,9 @@ impl Containers {
             .await
             .map_err(|e| Error::io("create", std::io::Error::other(e.to_string())))??;
         let id = c.id.clone();
+        let rec = c.record();
         self.table_lock().insert(id.clone(), c);
+        self.event(&rec, "create", &[]);
         Ok((id, Vec::new()))
     }
 
@@ -646,6 +682,8 @@ impl Containers {
                 let anon = anonymous.contains(&m.source);
                 let (_, new) = self.volumes.create(&m.source, Default::default(), anon)?;
                 if new {
+                    self.events
+                        .publish("volume", "create", &m.source, &[("driver", "local")]);
                     new_volumes.push(m.source.clone());
                     copy.push((m.source.clone(), m.target.clone()));
                 }
@@ -775,7 +813,9 @@ impl Containers {
                 users.join(", ")
             )));
         }
-        self.volumes.remove(name)
+        self.volumes.remove(name)?;
+        self.events.publish("volume", "destroy", name, &[("driver", "local")]);
+        Ok(())
     }
 
     /// `volume prune`: every volume no container uses (that `keep` does not keep); returns
@@ -934,6 +974,7 @@ impl Containers {
         });
         self.persist(c).await?;
         c.notify();
+        self.event(&c.record(), "start", &[]);
         self.monitor(c.clone(), shim);
         Ok(())
     }
@@ -1027,6 +1068,8 @@ impl Containers {
         }
         c.notify();
         drop(op);
+        let code = status.code.to_string();
+        self.event(&c.record(), "die", &[("exitCode", code.as_str())]);
         crate::daemon::release_memory();
         if removing {
             return;
@@ -1223,6 +1266,7 @@ impl Containers {
         let timeout = timeout.unwrap_or(rec.resolved.stop_timeout);
         let mut rx = c.changed.subscribe();
         if let Some(shim) = c.shim() {
+            self.event(&rec, "kill", &[("signal", sig.to_string().as_str())]);
             if let Err(e) = shim.kill(&c.id, "", sig as u32, false).await {
                 tracing::debug!(id = %c.id, "stop signal: {e}");
             }
@@ -1248,6 +1292,7 @@ impl Containers {
         };
         if !done {
             if let Some(shim) = c.shim() {
+                self.event(&rec, "kill", &[("signal", "9")]);
                 let _ = shim.kill(&c.id, "", libc::SIGKILL as u32, true).await;
             }
             let wait = async {
@@ -1264,6 +1309,7 @@ impl Containers {
                 )));
             }
         }
+        self.event(&c.record(), "stop", &[]);
         Ok(())
     }
 
@@ -1306,6 +1352,7 @@ impl Containers {
         c.update(|r| r.state.status = if pause { Status::Paused } else { Status::Running });
         self.persist(&c).await?;
         c.notify();
+        self.event(&c.record(), if pause { "pause" } else { "unpause" }, &[]);
         Ok(())
     }
 
@@ -1378,14 +1425,18 @@ impl Containers {
         c.update(|r| r.state.status = Status::Dead);
         c.notify();
         let _ = self.removed.send(c.id.clone());
+        self.event(&rec, "destroy", &[]);
         // A removal ends a burst of work (bundle, spec, pumps): heap pages go back.
         crate::daemon::release_memory();
         if volumes {
             for m in rec.options.mounts.iter().filter(|m| m.kind == "volume") {
                 let anonymous = self.volumes.get(&m.source).ok().flatten().is_some_and(|v| v.anonymous);
                 if anonymous && self.volume_users(&m.source).is_empty() {
-                    if let Err(e) = self.volumes.remove(&m.source) {
-                        tracing::warn!(volume = %m.source, "removing an anonymous volume: {e}");
+                    match self.volumes.remove(&m.source) {
+                        Ok(()) => self
+                            .events
+                            .publish("volume", "destroy", &m.source, &[("driver", "local")]),
+                        Err(e) => tracing::warn!(volume = %m.source, "removing an anonymous volume: {e}"),
                     }
                 }
             }
@@ -1413,6 +1464,7 @@ impl Containers {
             c.update(|r| r.name = old);
             return Err(e);
         }
+        self.event(&c.record(), "rename", &[("oldName", format!("/{old}").as_str())]);
         Ok(())
     }
 
@@ -1603,7 +1655,9 @@ impl Containers {
             shim.update(&c.id, &data).await?;
         }
         c.update(|r| r.options = rec.options.clone());
-        self.persist(&c).await
+        self.persist(&c).await?;
+        self.event(&c.record(), "update", &[]);
+        Ok(())
     }
 
     /// One resource sample of a running container (`stats`).
@@ -1700,8 +1754,21 @@ impl Containers {
             fifos.remove();
             return Err(e);
         }
+        let cmdline = cfg.cmd.join(" ");
+        self.event(
+            &c.record(),
+            &format!("exec_create: {cmdline}"),
+            &[("execID", exec_id.as_str())],
+        );
+        self.event(
+            &c.record(),
+            &format!("exec_start: {cmdline}"),
+            &[("execID", exec_id.as_str())],
+        );
         let (exit_tx, exit) = tokio::sync::oneshot::channel();
         let (cid, eid) = (c.id.clone(), exec_id.clone());
+        let me = self.clone();
+        let rec_for_event = c.record();
         tokio::spawn(async move {
             let code = match shim.wait(&cid, &eid).await {
                 Ok(s) => i64::from(s.code),
@@ -1713,6 +1780,12 @@ impl Containers {
             pumps.wait(Duration::from_secs(10)).await;
             let _ = shim.delete(&cid, &eid).await;
             fifos.remove();
+            let code_s = code.to_string();
+            me.event(
+                &rec_for_event,
+                "exec_die",
+                &[("execID", eid.as_str()), ("exitCode", code_s.as_str())],
+            );
             let _ = exit_tx.send(code);
         });
         Ok(ExecSession {
