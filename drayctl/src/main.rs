@@ -82,6 +82,10 @@ enum Cmd {
     Update(commands::containers::UpdateArgs),
     /// Get real time events from drayd
     Events(commands::containers::EventsArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(commands::containers::DiffArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(commands::containers::PortArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -186,6 +190,10 @@ enum ContainerCmd {
     Stats(commands::containers::StatsArgs),
     /// Update configuration of one or more containers
     Update(commands::containers::UpdateArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(commands::containers::DiffArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(commands::containers::PortArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -312,6 +320,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Stats(a) | Cmd::Container(ContainerCmd::Stats(a)) => containers::stats(&c, a).await,
         Cmd::Update(a) | Cmd::Container(ContainerCmd::Update(a)) => containers::update(&c, a).await,
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => containers::events(&c, a).await,
+        Cmd::Diff(a) | Cmd::Container(ContainerCmd::Diff(a)) => containers::diff(&c, a).await,
+        Cmd::Port(a) | Cmd::Container(ContainerCmd::Port(a)) => containers::port(&c, a).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,

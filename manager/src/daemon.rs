@@ -152,6 +152,7 @@ pub async fn run(config: Config) -> Result<()> {
     let images = ImagesApi { store: store.clone() };
     let system = SystemApi {
         store: store.clone(),
+        containers: containers.clone(),
         daemon_id: id,
     };
     let served = tonic::transport::Server::builder()

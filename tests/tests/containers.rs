@@ -1047,3 +1047,59 @@ fn events_report_the_lifecycle() {
     );
     assert!(!seen.contains("volume"));
 }
+
+#[test]
+fn diff_port_disk_usage_and_images_in_use() {
+    let d = daemon();
+    d.ok(&[
+        "run",
+        "--name",
+        "ch",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /tmp/new; busybox rm /bin/ls; echo y >> /etc/passwd; echo some output",
+    ]);
+    assert_eq!(
+        d.ok(&["diff", "ch"]),
+        "C /bin\nD /bin/ls\nC /etc\nC /etc/passwd\nC /tmp\nA /tmp/new\n"
+    );
+    // No published ports yet: an empty list; a named port is an error, as docker's.
+    assert_eq!(d.ok(&["port", "ch"]), "");
+    let o = d.run(&["port", "ch", "80"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("No public port '80/tcp' published for ch"),
+        "{}",
+        stderr(&o)
+    );
+    // system df counts the container (its layer and its log) and marks the image active.
+    let df = d.ok(&["system", "df"]);
+    let row = |t: &str| {
+        df.lines()
+            .find(|l| l.starts_with(t))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(row("Images").starts_with("Images 1 1 "), "{df}");
+    assert!(row("Containers").starts_with("Containers 1 0 "), "{df}");
+    assert!(row("Containers").ends_with("(100%)"), "{df}");
+    // An image a container uses is not removed (nor pruned) without -f.
+    let o = d.run(&["rmi", "busybox"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        stderr(&o).contains("container") && stderr(&o).contains("is using its referenced image"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.ctl().args(["image", "prune", "-a", "-f"]).output().unwrap();
+    assert!(o.status.success());
+    assert!(
+        d.ok(&["images", "-q"]).lines().count() == 1,
+        "prune kept the image in use"
+    );
+    d.ok(&["rm", "ch"]);
+    d.ok(&["rmi", "busybox"]);
+}

@@ -1732,6 +1732,73 @@ pub async fn events(c: &Client, a: EventsArgs) -> Result<u8> {
 }
 
 #[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub container: String,
+}
+
+/// `diff`: `A /path`, `C /path`, `D /path`.
+pub async fn diff(c: &Client, a: DiffArgs) -> Result<u8> {
+    let r = c
+        .containers()
+        .diff(pb::DiffRequest { id: a.container })
+        .await
+        .map_err(DaemonError::from)?
+        .into_inner();
+    for ch in r.changes {
+        println!("{} {}", ch.kind, ch.path);
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub port: Option<String>,
+}
+
+/// `port`: the container's published ports. drayd publishes none yet (networks come with
+/// the networks service), so the list is empty and a named port is an error, as docker's.
+pub async fn port(c: &Client, a: PortArgs) -> Result<u8> {
+    let doc = inspect_doc(c, &a.container).await?;
+    let ports = doc["NetworkSettings"]["Ports"].as_object().cloned().unwrap_or_default();
+    match a.port {
+        None => {
+            for (k, v) in &ports {
+                for b in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{k} -> {}:{}",
+                        b["HostIp"].as_str().unwrap_or(""),
+                        b["HostPort"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Some(p) => {
+            let key = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+            match ports.get(&key).and_then(Value::as_array).filter(|v| !v.is_empty()) {
+                Some(bs) => {
+                    for b in bs {
+                        println!(
+                            "{}:{}",
+                            b["HostIp"].as_str().unwrap_or(""),
+                            b["HostPort"].as_str().unwrap_or("")
+                        );
+                    }
+                    Ok(0)
+                }
+                None => {
+                    let name = doc["Name"].as_str().unwrap_or("").trim_start_matches('/');
+                    eprintln!("Error: No public port '{key}' published for {name}");
+                    Err(Exit(1).into())
+                }
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct TopArgs {
     pub container: String,
     /// ps options

@@ -171,8 +171,30 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<u8> {
     let rows = vec![
         json!({"Type": "Images", "TotalCount": d.images.len().to_string(), "Active": active.to_string(),
                "Size": human_size(total), "Reclaimable": format!("{} ({}%)", human_size(unused_layers + if active == 0 { total - unused_layers } else { 0 }), pct(if active == 0 { total } else { unused_layers }, total))}),
-        json!({"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
-        json!({"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+        {
+            // docker: a container's size is its writable layer; drayd adds its logs.
+            let size: i64 = d.containers.iter().map(|c| c.size_rw + c.log_size).sum();
+            let running = d
+                .containers
+                .iter()
+                .filter(|c| c.state == "running" || c.state == "paused")
+                .count();
+            let idle: i64 = d
+                .containers
+                .iter()
+                .filter(|c| c.state != "running" && c.state != "paused")
+                .map(|c| c.size_rw + c.log_size)
+                .sum();
+            json!({"Type": "Containers", "TotalCount": d.containers.len().to_string(), "Active": running.to_string(),
+                   "Size": human_size(size), "Reclaimable": format!("{} ({}%)", human_size(idle), pct(idle, size))})
+        },
+        {
+            let size: i64 = d.volumes.iter().map(|v| v.size).sum();
+            let active = d.volumes.iter().filter(|v| v.links > 0).count();
+            let idle: i64 = d.volumes.iter().filter(|v| v.links == 0).map(|v| v.size).sum();
+            json!({"Type": "Local Volumes", "TotalCount": d.volumes.len().to_string(), "Active": active.to_string(),
+                   "Size": human_size(size), "Reclaimable": format!("{} ({}%)", human_size(idle), pct(idle, size))})
+        },
         json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
         json!({"Type": "Content store (compressed layers)", "TotalCount": "", "Active": "",
                "Size": human_size(d.content_size), "Reclaimable": human_size(d.content_reclaimable)}),

@@ -574,6 +574,21 @@ impl ContainersService for ContainersApi {
         Ok(Response::new(pb::UpdateContainerResponse { warnings: vec![] }))
     }
 
+    async fn diff(&self, req: Request<pb::DiffRequest>) -> Result<Response<pb::DiffResponse>, Status> {
+        let changes = self
+            .containers
+            .diff(&req.into_inner().id)
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|(k, p)| pb::Change {
+                kind: k.to_string(),
+                path: p,
+            })
+            .collect();
+        Ok(Response::new(pb::DiffResponse { changes }))
+    }
+
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
         let r = req.into_inner();
         let pids = self.containers.pids(&r.id).await.map_err(status)?;

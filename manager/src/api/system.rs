@@ -12,6 +12,7 @@ use crate::images::Store;
 /// The system service.
 pub struct SystemApi {
     pub store: Arc<Store>,
+    pub containers: Arc<crate::containers::Containers>,
     /// A random ID made when the data root was first used (docker's `ID`).
     pub daemon_id: String,
 }
@@ -78,6 +79,7 @@ impl System for SystemApi {
     async fn info(&self, _req: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
         let store = self.store.clone();
         let images = blocking(move || store.meta.images()).await?.len() as i64;
+        let all = self.containers.list();
         let (kernel, name) = uname();
         let cfg = &self.store.config;
         let mut driver_status = std::collections::HashMap::new();
@@ -101,10 +103,13 @@ impl System for SystemApi {
                 .unwrap_or(1),
             mem_total: mem_total(),
             images,
-            containers: 0,
-            containers_running: 0,
-            containers_paused: 0,
-            containers_stopped: 0,
+            containers: all.len() as i64,
+            containers_running: all.iter().filter(|r| r.state.status.as_str() == "running").count() as i64,
+            containers_paused: all.iter().filter(|r| r.state.status.as_str() == "paused").count() as i64,
+            containers_stopped: all
+                .iter()
+                .filter(|r| !matches!(r.state.status.as_str(), "running" | "paused"))
+                .count() as i64,
             insecure_registries: {
                 let mut v = self.store.registries.insecure_hosts();
                 v.push("127.0.0.0/8".into());
@@ -118,7 +123,42 @@ impl System for SystemApi {
 
     async fn disk_usage(&self, _req: Request<pb::DiskUsageRequest>) -> Result<Response<pb::DiskUsageResponse>, Status> {
         let store = self.store.clone();
+        let ctrs = self.containers.clone();
         let resp = blocking(move || {
+            let records = ctrs.list();
+            let containers: Vec<pb::ContainerUsage> = records
+                .iter()
+                .map(|r| {
+                    let log = ctrs
+                        .log_file(&r.id)
+                        .map(|p| {
+                            crate::logs::files(&p, 100)
+                                .iter()
+                                .filter_map(|f| std::fs::metadata(f).ok())
+                                .map(|m| m.len() as i64)
+                                .sum()
+                        })
+                        .unwrap_or(0);
+                    pb::ContainerUsage {
+                        id: r.id.clone(),
+                        name: r.name.clone(),
+                        image: r.image.clone(),
+                        state: r.state.status.as_str().into(),
+                        size_rw: ctrs.size_rw(r),
+                        log_size: log,
+                    }
+                })
+                .collect();
+            let volumes: Vec<pb::VolumeUsage> = ctrs
+                .volumes
+                .list()?
+                .into_iter()
+                .map(|v| pb::VolumeUsage {
+                    links: ctrs.volume_users(&v.name).len() as i64,
+                    size: ctrs.volumes.size(&v.name),
+                    name: v.name,
+                })
+                .collect();
             let images = store.list()?;
             let snaps = store.snapshots.list()?;
             let mut users: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
@@ -151,7 +191,12 @@ impl System for SystemApi {
                 .collect();
             let (_, dead_blobs) = crate::gc::unreferenced(&store)?;
             let content_size: u64 = store.content.list()?.iter().map(|(_, s)| s).sum();
+            for s in out_images.iter_mut() {
+                s.containers = records.iter().filter(|r| r.image_id == s.id).count() as i64;
+            }
             Ok(pb::DiskUsageResponse {
+                containers,
+                volumes,
                 images: out_images,
                 layers_size: layers.iter().map(|l| l.size).sum(),
                 layers,
@@ -170,8 +215,10 @@ impl System for SystemApi {
             let mut untagged = Vec::new();
             let mut deleted = Vec::new();
             for img in store.list()? {
-                // Dangling images always go; with `all`, every image (no container uses one yet).
-                if img.tags.is_empty() || req.all {
+                // Dangling images go, with `all` every unused one; an image a container was
+                // made from stays (docker's image prune).
+                let used = !store.meta.containers_of_image(&img.record.id.to_string())?.is_empty();
+                if !used && (img.tags.is_empty() || req.all) {
                     if req.dry_run {
                         deleted.push(img.record.id.to_string());
                         continue;

@@ -1660,6 +1660,45 @@ impl Containers {
         Ok(())
     }
 
+    /// `diff`: what changed in the container's file system (docker's A/C/D list), without
+    /// the mount points the runtime made for drayd's own mounts (docker's init layer).
+    pub async fn diff(&self, key: &str) -> Result<Vec<(char, String)>> {
+        let rec = self.find(key)?.record();
+        let store = self.store.clone();
+        let all = tokio::task::spawn_blocking(move || store.snapshots.changes(&rec.snapshot_key))
+            .await
+            .map_err(|e| Error::io("diff", std::io::Error::other(e.to_string())))??;
+        const INIT: &[&str] = &[
+            "/etc/hosts",
+            "/etc/hostname",
+            "/etc/resolv.conf",
+            "/dev",
+            "/proc",
+            "/sys",
+            "/dev/shm",
+            "/dev/pts",
+            "/dev/mqueue",
+            "/.dockerenv",
+            "/dray-init",
+        ];
+        let kept: Vec<(char, String)> = all
+            .iter()
+            .filter(|(k, p)| !(*k == 'A' && (INIT.contains(&p.as_str()) || p.starts_with("/dev/"))))
+            .cloned()
+            .collect();
+        // A changed directory stays listed only when something under it is.
+        let out = kept
+            .iter()
+            .filter(|(k, p)| {
+                *k != 'C'
+                    || !all.iter().any(|(_, q)| q.starts_with(&format!("{p}/")))
+                    || kept.iter().any(|(_, q)| q.starts_with(&format!("{p}/")))
+            })
+            .cloned()
+            .collect();
+        Ok(out)
+    }
+
     /// One resource sample of a running container (`stats`).
     pub async fn stats(&self, key: &str) -> Result<stats::Sample> {
         let c = self.find(key)?;

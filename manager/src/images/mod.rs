@@ -192,6 +192,34 @@ impl Store {
         Err(Error::NotFound(format!("No such image: {}", familiar_full(&key))))
     }
 
+    /// docker's ImageDelete refuses to delete an image that containers use: a running one
+    /// always (its image "cannot be forced" away by ID), a stopped one unless forced.
+    fn check_not_in_use(&self, img: &Image, name: Option<&str>, force: bool) -> Result<()> {
+        let users = self.meta.containers_of_image(&img.record.id.to_string())?;
+        let short = img.record.id.short();
+        if let Some((cid, _)) = users.iter().find(|(_, running)| *running) {
+            if name.is_none() || !force {
+                return Err(Error::Conflict(format!(
+                    "conflict: unable to delete {short} (cannot be forced) - image is being used by running container {}",
+                    &cid[..12.min(cid.len())]
+                )));
+            }
+        }
+        if let (Some((cid, _)), false) = (users.first(), force) {
+            return Err(Error::Conflict(match name {
+                Some(n) => format!(
+                    "conflict: unable to remove repository reference \"{n}\" (must force) - container {} is using its referenced image {short}",
+                    &cid[..12.min(cid.len())]
+                ),
+                None => format!(
+                    "conflict: unable to delete {short} (must be forced) - image is being used by stopped container {}",
+                    &cid[..12.min(cid.len())]
+                ),
+            }));
+        }
+        Ok(())
+    }
+
     /// `tag SOURCE TARGET`: points TARGET (a name with tag) at SOURCE's image.
     pub fn tag(&self, source: &str, target: &str) -> Result<String> {
         let img = self.resolve(source)?;
@@ -240,11 +268,14 @@ impl Store {
                 if was_tag && !img.tags.iter().any(|t| *t != name && repo_of(t) == repo) {
                     gone.extend(img.digests.iter().filter(|d| repo_of(d) == repo).cloned());
                 }
+                let left = img.tags.iter().chain(img.digests.iter()).any(|n| !gone.contains(n));
+                if !left {
+                    self.check_not_in_use(&img, Some(s), force)?;
+                }
                 for n in &gone {
                     self.meta.remove_name(n)?;
                     untagged.push(familiar_full(n));
                 }
-                let left = img.tags.iter().chain(img.digests.iter()).any(|n| !gone.contains(n));
                 if left {
                     return Ok((untagged, Vec::new()));
                 }
@@ -256,6 +287,7 @@ impl Store {
                 )));
             }
             None => {
+                self.check_not_in_use(&img, None, force)?;
                 for n in img.tags.iter().chain(img.digests.iter()) {
                     self.meta.remove_name(n)?;
                     untagged.push(familiar_full(n));

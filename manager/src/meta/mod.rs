@@ -505,6 +505,19 @@ impl Meta {
         Ok(())
     }
 
+    /// The containers made from image `image_id`, with whether each is running or paused.
+    pub fn containers_of_image(&self, image_id: &str) -> Result<Vec<(String, bool)>> {
+        let conn = self.lock();
+        let mut st = conn.prepare(
+            "SELECT id, json_extract(record, '$.state.status') IN ('running', 'paused', 'restarting')
+             FROM containers WHERE json_extract(record, '$.image_id') = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![image_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// Every container record (JSON).
     pub fn containers(&self) -> Result<Vec<String>> {
         let conn = self.lock();

@@ -276,6 +276,61 @@ impl Snapshotter {
         Ok(None)
     }
 
+    /// docker's `diff` of active snapshot `key` against its parents (overlay only): every
+    /// path of the writable layer as ('A'dded, 'C'hanged or 'D'eleted), sorted.
+    pub fn changes(&self, key: &str) -> Result<Vec<(char, String)>> {
+        use crate::unpack::sys;
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if self.kind != SnapshotterKind::Overlay {
+            return Err(Error::Unsupported(
+                "diff needs the overlay snapshotter (the native one keeps full copies)".into(),
+            ));
+        }
+        let chain = self.chain(key)?;
+        let upper = self.fs_dir(&chain[0]);
+        let lowers: Vec<fs::File> = chain[1..]
+            .iter()
+            .map(|r| fs::File::open(self.fs_dir(r)).ctx(|| "opening a layer".to_string()))
+            .collect::<Result<_>>()?;
+        let in_lower = |rel: &str| -> bool {
+            let Ok(c) = sys::cstr(std::ffi::OsStr::new(rel)) else {
+                return false;
+            };
+            lowers
+                .iter()
+                .any(|l| sys::open_beneath(l.as_fd(), &c, libc::O_PATH).is_ok())
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![String::new()];
+        while let Some(dir) = stack.pop() {
+            let abs = if dir.is_empty() {
+                upper.clone()
+            } else {
+                upper.join(&dir)
+            };
+            let rd = fs::read_dir(&abs).ctx(|| format!("listing {}", abs.display()))?;
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rel = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+                let m = e.path().symlink_metadata().ctx(|| format!("stat {rel}"))?;
+                let kind = if m.file_type().is_char_device() && m.rdev() == 0 {
+                    'D'
+                } else if in_lower(&rel) {
+                    'C'
+                } else {
+                    'A'
+                };
+                if m.is_dir() {
+                    stack.push(rel.clone());
+                }
+                out.push((kind, format!("/{rel}")));
+            }
+        }
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+
     /// Creates directory `rel` (mode 0755, owned by root) in the writable top of active
     /// snapshot `key` unless some layer has the path already (docker creates a missing
     /// WorkingDir).
