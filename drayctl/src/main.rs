@@ -86,6 +86,10 @@ enum Cmd {
     Diff(commands::containers::DiffArgs),
     /// List port mappings or a specific mapping for the container
     Port(commands::containers::PortArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(commands::containers::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(commands::containers::CommitArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -194,6 +198,10 @@ enum ContainerCmd {
     Diff(commands::containers::DiffArgs),
     /// List port mappings or a specific mapping for the container
     Port(commands::containers::PortArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(commands::containers::ExportArgs),
+    /// Create a new image from a container's changes
+    Commit(commands::containers::CommitArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -322,6 +330,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => containers::events(&c, a).await,
         Cmd::Diff(a) | Cmd::Container(ContainerCmd::Diff(a)) => containers::diff(&c, a).await,
         Cmd::Port(a) | Cmd::Container(ContainerCmd::Port(a)) => containers::port(&c, a).await,
+        Cmd::Export(a) | Cmd::Container(ContainerCmd::Export(a)) => containers::export(&c, a).await,
+        Cmd::Commit(a) | Cmd::Container(ContainerCmd::Commit(a)) => containers::commit(&c, a).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,

@@ -22,6 +22,11 @@ pub struct Header {
     pub mtime: i64,
     pub kind: Kind,
     pub link: String,
+    /// Device numbers (Char, Block).
+    pub devmajor: u32,
+    pub devminor: u32,
+    /// Extended attributes (PAX `SCHILY.xattr.NAME`).
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// Entry types the writer emits.
@@ -30,6 +35,11 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// A hard link to the earlier entry named `link`.
+    Hardlink,
+    Char,
+    Block,
+    Fifo,
 }
 
 impl Header {
@@ -44,6 +54,9 @@ impl Header {
             mtime: 0,
             kind: Kind::File,
             link: String::new(),
+            devmajor: 0,
+            devminor: 0,
+            xattrs: Vec::new(),
         }
     }
 
@@ -60,6 +73,9 @@ impl Header {
             mtime: 0,
             kind: Kind::Dir,
             link: String::new(),
+            devmajor: 0,
+            devminor: 0,
+            xattrs: Vec::new(),
         }
     }
 }
@@ -75,17 +91,24 @@ fn octal(field: &mut [u8], v: u64) -> bool {
 }
 
 fn pax_record(key: &str, value: &str) -> Vec<u8> {
-    // "LEN key=value\n" where LEN counts itself.
-    let body = format!(" {key}={value}\n");
-    let mut len = body.len() + 1;
+    pax_record_bytes(key, value.as_bytes())
+}
+
+/// "LEN key=value\n" where LEN counts itself; the value may hold any bytes.
+fn pax_record_bytes(key: &str, value: &[u8]) -> Vec<u8> {
+    let body_len = 1 + key.len() + 1 + value.len() + 1;
+    let mut len = body_len + 1;
     loop {
-        let l = len.to_string().len() + body.len();
+        let l = len.to_string().len() + body_len;
         if l == len {
             break;
         }
         len = l;
     }
-    format!("{len}{body}").into_bytes()
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
 }
 
 impl<W: Write> TarWriter<W> {
@@ -107,6 +130,10 @@ impl<W: Write> TarWriter<W> {
         b[157..157 + lb.len().min(100)].copy_from_slice(&lb[..lb.len().min(100)]);
         b[257..263].copy_from_slice(b"ustar\0");
         b[263..265].copy_from_slice(b"00");
+        if matches!(h.kind, Kind::Char | Kind::Block) {
+            octal(&mut b[329..337], u64::from(h.devmajor));
+            octal(&mut b[337..345], u64::from(h.devminor));
+        }
         b[148..156].copy_from_slice(b"        ");
         let sum: u64 = b.iter().map(|&c| c as u64).sum();
         octal(&mut b[148..155], sum);
@@ -135,6 +162,9 @@ impl<W: Write> TarWriter<W> {
         if h.gid > 0o7777777 {
             pax.extend(pax_record("gid", &h.gid.to_string()));
         }
+        for (k, v) in &h.xattrs {
+            pax.extend(pax_record_bytes(&format!("SCHILY.xattr.{k}"), v));
+        }
         if !pax.is_empty() {
             let ph = Header::file("PaxHeader", pax.len() as u64);
             self.raw_header(&ph, "PaxHeader", "", b'x', pax.len() as u64)?;
@@ -143,8 +173,12 @@ impl<W: Write> TarWriter<W> {
         }
         let typeflag = match h.kind {
             Kind::File => b'0',
-            Kind::Dir => b'5',
+            Kind::Hardlink => b'1',
             Kind::Symlink => b'2',
+            Kind::Char => b'3',
+            Kind::Block => b'4',
+            Kind::Dir => b'5',
+            Kind::Fifo => b'6',
         };
         let size = if h.kind == Kind::File { h.size } else { 0 };
         self.raw_header(h, &h.name, &h.link, typeflag, size)
@@ -176,6 +210,25 @@ impl<W: Write> TarWriter<W> {
             ));
         }
         self.pad(size)
+    }
+
+    /// An entry with its content (`size` bytes from `r` for a regular file; nothing else).
+    pub fn entry(&mut self, h: &Header, r: impl Read) -> io::Result<()> {
+        self.header(h)?;
+        if h.kind != Kind::File {
+            return Ok(());
+        }
+        let n = io::copy(&mut r.take(h.size), &mut self.out)?;
+        if n != h.size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{}: {n} of {} bytes (the file shrank while it was read)",
+                    h.name, h.size
+                ),
+            ));
+        }
+        self.pad(h.size)
     }
 
     /// A directory entry.

@@ -1103,3 +1103,71 @@ fn diff_port_disk_usage_and_images_in_use() {
     d.ok(&["rm", "ch"]);
     d.ok(&["rmi", "busybox"]);
 }
+
+#[test]
+fn commit_and_export_keep_what_the_container_changed() {
+    let d = daemon();
+    d.ok(&[
+        "run",
+        "--name",
+        "cm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo new > /tmp/new; busybox rm /bin/ls; mkdir -p /data/d; echo f > /data/d/f; busybox ln /tmp/new /tmp/hard; busybox mknod /tmp/fifo p",
+    ]);
+    let id = d
+        .ok(&[
+            "commit",
+            "-c",
+            "CMD [\"cat\", \"/tmp/new\"]",
+            "-m",
+            "my commit",
+            "-a",
+            "me",
+            "cm",
+            "committed:v1",
+        ])
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    // The new image: the change applied, the deletion kept (a whiteout), links and fifos kept.
+    assert_eq!(d.ok(&["run", "--rm", "committed:v1"]), "new\n");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "committed:v1",
+        "sh",
+        "-c",
+        "ls /bin/ls 2>/dev/null || echo gone; cat /data/d/f; stat -c '%h %F' /tmp/hard /tmp/fifo",
+    ]);
+    assert_eq!(o, "gone\nf\n2 regular file\n1 fifo\n");
+    let h = d.ok(&["history", "--no-trunc", "committed:v1"]);
+    assert!(h.lines().nth(1).unwrap().contains("my commit"), "{h}");
+    let doc: serde_json::Value = serde_json::from_str(&d.ok(&["image", "inspect", "committed:v1"])).unwrap();
+    assert_eq!(doc[0]["Author"], "me");
+    assert_eq!(doc[0]["RootFS"]["Layers"].as_array().unwrap().len(), 4);
+    // export: the whole file system as a tar that tar(1) reads.
+    let tar = d.dir.path().join("exp.tar");
+    d.ok(&["export", "-o", tar.to_str().unwrap(), "cm"]);
+    let list = Command::new("tar").arg("-tvf").arg(&tar).output().unwrap();
+    let list = stdout(&list);
+    assert!(
+        list.contains("bin/busybox") && list.contains("data/d/f") && !list.contains("bin/ls\n"),
+        "{list}"
+    );
+    assert!(
+        list.lines().any(|l| l.starts_with('h') && l.contains("link to")),
+        "{list}"
+    );
+    // A running container is paused while it is committed, then runs on.
+    let live = d
+        .ok(&["run", "-d", "busybox", "busybox", "sleep", "100"])
+        .trim()
+        .to_string();
+    d.ok(&["commit", &live]);
+    assert_eq!(inspect(&d, &live, "{{.State.Status}}"), "running");
+    d.ok(&["rm", "-f", &live, "cm"]);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("view-") && !mounts.contains("copyup-"), "{mounts}");
+}

@@ -34,8 +34,15 @@ pub async fn save(c: &Client, a: SaveArgs) -> Result<u8> {
         references: a.images,
         format: a.format,
     };
-    let mut stream = c.images().save(req).await.map_err(DaemonError::from)?.into_inner();
-    let tmp = a.output.as_ref().map(|o| format!("{o}.drayctl-tmp"));
+    let stream = c.images().save(req).await.map_err(DaemonError::from)?.into_inner();
+    write_chunks(stream, a.output.as_deref()).await?;
+    Ok(0)
+}
+
+/// Writes a stream of chunks to `output` (through a temporary file renamed at the end, so
+/// that a failure leaves no partial file) or to stdout (`save`, `export`).
+pub async fn write_chunks(mut stream: tonic::Streaming<pb::Chunk>, output: Option<&str>) -> Result<()> {
+    let tmp = output.map(|o| format!("{o}.drayctl-tmp"));
     let mut out: Box<dyn Write> = match &tmp {
         Some(t) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(t).with_context(|| format!("creating {t}"))?,
@@ -51,7 +58,7 @@ pub async fn save(c: &Client, a: SaveArgs) -> Result<u8> {
     }
     .await;
     drop(out);
-    match (result, &tmp, &a.output) {
+    match (result, &tmp, output) {
         (Ok(()), Some(t), Some(o)) => std::fs::rename(t, o).with_context(|| format!("writing {o}"))?,
         (Ok(()), _, _) => {}
         (Err(e), t, _) => {
@@ -61,7 +68,7 @@ pub async fn save(c: &Client, a: SaveArgs) -> Result<u8> {
             return Err(e);
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// Streams a file (or stdin) to drayd in chunks, from a thread (reads block).

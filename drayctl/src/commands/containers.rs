@@ -1799,6 +1799,66 @@ pub async fn port(c: &Client, a: PortArgs) -> Result<u8> {
 }
 
 #[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<String>,
+    pub container: String,
+}
+
+/// `export`: the container's file system as a tar (to a file, or to a redirected stdout).
+pub async fn export(c: &Client, a: ExportArgs) -> Result<u8> {
+    if a.output.is_none() && std::io::stdout().is_terminal() {
+        bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
+    let s = c
+        .containers()
+        .export(pb::ExportRequest { id: a.container })
+        .await
+        .map_err(DaemonError::from)?
+        .into_inner();
+    super::archive::write_chunks(s, a.output.as_deref()).await?;
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pause: bool,
+    pub container: String,
+    /// REPOSITORY[:TAG]
+    pub repository: Option<String>,
+}
+
+pub async fn commit(c: &Client, a: CommitArgs) -> Result<u8> {
+    let r = c
+        .containers()
+        .commit(pb::CommitRequest {
+            id: a.container,
+            reference: a.repository.unwrap_or_default(),
+            changes: a.change,
+            message: a.message.unwrap_or_default(),
+            author: a.author.unwrap_or_default(),
+            pause: a.pause,
+        })
+        .await
+        .map_err(DaemonError::from)?
+        .into_inner();
+    println!("{}", r.id);
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
 pub struct TopArgs {
     pub container: String,
     /// ps options

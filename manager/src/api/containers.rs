@@ -589,6 +589,26 @@ impl ContainersService for ContainersApi {
         Ok(Response::new(pb::DiffResponse { changes }))
     }
 
+    type ExportStream = BoxStream<pb::Chunk>;
+
+    async fn export(&self, req: Request<pb::ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
+        let id = self.containers.get(&req.into_inner().id).map_err(status)?.id;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let me = self.containers.clone();
+        let writer = tokio::spawn(async move { me.export(&id, super::stream::ChannelWriter::new(tx)).await });
+        Ok(Response::new(super::stream::chunk_stream(rx, writer)))
+    }
+
+    async fn commit(&self, req: Request<pb::CommitRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+        let r = req.into_inner();
+        let id = self
+            .containers
+            .commit(&r.id, r.reference, r.changes, r.message, r.author, r.pause)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CommitResponse { id: id.to_string() }))
+    }
+
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
         let r = req.into_inner();
         let pids = self.containers.pids(&r.id).await.map_err(status)?;

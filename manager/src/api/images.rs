@@ -252,26 +252,10 @@ impl Images for ImagesApi {
             let (store, refs) = (self.store.clone(), req.references.clone());
             blocking(move || refs.iter().try_for_each(|r| store.resolve(r).map(drop))).await?;
         }
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
-        let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<pb::Chunk, Status>>(8);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
         let store = self.store.clone();
         let writer = tokio::task::spawn_blocking(move || save(&store, &req.references, format, ChannelWriter::new(tx)));
-        tokio::spawn(async move {
-            while let Some(data) = rx.recv().await {
-                if out_tx.send(Ok(pb::Chunk { data })).await.is_err() {
-                    return;
-                }
-            }
-            let end = match writer.await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => status(e),
-                Err(e) => Status::internal(format!("save failed: {e}")),
-            };
-            let _ = out_tx.send(Err(end)).await;
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
-            out_rx,
-        ))))
+        Ok(Response::new(super::stream::chunk_stream(rx, writer)))
     }
 
     async fn load(
@@ -300,6 +284,7 @@ impl Images for ImagesApi {
             message: first.message.clone(),
             platform: first.platform.clone(),
             source: "-".into(),
+            ..ImportOptions::default()
         };
         let reader = forward(input, first.data, |m: pb::ImportRequest| m.data);
         let (rep, mut rx) = Reporter::new(256);

@@ -88,3 +88,26 @@ impl Write for ChannelWriter {
         self.send()
     }
 }
+
+/// The item stream of a byte-producing task (`save`, `export`): the chunks the task writes
+/// through a [`ChannelWriter`], then its error, if any, as the stream's last item.
+pub fn chunk_stream(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    task: tokio::task::JoinHandle<crate::Result<()>>,
+) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<dray_proto::v1::Chunk, tonic::Status>> + Send>> {
+    let (out_tx, out_rx) = mpsc::channel::<Result<dray_proto::v1::Chunk, tonic::Status>>(8);
+    tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if out_tx.send(Ok(dray_proto::v1::Chunk { data })).await.is_err() {
+                return;
+            }
+        }
+        let end = match task.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => super::status(e),
+            Err(e) => tonic::Status::internal(format!("task failed: {e}")),
+        };
+        let _ = out_tx.send(Err(end)).await;
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+}

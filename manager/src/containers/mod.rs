@@ -1660,6 +1660,157 @@ impl Containers {
         Ok(())
     }
 
+    /// Runs `f` on a read-only view of the container's whole file system: for overlay, a
+    /// private overlay mount whose lowest layers are the image's and whose top is the
+    /// container's writable layer (read as a lower layer, so nothing is written).
+    fn with_view<T>(&self, rec: &Record, f: impl FnOnce(&std::fs::File) -> Result<T>) -> Result<T> {
+        let ms = self.store.snapshots.mounts(&rec.snapshot_key)?;
+        let m = ms
+            .first()
+            .ok_or_else(|| Error::BadContent("the container has no root file system".into()))?;
+        if m.kind != "overlay" {
+            let root = std::fs::File::open(&m.source).ctx(|| format!("opening {}", m.source))?;
+            return f(&root);
+        }
+        let opt = |k: &str| {
+            m.options
+                .iter()
+                .find_map(|o| o.strip_prefix(k))
+                .unwrap_or("")
+                .to_string()
+        };
+        let (upper, lower) = (opt("upperdir="), opt("lowerdir="));
+        let data = if upper.is_empty() {
+            format!("lowerdir={lower}")
+        } else {
+            format!("lowerdir={upper}:{lower}")
+        };
+        let mnt = self.run_dir.join(format!("view-{}", random_hex(8)?));
+        std::fs::create_dir_all(&mnt).ctx(|| format!("creating {}", mnt.display()))?;
+        let mounted = nix::mount::mount(
+            Some("overlay"),
+            &mnt,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_RDONLY,
+            Some(data.as_str()),
+        );
+        if let Err(e) = mounted {
+            let _ = std::fs::remove_dir(&mnt);
+            return Err(Error::io("mounting the container's file system", e.into()));
+        }
+        let res = std::fs::File::open(&mnt)
+            .ctx(|| format!("opening {}", mnt.display()))
+            .and_then(|root| f(&root));
+        let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&mnt);
+        res
+    }
+
+    /// `export`: the container's file system as a tar, written to `out`.
+    pub async fn export<W: std::io::Write + Send + 'static>(self: &Arc<Self>, key: &str, out: W) -> Result<()> {
+        let rec = self.find(key)?.record();
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            me.with_view(&rec, |root| {
+                crate::unpack::pack::write_tree(root, crate::unpack::pack::Mode::Tree, out)
+                    .map(drop)
+                    .map_err(|e| Error::io("writing the export", e))
+            })
+        })
+        .await
+        .map_err(|e| Error::io("export", std::io::Error::other(e.to_string())))?
+    }
+
+    /// `commit`: the container's changes (its overlay upper directory, whiteouts as `.wh.`
+    /// files) become one more layer on its image; the new image's config is the container's
+    /// with `changes` applied. A running container is paused meanwhile unless `pause` is off.
+    pub async fn commit(
+        self: &Arc<Self>,
+        key: &str,
+        reference: String,
+        changes: Vec<String>,
+        message: String,
+        author: String,
+        pause: bool,
+    ) -> Result<crate::digest::Digest> {
+        let c = self.find(key)?;
+        let rec = c.record();
+        if self.store.snapshots.kind() != crate::config::SnapshotterKind::Overlay {
+            return Err(Error::Unsupported("commit needs the overlay snapshotter".into()));
+        }
+        let paused = pause && rec.state.status == Status::Running;
+        if paused {
+            self.pause(&c.id, true).await?;
+        }
+        let result = self.commit_inner(&rec, reference, changes, message, author).await;
+        if paused {
+            if let Err(e) = self.pause(&c.id, false).await {
+                tracing::warn!(id = %c.id, "unpausing after commit: {e}");
+            }
+        }
+        let id = result?;
+        self.event(&rec, "commit", &[]);
+        Ok(id)
+    }
+
+    async fn commit_inner(
+        self: &Arc<Self>,
+        rec: &Record,
+        reference: String,
+        changes: Vec<String>,
+        message: String,
+        author: String,
+    ) -> Result<crate::digest::Digest> {
+        let snap = self.store.snapshots.stat(&rec.snapshot_key)?;
+        let upper =
+            std::fs::File::open(self.store.snapshots.fs_dir(&snap)).ctx(|| "opening the writable layer".to_string())?;
+        let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
+        let walker = tokio::task::spawn_blocking(move || {
+            crate::unpack::pack::write_tree(&upper, crate::unpack::pack::Mode::OverlayUpper, writer).map(drop)
+        });
+        let r = &rec.resolved;
+        let run = crate::images::types::RunConfig {
+            user: r.user.clone(),
+            exposed_ports: (!r.exposed_ports.is_empty()).then(|| {
+                r.exposed_ports
+                    .iter()
+                    .map(|p| (p.clone(), serde_json::json!({})))
+                    .collect()
+            }),
+            env: Some(r.env.clone()),
+            entrypoint: (!r.entrypoint.is_empty()).then(|| r.entrypoint.clone()),
+            cmd: Some(r.cmd.clone()),
+            volumes: (!r.volumes.is_empty())
+                .then(|| r.volumes.iter().map(|v| (v.clone(), serde_json::json!({}))).collect()),
+            working_dir: r.working_dir.clone(),
+            labels: (!r.labels.is_empty()).then(|| r.labels.clone()),
+            stop_signal: if r.stop_signal == "SIGTERM" {
+                String::new()
+            } else {
+                r.stop_signal.clone()
+            },
+        };
+        let opts = crate::images::import::ImportOptions {
+            reference,
+            changes,
+            message,
+            base: Some(rec.image_id.parse()?),
+            run: Some(run),
+            created_by: rec.command(),
+            author,
+            ..Default::default()
+        };
+        let (rep, mut rx) = crate::images::pull::Reporter::new(64);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let imported = crate::images::import::import(self.store.clone(), reader, opts, rep).await;
+        let walked = walker
+            .await
+            .map_err(|e| Error::io("commit", std::io::Error::other(e.to_string())))?;
+        let id = imported?;
+        walked.map_err(|e| Error::io("reading the container's changes", e))?;
+        Ok(id)
+    }
+
     /// `diff`: what changed in the container's file system (docker's A/C/D list), without
     /// the mount points the runtime made for drayd's own mounts (docker's init layer).
     pub async fn diff(&self, key: &str) -> Result<Vec<(char, String)>> {

@@ -26,6 +26,12 @@ pub struct ImportOptions {
     pub platform: String,
     /// Where the tarball came from, for the history comment ("-" for stdin).
     pub source: String,
+    /// `commit`: the image the layer goes on top of, and the run config of the new image
+    /// (the container's, before `changes`); the history entry's `created_by`; the author.
+    pub base: Option<Digest>,
+    pub run: Option<RunConfig>,
+    pub created_by: String,
+    pub author: String,
 }
 
 struct Hashing<W> {
@@ -62,8 +68,21 @@ pub async fn import(
             "import: the image name cannot have a digest".into(),
         ));
     }
-    let mut run = RunConfig::default();
+    let mut run = opts.run.clone().unwrap_or_default();
     apply_changes(&opts.changes, &mut run)?;
+    // commit: the base image's layers and config come first.
+    let base = match &opts.base {
+        Some(id) => {
+            let rec = store
+                .meta
+                .image(id)?
+                .ok_or_else(|| Error::NotFound(format!("No such image: {id}")))?;
+            let raw: serde_json::Value = serde_json::from_slice(&store.content.read(id)?)
+                .map_err(|e| Error::BadContent(format!("image config {id}: {e}")))?;
+            Some((rec, raw))
+        }
+        None => None,
+    };
     let lease = Lease::new(&store)?;
     let s2 = store.clone();
     // Recompress into a scratch file while hashing both streams.
@@ -114,15 +133,24 @@ pub async fn import(
         annotations: None,
         urls: None,
     };
-    let (sizes, _) = pull::stack_layers(
-        &store,
-        std::slice::from_ref(&layer),
-        std::slice::from_ref(&diff_id),
-        None,
-        &rep,
-        &lease,
-    )
-    .await?;
+    let mut descriptors: Vec<Descriptor> = Vec::new();
+    let mut diff_ids: Vec<Digest> = Vec::new();
+    if let Some((rec, _)) = &base {
+        for l in &rec.layers {
+            descriptors.push(Descriptor {
+                media_type: l.media_type.clone(),
+                digest: l.blob_digest.clone(),
+                size: l.blob_size,
+                platform: None,
+                annotations: None,
+                urls: None,
+            });
+            diff_ids.push(l.diff_id.clone());
+        }
+    }
+    descriptors.push(layer.clone());
+    diff_ids.push(diff_id.clone());
+    let (sizes, _) = pull::stack_layers(&store, &descriptors, &diff_ids, None, &rep, &lease).await?;
 
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let mut comment = format!(
@@ -132,14 +160,39 @@ pub async fn import(
     if !opts.message.is_empty() {
         comment = opts.message.clone();
     }
-    let config = json!({
-        "created": created,
-        "architecture": platform.architecture,
-        "os": platform.os,
-        "config": run,
-        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
-        "history": [{"created": created, "comment": comment}],
-    });
+    let config = match &base {
+        // commit: the base config, its run config replaced, one more layer and history entry.
+        Some((_, raw)) => {
+            let mut c = raw.clone();
+            c["created"] = json!(created);
+            c["config"] = serde_json::to_value(&run).map_err(|e| Error::BadContent(e.to_string()))?;
+            c["rootfs"] =
+                json!({"type": "layers", "diff_ids": diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()});
+            if !opts.author.is_empty() {
+                c["author"] = json!(opts.author);
+            }
+            let mut entry = json!({"created": created, "created_by": opts.created_by});
+            if !opts.message.is_empty() {
+                entry["comment"] = json!(opts.message);
+            }
+            if !opts.author.is_empty() {
+                entry["author"] = json!(opts.author);
+            }
+            match c["history"].as_array_mut() {
+                Some(h) => h.push(entry),
+                None => c["history"] = json!([entry]),
+            }
+            c
+        }
+        None => json!({
+            "created": created,
+            "architecture": platform.architecture,
+            "os": platform.os,
+            "config": run,
+            "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+            "history": [{"created": created, "comment": comment}],
+        }),
+    };
     let cb = serde_json::to_vec(&config).map_err(|e| Error::BadContent(e.to_string()))?;
     let id = Digest::sha256_of(&cb);
     lease.add(ResourceKind::Blob, &id.to_string())?;
@@ -147,7 +200,7 @@ pub async fn import(
         "schemaVersion": 2,
         "mediaType": types::OCI_MANIFEST,
         "config": {"mediaType": types::OCI_CONFIG, "digest": id.to_string(), "size": cb.len()},
-        "layers": [layer],
+        "layers": descriptors,
     });
     let mb = serde_json::to_vec(&manifest).map_err(|e| Error::BadContent(e.to_string()))?;
     let md = Digest::sha256_of(&mb);
@@ -171,13 +224,17 @@ pub async fn import(
         created,
         stored_at: now_nanos(),
         size: sizes.iter().sum(),
-        layers: vec![LayerRecord {
-            diff_id: diff_id.clone(),
-            chain_id: chain_ids(std::slice::from_ref(&diff_id))[0].clone(),
-            blob_digest: blob,
-            blob_size: size as i64,
-            media_type: types::OCI_LAYER_GZIP.into(),
-        }],
+        layers: descriptors
+            .iter()
+            .zip(diff_ids.iter().zip(chain_ids(&diff_ids)))
+            .map(|(d, (diff_id, chain_id))| LayerRecord {
+                diff_id: diff_id.clone(),
+                chain_id,
+                blob_digest: d.digest.clone(),
+                blob_size: d.size,
+                media_type: d.media_type.clone(),
+            })
+            .collect(),
     };
     let names: Vec<ImageName> = reference
         .and_then(|r| r.tagged())

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod guard;
+pub mod pack;
 pub(crate) mod sys;
 
 use std::fs::File;
