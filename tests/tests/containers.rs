@@ -1171,3 +1171,40 @@ fn commit_and_export_keep_what_the_container_changed() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("view-") && !mounts.contains("copyup-"), "{mounts}");
 }
+
+#[test]
+fn a_killed_shim_leaves_an_exited_container_and_nothing_else() {
+    let d = daemon();
+    let id = d
+        .ok(&["run", "-d", "busybox", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let pid: i32 = inspect(&d, &id, "{{.State.Pid}}").parse().unwrap();
+    // The shim: the process whose working directory is the container's bundle.
+    let bundle = d.exec_root().join("tasks").join(&id);
+    let shim: i32 = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .find(|p| std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|c| c == bundle))
+        .expect("the container's shim");
+    // SAFETY: kill(2) on a process this test found.
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    assert!(
+        wait_until(Duration::from_secs(20), || inspect(&d, &id, "{{.State.Status}}")
+            == "exited"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(inspect(&d, &id, "{{.State.ExitCode}}"), "255");
+    // The container's process went with it, and so did its mounts, cgroup and bundle.
+    assert!(wait_until(Duration::from_secs(10), || !std::path::Path::new(&format!(
+        "/proc/{pid}"
+    ))
+    .exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.contains(") Z "))));
+    assert_clean(&d, &[]);
+    d.ok(&["rm", &id]);
+    assert_clean(&d, &[id]);
+}

@@ -1135,18 +1135,28 @@ impl Containers {
         *c.stdin.lock().await = None;
         let bundle = self.bundle(&c.id);
         let rec = c.record();
-        match shim {
-            Some(s) => {
-                if let Err(e) = s.delete(&c.id, "").await {
-                    tracing::debug!(id = %c.id, "task delete: {e}");
+        let deleted = match shim {
+            Some(s) => match s.delete(&c.id, "").await {
+                Ok(_) => {
+                    let _ = s.shutdown(&c.id).await;
+                    true
                 }
-                let _ = s.shutdown(&c.id).await;
-            }
-            None => {
-                let _ = self
-                    .launcher
-                    .delete(Path::new(&rec.resolved.shim), &c.id, &bundle)
-                    .await;
+                Err(e) => {
+                    tracing::debug!(id = %c.id, "task delete: {e}");
+                    false
+                }
+            },
+            None => false,
+        };
+        if !deleted {
+            // The shim is gone (killed, crashed): its `delete` action kills what is left of
+            // the container and removes the runtime's state, cgroup and rootfs mount.
+            if let Err(e) = self
+                .launcher
+                .delete(Path::new(&rec.resolved.shim), &c.id, &bundle)
+                .await
+            {
+                tracing::warn!(id = %c.id, "cleaning up after the shim: {e}");
             }
         }
         shims::release_shim_log(&bundle);
