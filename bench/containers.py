@@ -125,28 +125,35 @@ def main():
     store = os.path.join(work, "store")
     os.makedirs(store)
     sh(f"mount -t tmpfs -o size=4g tmpfs {store}")
+    engines = {}
     try:
-        run(store)
+        run(store, engines)
     finally:
+        # Also after a failure: no daemon of the bench outlives it.
+        for e in engines.values():
+            try:
+                e.stop()
+            except Exception:  # noqa: BLE001
+                pass
         subprocess.run(f"grep -o ' {store}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l", shell=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(store):
+def run(store, engines):
     # The image: busybox-static as a rootfs, imported by drayd and saved as a docker-archive.
     sh(f"{ROOT}/tests/fixtures/mkbundle.sh {store}/bundle {BIN}/dray >/dev/null")
     sh(f"tar -C {store}/bundle/rootfs -cf {store}/rootfs.tar .")
     d = DraydC("drayd", store)
+    engines["drayd"] = d
     d.fresh()
     sh(d.cli(f"import -c 'CMD [\"sh\"]' {store}/rootfs.tar busybox >/dev/null"))
     sh(d.cli(f"save -o {store}/busybox.tar busybox"))
-    engines = {"drayd": d}
     for name, cls, binary in (("docker", DockerdC, "dockerd"), ("podman", PodmanC, "podman"), ("ctr", CtrC, "containerd")):
         if shutil.which(binary):
             e = cls(name, store)
+            engines[name] = e
             e.fresh()
             sh(e.load(f"{store}/busybox.tar"))
-            engines[name] = e
     names = list(engines)
     res = {m: {n: [] for n in names} for m in ("run --rm true", "run -d", "rm -f", "20 × run -d")}
     mem = {}
