@@ -996,6 +996,8 @@ fn events_report_the_lifecycle() {
     d.ok(&["exec", "ev", "true"]);
     d.ok(&["stop", "-t", "0", "ev"]);
     d.ok(&["rm", "-v", "ev"]);
+    d.ok(&["tag", "busybox", "other:1"]);
+    d.ok(&["rmi", "other:1"]);
     std::thread::sleep(Duration::from_millis(300));
     let until = format!(
         "{:.3}",
@@ -1036,6 +1038,10 @@ fn events_report_the_lifecycle() {
         out.contains(" volume create ") && out.contains(" volume destroy "),
         "{out}"
     );
+    assert!(
+        out.contains(" image tag ") && out.contains("name=other:1") && out.contains(" image untag "),
+        "{out}"
+    );
     let die = out.lines().find(|l| l.contains(" die ")).unwrap();
     assert!(die.contains("exitCode=137"), "{die}");
     let _ = live.kill();
@@ -1064,6 +1070,17 @@ fn diff_port_disk_usage_and_images_in_use() {
         d.ok(&["diff", "ch"]),
         "C /bin\nD /bin/ls\nC /etc\nC /etc/passwd\nC /tmp\nA /tmp/new\n"
     );
+    // ps --filter before= / since=: by creation order.
+    d.ok(&["create", "--name", "later", "busybox", "true"]);
+    assert_eq!(
+        d.ok(&["ps", "-a", "--format", "{{.Names}}", "--filter", "since=ch"]),
+        "later\n"
+    );
+    assert_eq!(
+        d.ok(&["ps", "-a", "--format", "{{.Names}}", "--filter", "before=later"]),
+        "ch\n"
+    );
+    d.ok(&["rm", "later"]);
     // No published ports yet: an empty list; a named port is an error, as docker's.
     assert_eq!(d.ok(&["port", "ch"]), "");
     let o = d.run(&["port", "ch", "80"]);

@@ -124,8 +124,13 @@ fn summary(r: &Record, size: Option<i64>) -> pb::ContainerSummary {
     }
 }
 
-/// docker's `ps --filter`: id, name, label, status, exited, ancestor.
-fn matches(r: &Record, filters: &std::collections::HashMap<String, pb::FilterValues>) -> Result<bool, String> {
+/// docker's `ps --filter`: id, name, label, status, exited, ancestor, before, since
+/// (`created_of` gives the creation time of the container a before/since names).
+fn matches(
+    r: &Record,
+    filters: &std::collections::HashMap<String, pb::FilterValues>,
+    created_of: &dyn Fn(&str) -> Option<i64>,
+) -> Result<bool, String> {
     for (k, vals) in filters {
         let vals = &vals.values;
         if vals.is_empty() {
@@ -148,6 +153,14 @@ fn matches(r: &Record, filters: &std::collections::HashMap<String, pb::FilterVal
                         .trim_start_matches("sha256:")
                         .starts_with(v.trim_start_matches("sha256:"))
             }),
+            "before" | "since" => {
+                let mut all = true;
+                for v in vals {
+                    let t = created_of(v).ok_or_else(|| format!("No such container: {v}"))?;
+                    all &= if k == "before" { r.created < t } else { r.created > t };
+                }
+                all
+            }
             other => return Err(format!("invalid filter '{other}'")),
         };
         if !ok {
@@ -274,7 +287,8 @@ impl ContainersService for ContainersApi {
             let mut out = Vec::new();
             for rec in me.list() {
                 let shown = r.all || rec.state.status.is_live() || rec.state.status.as_str() == "restarting";
-                if !shown || !matches(&rec, &r.filters)? {
+                let created_of = |k: &str| me.get(k).ok().map(|c| c.created);
+                if !shown || !matches(&rec, &r.filters, &created_of)? {
                     continue;
                 }
                 let size = r.size.then(|| me.size_rw(&rec));

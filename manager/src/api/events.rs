@@ -42,7 +42,7 @@ impl EventsService for EventsApi {
                 return Err(Status::invalid_argument(format!("invalid filter '{k}'")));
             }
         }
-        let (past, mut live) = self.containers.events.subscribe((r.since > 0).then_some(r.since));
+        let (past, mut live) = self.containers.events().subscribe((r.since > 0).then_some(r.since));
         let until = r.until;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::EventMessage, Status>>(64);
         tokio::spawn(async move {

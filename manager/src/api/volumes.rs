@@ -83,7 +83,7 @@ impl VolumesService for VolumesApi {
             };
             let (v, new) = me.volumes.create(&name, r.labels.into_iter().collect(), anonymous)?;
             if new {
-                me.events.publish("volume", "create", &v.name, &[("driver", "local")]);
+                me.events().publish("volume", "create", &v.name, &[("driver", "local")]);
             }
             Ok(info(&me, &v, false))
         })

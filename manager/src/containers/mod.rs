@@ -134,8 +134,6 @@ pub struct Containers {
     removed: broadcast::Sender<String>,
     /// The volume store (the only owner of volume directories).
     pub volumes: crate::volumes::Volumes,
-    /// What happens, for `events`.
-    pub events: crate::events::Bus,
 }
 
 /// docker's container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -253,7 +251,6 @@ impl Containers {
                 v.recover()?;
                 v
             },
-            events: crate::events::Bus::default(),
         });
         let records = store.meta.run(|m| m.containers()).await?;
         for json in records {
@@ -275,12 +272,17 @@ impl Containers {
         Ok(me)
     }
 
+    /// The daemon's event bus.
+    pub fn events(&self) -> &crate::events::Bus {
+        &self.store.events
+    }
+
     /// Publishes a container event with docker's attributes (image, name, labels).
     fn event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
         let mut attrs: Vec<(&str, &str)> = vec![("image", rec.image.as_str()), ("name", rec.name.as_str())];
         attrs.extend(rec.resolved.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         attrs.extend_from_slice(extra);
-        self.events.publish("container", action, &rec.id, &attrs);
+        self.store.events.publish("container", action, &rec.id, &attrs);
     }
 
     /// Follows the shims' own events: an OOM kill is recorded and published.
@@ -682,7 +684,7 @@ impl Containers {
                 let anon = anonymous.contains(&m.source);
                 let (_, new) = self.volumes.create(&m.source, Default::default(), anon)?;
                 if new {
-                    self.events
+                    self.events()
                         .publish("volume", "create", &m.source, &[("driver", "local")]);
                     new_volumes.push(m.source.clone());
                     copy.push((m.source.clone(), m.target.clone()));
@@ -814,7 +816,9 @@ impl Containers {
             )));
         }
         self.volumes.remove(name)?;
-        self.events.publish("volume", "destroy", name, &[("driver", "local")]);
+        self.store
+            .events
+            .publish("volume", "destroy", name, &[("driver", "local")]);
         Ok(())
     }
 
@@ -1444,7 +1448,7 @@ impl Containers {
                 if anonymous && self.volume_users(&m.source).is_empty() {
                     match self.volumes.remove(&m.source) {
                         Ok(()) => self
-                            .events
+                            .events()
                             .publish("volume", "destroy", &m.source, &[("driver", "local")]),
                         Err(e) => tracing::warn!(volume = %m.source, "removing an anonymous volume: {e}"),
                     }

@@ -455,6 +455,7 @@ pub async fn load(store: Arc<Store>, r: impl Read + Send + 'static, rep: Reporte
         let m = store.meta.clone();
         let (rec2, names2) = (record.clone(), names.clone());
         m.run(move |m| m.put_image(&rec2, &names2)).await?;
+        store.events.publish("image", "load", &id.to_string(), &[]);
         if names.is_empty() {
             lines.push(format!("Loaded image ID: {id}"));
         } else {

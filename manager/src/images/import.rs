@@ -247,5 +247,9 @@ pub async fn import(
         .collect();
     store.meta.clone().run(move |m| m.put_image(&record, &names)).await?;
     drop(lease);
+    // commit publishes its own event (on the container); an import is the image's.
+    if opts.base.is_none() {
+        store.events.publish("image", "import", &id.to_string(), &[]);
+    }
     Ok(id)
 }

@@ -29,6 +29,8 @@ pub struct Store {
     /// Garbage collection against operations in progress: the collector holds it exclusively
     /// while it re-checks and removes one item; leasing holds it shared (see `gc::collect`).
     pub gc_gate: std::sync::RwLock<()>,
+    /// The daemon's event bus (images here; containers and volumes publish to it too).
+    pub events: crate::events::Bus,
 }
 
 /// An image with its names, as listed.
@@ -112,6 +114,7 @@ impl Store {
             snapshots,
             registries,
             gc_gate: std::sync::RwLock::new(()),
+            events: crate::events::Bus::default(),
         }))
     }
 
@@ -235,7 +238,10 @@ impl Store {
             image_id: img.record.id.clone(),
             is_digest: false,
         })?;
-        Ok(familiar_full(&name))
+        let shown = familiar_full(&name);
+        self.events
+            .publish("image", "tag", &img.record.id.to_string(), &[("name", shown.as_str())]);
+        Ok(shown)
     }
 
     /// `rmi`: removes a name, or the image when no name is left (docker's rules: an ID that
@@ -277,6 +283,10 @@ impl Store {
                     untagged.push(familiar_full(n));
                 }
                 if left {
+                    for n in &untagged {
+                        self.events
+                            .publish("image", "untag", &img.record.id.to_string(), &[("name", n.as_str())]);
+                    }
                     return Ok((untagged, Vec::new()));
                 }
             }
@@ -295,7 +305,12 @@ impl Store {
             }
         }
         self.meta.remove_image(&img.record.id)?;
-        let mut deleted = vec![img.record.id.to_string()];
+        let id = img.record.id.to_string();
+        for n in &untagged {
+            self.events.publish("image", "untag", &id, &[("name", n.as_str())]);
+        }
+        self.events.publish("image", "delete", &id, &[]);
+        let mut deleted = vec![id];
         if prune {
             let report = crate::gc::collect(self)?;
             deleted.extend(report.snapshots);

@@ -312,6 +312,9 @@ pub async fn pull(
         format!("Status: Downloaded newer image for {shown}")
     };
     rep.send_sure(Action::Message, "", &status).await;
+    store
+        .events
+        .publish("image", "pull", &shown, &[("name", shown.as_str())]);
     store.resolve(&id.to_string())
 }
 
