@@ -1225,3 +1225,75 @@ fn a_killed_shim_leaves_an_exited_container_and_nothing_else() {
     d.ok(&["rm", &id]);
     assert_clean(&d, &[id]);
 }
+
+#[test]
+fn restart_policies_bring_containers_back_after_a_reboot() {
+    let mut d = daemon();
+    let back = d
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "unless-stopped",
+            "busybox",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    let stays = d
+        .ok(&["run", "-d", "busybox", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let stopped = d
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "always",
+            "busybox",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    d.ok(&["stop", "-t", "0", &stopped]);
+    // A reboot, as far as a test can make one: drayd, the shims and the containers die at
+    // once, and what /run held (bundles, the runtime's state) is gone.
+    let pids: Vec<i32> = [&back, &stays]
+        .iter()
+        .map(|id| inspect(&d, id, "{{.State.Pid}}").parse().unwrap())
+        .collect();
+    d.kill9();
+    let tasks = d.exec_root().join("tasks");
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(&tasks)) || pids.contains(&pid) {
+            // SAFETY: kill(2) on the shims and container processes of this test.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for id in [&back, &stays] {
+        let _ = Command::new(dray_e2e::dray_bin())
+            .args(["--root", "/run/containerd/dray/dray", "delete", "--force", id])
+            .output();
+        let rootfs = tasks.join(id).join("rootfs");
+        let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+    }
+    std::fs::remove_dir_all(&tasks).unwrap();
+    d.spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || inspect(&d, &back, "{{.State.Status}}")
+            == "running"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(inspect(&d, &stays, "{{.State.Status}}"), "exited");
+    assert_eq!(inspect(&d, &stopped, "{{.State.Status}}"), "exited");
+    d.ok(&["rm", "-f", &back, &stays, &stopped]);
+    assert_clean(&d, &[back, stays, stopped]);
+}
