@@ -46,11 +46,7 @@ pub fn decode(req: &ForwardRequest) -> Option<ShimEvent> {
                 exec_id: e.id,
                 pid: e.pid,
                 status: e.exit_status,
-                exited_at: e
-                    .exited_at
-                    .as_ref()
-                    .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
-                    .unwrap_or(0),
+                exited_at: super::unix_nanos(e.exited_at.as_ref()).unwrap_or(0),
                 container_id: e.container_id,
             })
         }

@@ -53,6 +53,11 @@ pub struct ExitStatus {
     pub exited_at: i64,
 }
 
+/// A protobuf timestamp in Unix nanoseconds.
+pub fn unix_nanos(t: Option<&containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp>) -> Option<i64> {
+    t.map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
+}
+
 /// The standard streams of a task: FIFO paths (or log URIs) the shim opens.
 #[derive(Debug, Clone, Default)]
 pub struct Stdio {
@@ -390,11 +395,7 @@ impl Shim {
         let r: api::WaitResponse = self.call("Wait", &req, None).await?;
         Ok(ExitStatus {
             code: r.exit_status,
-            exited_at: r
-                .exited_at
-                .as_ref()
-                .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
-                .unwrap_or_else(crate::meta::now_nanos),
+            exited_at: unix_nanos(r.exited_at.as_ref()).unwrap_or_else(crate::meta::now_nanos),
         })
     }
 
@@ -434,11 +435,7 @@ impl Shim {
         let r: api::DeleteResponse = self.call("Delete", &req, Some(CREATE_TIMEOUT)).await?;
         Ok(ExitStatus {
             code: r.exit_status,
-            exited_at: r
-                .exited_at
-                .as_ref()
-                .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
-                .unwrap_or(0),
+            exited_at: unix_nanos(r.exited_at.as_ref()).unwrap_or(0),
         })
     }
 
