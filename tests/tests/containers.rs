@@ -40,6 +40,22 @@ fn assert_clean(d: &Daemon, ids: &[String]) {
     }
 }
 
+/// drayctl `args` (one shell string) on a pty of script(1), with this daemon's environment.
+fn under_script(d: &Daemon, args: &str) -> Command {
+    let mut c = Command::new("script");
+    c.args([
+        "-qec",
+        &format!("{} {args}", dray_e2e::manager::drayctl_bin().display()),
+        "/dev/null",
+    ]);
+    for (k, v) in d.ctl().get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c
+}
+
 fn inspect(d: &Daemon, id: &str, fmt: &str) -> String {
     d.ok(&["inspect", "--format", fmt, id]).trim().to_string()
 }
@@ -459,18 +475,8 @@ fn concurrent_runs_and_one_name_one_winner() {
 fn terminal_and_stdin_are_relayed() {
     let d = daemon();
     // -t under a pty of script(1): the container's stdout is a terminal, its status comes back.
-    let cmd = format!(
-        "{} run --rm -t busybox sh -c 'tty; echo hi; exit 2'",
-        dray_e2e::manager::drayctl_bin().display()
-    );
-    let mut c = Command::new("script");
-    c.args(["-qec", &cmd, "/dev/null"]);
-    for (k, v) in d.ctl().get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    let o = c.output().unwrap();
+    let cmd = "run --rm -t busybox sh -c 'tty; echo hi; exit 2'";
+    let o = under_script(&d, cmd).output().unwrap();
     let out = stdout(&o);
     assert!(out.contains("/dev/pts/0") && out.contains("hi"), "{out}{}", stderr(&o));
     assert_eq!(o.status.code(), Some(2), "{out}");
@@ -778,20 +784,11 @@ fn terminal_size_resize_detach_and_attach() {
     assert_eq!(code, 0);
     assert!(out.contains("40 100"), "{out:?}");
     // ctrl-p ctrl-q detaches: drayctl exits 0, the container runs on; attach takes it back.
-    let mut c = Command::new("script");
-    c.args([
-        "-qec",
-        &format!("{} attach tt", dray_e2e::manager::drayctl_bin().display()),
-        "/dev/null",
-    ]);
-    for (k, v) in d.ctl().get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
+    let mut child = under_script(&d, "attach tt")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     {
         use std::io::Write;
         let mut i = child.stdin.take().unwrap();
@@ -804,20 +801,11 @@ fn terminal_size_resize_detach_and_attach() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("one"), "{}", stdout(&o));
     assert_eq!(inspect(&d, "tt", "{{.State.Running}}"), "true");
-    let mut c = Command::new("script");
-    c.args([
-        "-qec",
-        &format!("{} attach tt", dray_e2e::manager::drayctl_bin().display()),
-        "/dev/null",
-    ]);
-    for (k, v) in d.ctl().get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
+    let mut child = under_script(&d, "attach tt")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     {
         use std::io::Write;
         let mut i = child.stdin.take().unwrap();

@@ -79,21 +79,8 @@ pub struct CreateFlags {
     /// Security Options (no-new-privileges, seccomp=unconfined, seccomp=PROFILE.json)
     #[arg(long)]
     pub security_opt: Vec<String>,
-    /// Memory limit
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
-    #[arg(long)]
-    pub memory_swap: Option<String>,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// CPU shares (relative weight)
-    #[arg(short, long)]
-    pub cpu_shares: Option<i64>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Ulimit options (NAME=SOFT[:HARD])
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -165,6 +152,44 @@ pub struct CreateArgs {
     pub rm: bool,
     #[command(flatten)]
     pub flags: CreateFlags,
+}
+
+/// The resource flags `run`/`create` and `update` share.
+#[derive(Args, Debug, Default)]
+pub struct ResourceFlags {
+    /// Memory limit
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short, long)]
+    pub cpu_shares: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+}
+
+/// What the resource flags ask for, parsed: (memory, memory-swap, nano CPUs, shares, pids).
+type Resources = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+impl ResourceFlags {
+    fn parse(&self) -> Result<Resources> {
+        Ok((
+            self.memory.as_deref().map(|m| parse_bytes(m, "memory")).transpose()?,
+            self.memory_swap
+                .as_deref()
+                .map(|m| parse_bytes(m, "memory-swap"))
+                .transpose()?,
+            self.cpus.map(|c| (c * 1e9) as i64),
+            self.cpu_shares,
+            self.pids_limit,
+        ))
+    }
 }
 
 /// docker's sizes for --memory and friends: 512m, 1g, 100k, bytes.
@@ -296,6 +321,7 @@ fn env_entries(a: &CreateFlags) -> Result<Vec<String>> {
 }
 
 fn request(a: &CreateFlags, auto_remove: bool) -> Result<pb::CreateContainerRequest> {
+    let (memory, memory_swap, nano_cpus, cpu_shares, pids_limit) = a.resources.parse()?;
     let (policy, retries) = match a.restart.split_once(':') {
         Some((p, n)) => (
             p.to_string(),
@@ -402,21 +428,11 @@ fn request(a: &CreateFlags, auto_remove: bool) -> Result<pb::CreateContainerRequ
             cap_add: a.cap_add.clone(),
             cap_drop: a.cap_drop.clone(),
             security_opt,
-            memory: a
-                .memory
-                .as_deref()
-                .map(|m| parse_bytes(m, "memory"))
-                .transpose()?
-                .unwrap_or(0),
-            memory_swap: a
-                .memory_swap
-                .as_deref()
-                .map(|m| parse_bytes(m, "memory-swap"))
-                .transpose()?
-                .unwrap_or(0),
-            nano_cpus: a.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
-            cpu_shares: a.cpu_shares.unwrap_or(0),
-            pids_limit: a.pids_limit,
+            memory: memory.unwrap_or(0),
+            memory_swap: memory_swap.unwrap_or(0),
+            nano_cpus: nano_cpus.unwrap_or(0),
+            cpu_shares: cpu_shares.unwrap_or(0),
+            pids_limit,
             ulimits,
             mounts,
             devices,
@@ -1598,21 +1614,8 @@ pub async fn stats(c: &Client, a: StatsArgs) -> Result<u8> {
 
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
-    /// Memory limit
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
-    #[arg(long)]
-    pub memory_swap: Option<String>,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// CPU shares (relative weight)
-    #[arg(short, long)]
-    pub cpu_shares: Option<i64>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Restart policy to apply when a container exits
     #[arg(long)]
     pub restart: Option<String>,
@@ -1638,14 +1641,7 @@ pub async fn update(c: &Client, a: UpdateArgs) -> Result<u8> {
         }
         None => None,
     };
-    let memory = a.memory.as_deref().map(|m| parse_bytes(m, "memory")).transpose()?;
-    let memory_swap = a
-        .memory_swap
-        .as_deref()
-        .map(|m| parse_bytes(m, "memory-swap"))
-        .transpose()?;
-    let nano_cpus = a.cpus.map(|c| (c * 1e9) as i64);
-    let (cpu_shares, pids_limit) = (a.cpu_shares, a.pids_limit);
+    let (memory, memory_swap, nano_cpus, cpu_shares, pids_limit) = a.resources.parse()?;
     each(&a.containers, |id| {
         let c = c.clone();
         let restart_policy = restart_policy.clone();
