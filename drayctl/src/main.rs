@@ -90,6 +90,8 @@ enum Cmd {
     Export(commands::containers::ExportArgs),
     /// Create a new image from a container's changes
     Commit(commands::containers::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(commands::copy::CpArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -202,6 +204,8 @@ enum ContainerCmd {
     Export(commands::containers::ExportArgs),
     /// Create a new image from a container's changes
     Commit(commands::containers::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(commands::copy::CpArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -332,6 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Port(a) | Cmd::Container(ContainerCmd::Port(a)) => containers::port(&c, a).await,
         Cmd::Export(a) | Cmd::Container(ContainerCmd::Export(a)) => containers::export(&c, a).await,
         Cmd::Commit(a) | Cmd::Container(ContainerCmd::Commit(a)) => containers::commit(&c, a).await,
+        Cmd::Cp(a) | Cmd::Container(ContainerCmd::Cp(a)) => commands::copy::cp(&c, a).await,
         Cmd::Image(ImageCmd::Prune(a)) => system::image_prune(&c, a).await,
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => archive::save(&c, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => archive::load(&c, a).await,

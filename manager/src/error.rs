@@ -45,6 +45,15 @@ pub enum Error {
     Cancelled,
 }
 
+impl From<dray_archive::Error> for Error {
+    fn from(e: dray_archive::Error) -> Self {
+        match e {
+            dray_archive::Error::Bad(m) => Error::BadContent(m),
+            dray_archive::Error::Io { context, source } => Error::Io { context, source },
+        }
+    }
+}
+
 /// The manager's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

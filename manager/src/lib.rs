@@ -9,7 +9,7 @@
 //! | [`content`] | blobs by digest; resumable ingests; verify, fsync, rename |
 //! | [`remote`] | references, per-host registry config, auth, the distribution client |
 //! | [`images`] | manifests and configs, platform selection, pull orchestration |
-//! | [`unpack`] | decompression and the fd-relative layer applier |
+//! | [`unpack`] | decompression and the diff ID check around `dray_archive`'s layer applier |
 //! | [`snapshots`] | the overlay snapshotter (directories and the mounts that use them) |
 //! | [`gc`] | mark and sweep over images, leases, blobs and snapshots |
 //! | [`shims`] | runtime-v2 shims: launch, the ttrpc Task client, the events service |
@@ -38,7 +38,6 @@ pub mod meta;
 pub mod remote;
 pub mod shims;
 pub mod snapshots;
-pub mod tarwriter;
 pub mod unpack;
 pub mod volumes;
 

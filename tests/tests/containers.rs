@@ -1285,3 +1285,172 @@ fn restart_policies_bring_containers_back_after_a_reboot() {
     d.ok(&["rm", "-f", &back, &stays, &stopped]);
     assert_clean(&d, &[back, stays, stopped]);
 }
+
+/// `cp` both ways, running and stopped: docker's rules for where a copy lands, owners (root
+/// unless `-a`; the caller's on the host), volumes, read-only containers, and no way out of
+/// the container's root through its symlinks or a hostile tar.
+#[test]
+fn cp_copies_files_both_ways_and_stays_inside_the_container() {
+    let d = daemon();
+    let host = d.dir.path().join("cp");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/f.txt"), "hello\n").unwrap();
+    std::fs::write(host.join("tree/sub/y"), "y\n").unwrap();
+    std::os::unix::fs::symlink("f.txt", host.join("tree/link")).unwrap();
+    std::os::unix::fs::chown(host.join("tree/f.txt"), Some(1234), Some(567)).unwrap();
+    let h = |p: &str| host.join(p).display().to_string();
+
+    // A stopped (created) container: the copy lands in its layer and its volume.
+    let id = d
+        .ok(&[
+            "create",
+            "--name",
+            "cpc",
+            "-v",
+            "cpvol:/data",
+            "busybox",
+            "busybox",
+            "sleep",
+            "100",
+        ])
+        .trim()
+        .to_string();
+    d.ok(&["cp", &h("tree"), "cpc:/data/"]);
+    d.ok(&["cp", &h("tree/f.txt"), "cpc:/etc/motd"]);
+    assert!(d.data_root().join("volumes/cpvol/_data/tree/sub/y").exists());
+    d.ok(&["start", "cpc"]);
+    let o = d.ok(&[
+        "exec",
+        "cpc",
+        "sh",
+        "-c",
+        "cat /etc/motd /data/tree/sub/y; ls -ln /data/tree/f.txt; readlink /data/tree/link",
+    ]);
+    assert!(o.starts_with("hello\ny\n"), "{o}");
+    assert!(o.contains(" 0        0 "), "not owned by root: {o}");
+    assert!(o.ends_with("f.txt\n"), "{o}");
+
+    // Running: -a keeps the owners; a directory's contents with SRC/.; a new name.
+    d.ok(&["cp", "-a", &h("tree/f.txt"), "cpc:/tmp/kept"]);
+    d.ok(&["cp", &h("tree/."), "cpc:/tmp/"]);
+    let o = d.ok(&["exec", "cpc", "sh", "-c", "ls -ln /tmp/kept; ls /tmp"]);
+    assert!(o.contains(" 1234     567 "), "{o}");
+    assert!(o.contains("f.txt") && o.contains("sub") && !o.contains("tree"), "{o}");
+
+    // Out of the container: a file, a directory (by name, or into a new name), a tar.
+    d.ok(&[
+        "exec",
+        "cpc",
+        "sh",
+        "-c",
+        "echo from-ctr > /tmp/out; chown 33:33 /tmp/out",
+    ]);
+    d.ok(&["cp", "cpc:/tmp/out", &h("")]);
+    assert_eq!(std::fs::read_to_string(h("out")).unwrap(), "from-ctr\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(h("out")).unwrap().uid(),
+        0,
+        "the caller owns it without -a"
+    );
+    d.ok(&["cp", "-a", "cpc:/tmp/out", &h("out-a")]);
+    assert_eq!(std::fs::metadata(h("out-a")).unwrap().uid(), 33);
+    d.ok(&["cp", "cpc:/data/tree", &h("back")]);
+    assert_eq!(std::fs::read_to_string(h("back/sub/y")).unwrap(), "y\n");
+    assert_eq!(std::fs::read_link(h("back/link")).unwrap().to_str(), Some("f.txt"));
+    let o = d.ctl().args(["cp", "cpc:/etc/hostname", "-"]).output().unwrap();
+    let mut a = tar::Archive::new(&o.stdout[..]);
+    let names: Vec<String> = a
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["hostname"]);
+
+    // Symlinks in the container resolve inside it, both ways: never the host's /etc.
+    d.ok(&[
+        "exec",
+        "cpc",
+        "sh",
+        "-c",
+        "ln -s / /tmp/root; ln -s ../../../../../../etc /tmp/up",
+    ]);
+    d.ok(&["cp", "cpc:/tmp/up/hostname", &h("hn")]);
+    assert_eq!(std::fs::read_to_string(h("hn")).unwrap().trim(), &id[..12]);
+    d.ok(&["cp", &h("tree/sub/y"), "cpc:/tmp/root/etc/"]);
+    assert!(!std::path::Path::new("/etc/y").exists());
+    assert_eq!(d.ok(&["exec", "cpc", "cat", "/etc/y"]), "y\n");
+    // -L follows a symlink at the end (inside the container) and keeps the name asked for.
+    d.ok(&["cp", "-L", "cpc:/tmp/up", &h("etc-copy")]);
+    assert!(host.join("etc-copy/hostname").exists());
+
+    // A hostile tar on stdin: refused, nothing written outside.
+    let mut evil = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut evil);
+        let mut hd = tar::Header::new_old();
+        hd.as_old_mut().name[..14].copy_from_slice(b"../../../../x1");
+        hd.set_size(1);
+        hd.set_mode(0o644);
+        hd.set_cksum();
+        b.append(&hd, &b"x"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let mut c = d.ctl();
+    c.args(["cp", "-", "cpc:/tmp"]).stdin(std::process::Stdio::piped());
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&evil).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("points outside the archive"), "{}", stderr(&o));
+    assert!(d.run(&["exec", "cpc", "ls", "/x1"]).status.code() != Some(0));
+
+    // Errors as docker words them.
+    let o = d.run(&["cp", "cpc:/nope", &h("x")]);
+    assert!(
+        stderr(&o).contains("No such container:path: cpc:/nope"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.run(&["cp", &h("tree"), "cpc:/etc/hostname"]);
+    assert!(
+        stderr(&o).contains("cannot copy a directory to a file"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.run(&["cp", &h("tree"), &h("other")]);
+    assert!(
+        stderr(&o).contains("must specify at least one container source"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A read-only container refuses, running or stopped; its volume does not.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cpro",
+        "--read-only",
+        "-v",
+        "/rw",
+        "busybox",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let o = d.run(&["cp", &h("tree/f.txt"), "cpro:/tmp/"]);
+    assert!(stderr(&o).contains("read-only"), "{}", stderr(&o));
+    d.ok(&["cp", &h("tree/f.txt"), "cpro:/rw/"]);
+    d.ok(&["stop", "-t", "0", "cpro"]);
+    let o = d.run(&["cp", &h("tree/f.txt"), "cpro:/tmp/"]);
+    assert!(stderr(&o).contains("read-only"), "{}", stderr(&o));
+    d.ok(&["cp", "cpro:/rw/f.txt", &h("from-stopped")]);
+    assert_eq!(std::fs::read_to_string(h("from-stopped")).unwrap(), "hello\n");
+
+    d.ok(&["rm", "-f", "cpc", "cpro"]);
+    assert_clean(&d, &[id]);
+}

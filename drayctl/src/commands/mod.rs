@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod containers;
+pub mod copy;
 pub mod images;
 pub mod registry;
 pub mod system;

@@ -623,6 +623,61 @@ impl ContainersService for ContainersApi {
         Ok(Response::new(pb::CommitResponse { id: id.to_string() }))
     }
 
+    async fn stat_path(&self, req: Request<pb::StatPathRequest>) -> Result<Response<pb::PathStat>, Status> {
+        let r = req.into_inner();
+        let st = self.containers.stat_path(&r.id, &r.path).await.map_err(status)?;
+        Ok(Response::new(pb::PathStat {
+            name: st.name,
+            size: st.size,
+            mode: st.mode,
+            mtime: st.mtime,
+            link_target: st.link_target,
+        }))
+    }
+
+    type CopyFromStream = BoxStream<pb::Chunk>;
+
+    async fn copy_from(&self, req: Request<pb::CopyFromRequest>) -> Result<Response<Self::CopyFromStream>, Status> {
+        let r = req.into_inner();
+        let id = self.containers.get(&r.id).map_err(status)?.id;
+        // Fails early (not mid-stream) when the path is not there.
+        self.containers.stat_path(&id, &r.path).await.map_err(status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let me = self.containers.clone();
+        let writer = tokio::spawn(async move {
+            me.copy_from(
+                &id,
+                &r.path,
+                &r.name,
+                r.contents,
+                r.follow_link,
+                super::stream::ChannelWriter::new(tx),
+            )
+            .await
+        });
+        Ok(Response::new(super::stream::chunk_stream(rx, writer)))
+    }
+
+    async fn copy_to(
+        &self,
+        req: Request<Streaming<pb::CopyToRequest>>,
+    ) -> Result<Response<pb::CopyToResponse>, Status> {
+        let mut input = req.into_inner();
+        let first = input
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("cp: empty request stream"))?;
+        let reader = super::stream::forward(input, first.data, |m: pb::CopyToRequest| m.data);
+        // Its own task: a client that goes away mid-copy ends the copy with an error, and the
+        // copy's mounts and locks are released in order.
+        let me = self.containers.clone();
+        tokio::spawn(async move { me.copy_to(&first.id, &first.path, reader, first.copy_uid_gid).await })
+            .await
+            .map_err(|e| Status::internal(format!("cp task failed: {e}")))?
+            .map_err(status)?;
+        Ok(Response::new(pb::CopyToResponse {}))
+    }
+
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
         let r = req.into_inner();
         let pids = self.containers.pids(&r.id).await.map_err(status)?;

@@ -8,7 +8,7 @@ use dray_proto::v1::images_server::Images;
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
-use super::stream::{ChannelReader, ChannelWriter};
+use super::stream::ChannelWriter;
 use super::{blocking, status};
 use crate::images::archive::{load, save, SaveFormat};
 use crate::images::import::{import, ImportOptions};
@@ -96,35 +96,6 @@ fn progress_stream(
         let _ = out_tx.send(last).await;
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx))
-}
-
-/// Feeds a client stream's bytes (after `first`) to a blocking reader.
-fn forward<M: Send + 'static>(
-    mut input: tonic::Streaming<M>,
-    first: Vec<u8>,
-    data: impl Fn(M) -> Vec<u8> + Send + 'static,
-) -> ChannelReader {
-    let (tx, reader) = ChannelReader::new();
-    tokio::spawn(async move {
-        if !first.is_empty() && tx.send(Ok(first)).await.is_err() {
-            return;
-        }
-        loop {
-            let next = match input.message().await {
-                Ok(Some(m)) => Ok(data(m)),
-                Ok(None) => return,
-                Err(e) => Err(std::io::Error::other(format!(
-                    "the client stream failed: {}",
-                    e.message()
-                ))),
-            };
-            let failed = next.is_err();
-            if tx.send(next).await.is_err() || failed {
-                return;
-            }
-        }
-    });
-    reader
 }
 
 fn creds(a: Option<pb::RegistryAuth>) -> Credentials {
@@ -262,7 +233,7 @@ impl Images for ImagesApi {
         &self,
         req: Request<tonic::Streaming<pb::LoadRequest>>,
     ) -> Result<Response<Self::LoadStream>, Status> {
-        let reader = forward(req.into_inner(), Vec::new(), |m: pb::LoadRequest| m.data);
+        let reader = super::stream::forward(req.into_inner(), Vec::new(), |m: pb::LoadRequest| m.data);
         let (rep, rx) = Reporter::new(256);
         let store = self.store.clone();
         let task = tokio::spawn(async move { load(store, reader, rep).await.map(|_| None) });
@@ -286,7 +257,7 @@ impl Images for ImagesApi {
             source: "-".into(),
             ..ImportOptions::default()
         };
-        let reader = forward(input, first.data, |m: pb::ImportRequest| m.data);
+        let reader = super::stream::forward(input, first.data, |m: pb::ImportRequest| m.data);
         let (rep, mut rx) = Reporter::new(256);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
         // Its own task: a client that goes away mid-import does not leave half-made snapshots.

@@ -111,3 +111,32 @@ pub fn chunk_stream(
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx))
 }
+
+/// Feeds a client stream's bytes (after `first`) to a blocking reader.
+pub fn forward<M: Send + 'static>(
+    mut input: tonic::Streaming<M>,
+    first: Vec<u8>,
+    data: impl Fn(M) -> Vec<u8> + Send + 'static,
+) -> ChannelReader {
+    let (tx, reader) = ChannelReader::new();
+    tokio::spawn(async move {
+        if !first.is_empty() && tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        loop {
+            let next = match input.message().await {
+                Ok(Some(m)) => Ok(data(m)),
+                Ok(None) => return,
+                Err(e) => Err(std::io::Error::other(format!(
+                    "the client stream failed: {}",
+                    e.message()
+                ))),
+            };
+            let failed = next.is_err();
+            if tx.send(next).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    reader
+}

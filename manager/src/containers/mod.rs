@@ -13,6 +13,7 @@
 //! (start, stop, remove, exit handling); `Ctr::rec` (sync) guards the record for short reads
 //! and writes and is never held across an await.
 
+pub mod copy;
 pub mod inspect;
 pub mod io;
 pub mod record;
@@ -770,9 +771,9 @@ impl Containers {
             let root = std::fs::File::open(&mnt).ctx(|| format!("opening {}", mnt.display()))?;
             for (name, target) in items {
                 let rel = target.trim_start_matches('/');
-                let c = crate::unpack::sys::cstr(std::ffi::OsStr::new(rel)).map_err(|e| Error::io("path", e))?;
+                let c = dray_archive::sys::cstr(std::ffi::OsStr::new(rel)).map_err(|e| Error::io("path", e))?;
                 // Beneath the image's root, no symlink followed: nothing outside is copied.
-                let dir = match crate::unpack::sys::open_beneath(root.as_fd(), &c, libc::O_RDONLY | libc::O_DIRECTORY) {
+                let dir = match dray_archive::sys::open_beneath(root.as_fd(), &c, libc::O_RDONLY | libc::O_DIRECTORY) {
                     Ok(fd) => std::fs::File::from(fd),
                     Err(_) => continue,
                 };
@@ -1726,7 +1727,7 @@ impl Containers {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             me.with_view(&rec, |root| {
-                crate::unpack::pack::write_tree(root, crate::unpack::pack::Mode::Tree, out)
+                dray_archive::pack::write_tree(root, dray_archive::pack::Mode::Tree, out)
                     .map(drop)
                     .map_err(|e| Error::io("writing the export", e))
             })
@@ -1780,7 +1781,7 @@ impl Containers {
             std::fs::File::open(self.store.snapshots.fs_dir(&snap)).ctx(|| "opening the writable layer".to_string())?;
         let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
         let walker = tokio::task::spawn_blocking(move || {
-            crate::unpack::pack::write_tree(&upper, crate::unpack::pack::Mode::OverlayUpper, writer).map(drop)
+            dray_archive::pack::write_tree(&upper, dray_archive::pack::Mode::OverlayUpper, writer).map(drop)
         });
         let r = &rec.resolved;
         let run = crate::images::types::RunConfig {

@@ -27,8 +27,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::meta::{now_nanos, ImageName, ResourceKind};
 use crate::remote::reference::familiar_full;
 use crate::remote::Reference;
-use crate::tarwriter::TarWriter;
-use crate::unpack::apply::clean_name;
+use dray_archive::apply::clean_name;
+use dray_archive::writer::TarWriter;
 
 /// What `save` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +185,7 @@ fn unpack_archive(store: &Store, r: impl Read) -> Result<Unpacked> {
     fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
     let scratch = Scratch(dir);
     let mut links = HashMap::new();
-    let mut a = tar::Archive::new(crate::unpack::guard::TarGuard::new(r));
+    let mut a = tar::Archive::new(dray_archive::guard::TarGuard::new(r));
     let bad = |e: io::Error| Error::BadContent(format!("reading the archive: {e}"));
     for e in a.entries().map_err(bad)? {
         let mut e = e.map_err(bad)?;

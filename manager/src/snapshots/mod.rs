@@ -247,7 +247,7 @@ impl Snapshotter {
     /// are resolved beneath each layer with no symlink followed, so a hostile image cannot
     /// point drayd at a host file; a symlinked file reads as absent. At most `limit` bytes.
     pub fn read_file(&self, key: &str, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        use crate::unpack::sys;
+        use dray_archive::sys;
         use std::io::Read;
         use std::os::fd::AsFd;
         use std::os::unix::fs::FileTypeExt;
@@ -279,7 +279,7 @@ impl Snapshotter {
     /// docker's `diff` of active snapshot `key` against its parents (overlay only): every
     /// path of the writable layer as ('A'dded, 'C'hanged or 'D'eleted), sorted.
     pub fn changes(&self, key: &str) -> Result<Vec<(char, String)>> {
-        use crate::unpack::sys;
+        use dray_archive::sys;
         use std::os::fd::AsFd;
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         if self.kind != SnapshotterKind::Overlay {
@@ -335,7 +335,7 @@ impl Snapshotter {
     /// snapshot `key` unless some layer has the path already (docker creates a missing
     /// WorkingDir).
     pub fn ensure_dir(&self, key: &str, rel: &str) -> Result<()> {
-        use crate::unpack::sys;
+        use dray_archive::sys;
         use std::os::fd::AsFd;
         let rel = rel.trim_matches('/');
         if rel.is_empty() {

@@ -1,18 +1,14 @@
 //! Layers into directories: decompression (gzip through zlib-rs, zstd, or none, chosen by the
 //! stream's magic bytes), the diff ID check, and the fd-relative applier ([`apply`]).
 
-pub mod apply;
-pub mod guard;
-pub mod pack;
-pub(crate) mod sys;
-
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use apply::{Applied, Whiteouts};
+pub use dray_archive::apply::{self, Applied, Whiteouts};
+use dray_archive::sys;
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
@@ -152,5 +148,5 @@ pub fn make_durable(dir: &Path) -> Result<()> {
 
 /// Where the tar stream of an entry ends and a new one starts: exported for the fuzz target.
 pub fn apply_tar_for_fuzzing(dest: &Path, data: &[u8]) -> Result<Applied> {
-    apply::apply(dest, data, Whiteouts::Overlay)
+    Ok(apply::apply(dest, data, Whiteouts::Overlay)?)
 }

@@ -23,11 +23,37 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 /// Opens `path` beneath `dir` with openat2: no `..` out, no symlink anywhere on the way, no
 /// magic links, no crossing mounts. `path` may have several components.
 pub fn open_beneath(dir: BorrowedFd<'_>, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    open_below(dir, path, flags, false)
+}
+
+/// [`open_beneath`], crossing mounts below `dir` when `cross_mounts` is set (a running
+/// container's volumes, seen through its root).
+pub fn open_below(dir: BorrowedFd<'_>, path: &CStr, flags: libc::c_int, cross_mounts: bool) -> io::Result<OwnedFd> {
+    let mut resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    if !cross_mounts {
+        resolve |= libc::RESOLVE_NO_XDEV;
+    }
+    openat2(dir, path, (flags | libc::O_NOFOLLOW) as u64, resolve)
+}
+
+/// Opens `path` as if `root` were `/`: `..` stops at `root` and symlinks (absolute or
+/// relative) resolve inside it, as a path inside a container resolves for its processes
+/// (`docker cp`'s paths). Magic links (`/proc/PID/root` and friends) are refused. The last
+/// component is followed unless `flags` has O_NOFOLLOW.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    openat2(
+        root,
+        path,
+        flags as u64,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: u64, resolve: u64) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain old data; all-zero is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64;
-    how.resolve =
-        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV;
+    how.flags = flags | libc::O_CLOEXEC as u64;
+    how.resolve = resolve;
     loop {
         // SAFETY: `path` is a valid C string, `how` a valid open_how of the size passed; the
         // kernel writes nothing back.
@@ -204,4 +230,16 @@ pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// makedev.
 pub fn makedev(major: u32, minor: u32) -> libc::dev_t {
     libc::makedev(major, minor)
+}
+
+/// The target of the symlink `name` in `dir`, as stored in it.
+pub fn readlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: the buffer is valid for its length; readlinkat writes at most that many bytes.
+    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
 }

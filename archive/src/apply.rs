@@ -23,8 +23,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::sys;
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// What to do with whiteouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,49 @@ pub enum Whiteouts {
     Overlay,
     /// Apply them: delete what they name (the layer is applied onto a copy of its parent).
     Delete,
+    /// None: the stream is a copy of files, not a layer (`cp`), so `.wh.` names are ordinary
+    /// files, and the destination directory's own owner, mode and times stay as they are.
+    None,
+}
+
+/// How a stream is applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub whiteouts: Whiteouts,
+    /// Every entry gets this owner instead of the archive's (`docker cp` without `-a`).
+    pub owner: Option<(u32, u32)>,
+    /// An existing directory is never replaced by a non-directory, nor a non-directory by a
+    /// directory (moby's `NoOverwriteDirNonDir`, which `docker cp` sets).
+    pub no_overwrite_dir_non_dir: bool,
+    /// Entries may lie on other mounts below the root (a running container's volumes); a
+    /// layer's never do.
+    pub cross_mounts: bool,
+    /// What the stream is called in messages ("layer", "archive").
+    pub noun: &'static str,
+}
+
+impl Options {
+    /// An image layer.
+    pub fn layer(whiteouts: Whiteouts) -> Options {
+        Options {
+            whiteouts,
+            owner: None,
+            no_overwrite_dir_non_dir: false,
+            cross_mounts: false,
+            noun: "layer",
+        }
+    }
+
+    /// A copy of files (`cp`), owned by `owner` unless the archive's owners are kept.
+    pub fn copy(owner: Option<(u32, u32)>) -> Options {
+        Options {
+            whiteouts: Whiteouts::None,
+            owner,
+            no_overwrite_dir_non_dir: true,
+            cross_mounts: true,
+            noun: "archive",
+        }
+    }
 }
 
 /// What an applied layer added up to.
@@ -47,23 +90,29 @@ pub struct Applied {
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 
-/// Applies the tar stream `r` beneath `root` (an existing directory).
+/// Applies the layer stream `r` beneath `root` (an existing directory).
 pub fn apply(root: &Path, r: impl Read, mode: Whiteouts) -> Result<Applied> {
     let root_fd: OwnedFd = std::fs::File::open(root)
         .map_err(|e| Error::io(format!("opening layer directory {}", root.display()), e))?
         .into();
+    apply_at(root_fd, r, Options::layer(mode))
+}
+
+/// Applies the tar stream `r` beneath the open directory `root`.
+pub fn apply_at(root: OwnedFd, r: impl Read, opts: Options) -> Result<Applied> {
     let mut a = Applier {
-        root: root_fd,
+        root,
         cache: None,
         dir_times: Vec::new(),
         created: HashSet::new(),
-        mode,
+        opts,
         out: Applied::default(),
     };
-    let mut archive = tar::Archive::new(super::guard::TarGuard::new(r));
-    let entries = archive.entries().map_err(|e| bad(format!("reading the layer: {e}")))?;
+    let noun = opts.noun;
+    let mut archive = tar::Archive::new(crate::guard::TarGuard::new(r));
+    let entries = archive.entries().map_err(|e| bad(format!("reading the {noun}: {e}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("reading the layer: {e}")))?;
+        let mut entry = entry.map_err(|e| bad(format!("reading the {noun}: {e}")))?;
         a.entry(&mut entry)?;
     }
     a.finish()?;
@@ -71,7 +120,7 @@ pub fn apply(root: &Path, r: impl Read, mode: Whiteouts) -> Result<Applied> {
 }
 
 fn bad(msg: String) -> Error {
-    Error::BadContent(msg)
+    Error::Bad(msg)
 }
 
 struct Applier {
@@ -82,12 +131,17 @@ struct Applier {
     dir_times: Vec<(PathBuf, i64, i64)>,
     /// Paths this layer created (Delete mode: an opaque directory keeps them).
     created: HashSet<PathBuf>,
-    mode: Whiteouts,
+    opts: Options,
     out: Applied,
 }
 
 /// Cleans an entry name to a path relative to the layer root; None is the root itself.
 pub fn clean_name(raw: &[u8]) -> Result<Option<PathBuf>> {
+    clean_name_in(raw, "layer")
+}
+
+/// [`clean_name`] for a stream called `noun` in messages.
+pub fn clean_name_in(raw: &[u8], noun: &str) -> Result<Option<PathBuf>> {
     let p = Path::new(OsStr::from_bytes(raw));
     let mut out = PathBuf::new();
     for c in p.components() {
@@ -97,7 +151,7 @@ pub fn clean_name(raw: &[u8]) -> Result<Option<PathBuf>> {
             Component::ParentDir => {
                 if !out.pop() {
                     return Err(bad(format!(
-                        "layer entry {:?} points outside the layer: refusing the layer",
+                        "{noun} entry {:?} points outside the {noun}: refusing the {noun}",
                         String::from_utf8_lossy(raw)
                     )));
                 }
@@ -116,10 +170,10 @@ struct Meta {
     xattrs: Vec<(CString, Vec<u8>)>,
 }
 
-fn pax_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
+fn pax_meta<R: Read>(entry: &mut tar::Entry<'_, R>, noun: &str) -> Result<Meta> {
     let h = entry.header();
     let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-    let badh = |what: &str, e: io::Error| bad(format!("layer entry {name:?}: bad {what}: {e}"));
+    let badh = |what: &str, e: io::Error| bad(format!("{noun} entry {name:?}: bad {what}: {e}"));
     let mut m = Meta {
         mode: h.mode().map_err(|e| badh("mode", e))? & 0o7777,
         uid: h.uid().map_err(|e| badh("uid", e))? as u32,
@@ -134,8 +188,8 @@ fn pax_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
             let val = ext.value_bytes();
             let num = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok());
             match key {
-                b"uid" => m.uid = num(val).ok_or_else(|| bad(format!("layer entry {name:?}: bad PAX uid")))? as u32,
-                b"gid" => m.gid = num(val).ok_or_else(|| bad(format!("layer entry {name:?}: bad PAX gid")))? as u32,
+                b"uid" => m.uid = num(val).ok_or_else(|| bad(format!("{noun} entry {name:?}: bad PAX uid")))? as u32,
+                b"gid" => m.gid = num(val).ok_or_else(|| bad(format!("{noun} entry {name:?}: bad PAX gid")))? as u32,
                 b"mtime" => {
                     if let Some((s, n)) = parse_pax_time(val) {
                         m.mtime = (s, n);
@@ -143,7 +197,8 @@ fn pax_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
                 }
                 k if k.starts_with(b"SCHILY.xattr.") => {
                     let xk = &k[b"SCHILY.xattr.".len()..];
-                    let xk = CString::new(xk).map_err(|_| bad(format!("layer entry {name:?}: xattr name with NUL")))?;
+                    let xk =
+                        CString::new(xk).map_err(|_| bad(format!("{noun} entry {name:?}: xattr name with NUL")))?;
                     m.xattrs.push((xk, val.to_vec()));
                 }
                 _ => {}
@@ -177,13 +232,50 @@ fn split(rel: &Path) -> (PathBuf, CString) {
 }
 
 impl Applier {
+    /// The entry's metadata, with the owner replaced where the options say so.
+    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
+        let mut m = pax_meta(entry, self.opts.noun)?;
+        if let Some((uid, gid)) = self.opts.owner {
+            (m.uid, m.gid) = (uid, gid);
+        }
+        if self.opts.whiteouts == Whiteouts::None {
+            // A copy: only the xattrs that any file may carry (user.*), as GNU tar does
+            // without --xattrs-include; trusted.* and security.* belong to the source's
+            // system, and overlay's are never a file's own.
+            m.xattrs.retain(|(k, _)| k.to_bytes().starts_with(b"user."));
+        }
+        Ok(m)
+    }
+
+    /// Makes way for a new entry at `name`: removes what is there, unless it is a directory
+    /// and `keep_dirs` says a directory is never replaced by a non-directory.
+    fn replace(dir: BorrowedFd<'_>, name: &CStr, rel: &Path, keep_dirs: bool) -> Result<()> {
+        if keep_dirs {
+            if let Ok(st) = sys::lstat(dir, name) {
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                    return Err(bad(format!(
+                        "cannot overwrite directory {} with a non-directory",
+                        rel.display()
+                    )));
+                }
+            }
+        }
+        Self::remove(dir, name).map_err(|e| Error::io(format!("replacing {}", rel.display()), e))
+    }
+
+    /// Opens `path` beneath the root's tree, across mounts where the options allow.
+    fn open_below(&self, dir: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd> {
+        sys::open_below(dir, path, libc::O_RDONLY | libc::O_DIRECTORY, self.opts.cross_mounts)
+    }
+
     fn io(&self, rel: &Path, what: &str, e: io::Error) -> Error {
+        let noun = self.opts.noun;
         match e.raw_os_error() {
             Some(libc::ELOOP) | Some(libc::EXDEV) | Some(libc::ENOTDIR) => bad(format!(
-                "layer entry {}: {what}: a parent is a symlink or not a directory: refusing the layer",
+                "{noun} entry {}: {what}: a parent is a symlink or not a directory: refusing the {noun}",
                 rel.display()
             )),
-            _ => Error::io(format!("layer entry {}: {what}", rel.display()), e),
+            _ => Error::io(format!("{noun} entry {}: {what}", rel.display()), e),
         }
     }
 
@@ -200,7 +292,7 @@ impl Applier {
                 .unwrap_or(self.root.as_fd()));
         }
         let c = sys::cstr(parent.as_os_str()).map_err(|e| self.io(parent, "name", e))?;
-        let fd = match sys::open_beneath(self.root.as_fd(), &c, libc::O_RDONLY | libc::O_DIRECTORY) {
+        let fd = match self.open_below(self.root.as_fd(), &c) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => self.make_parents(parent)?,
             Err(e) => return Err(self.io(parent, "opening its directory", e)),
@@ -219,7 +311,7 @@ impl Applier {
         for comp in parent.components() {
             sofar.push(comp);
             let name = sys::cstr(comp.as_os_str()).map_err(|e| self.io(&sofar, "name", e))?;
-            let next = match sys::open_beneath(cur.as_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY) {
+            let next = match self.open_below(cur.as_fd(), &name) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     match sys::mkdir(cur.as_fd(), &name, 0o755) {
@@ -227,7 +319,7 @@ impl Applier {
                         _ => {}
                     }
                     self.created.insert(sofar.clone());
-                    sys::open_beneath(cur.as_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY)
+                    self.open_below(cur.as_fd(), &name)
                         .map_err(|e| self.io(&sofar, "opening", e))?
                 }
                 Err(e) => return Err(self.io(&sofar, "opening", e)),
@@ -269,6 +361,7 @@ impl Applier {
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let noun = self.opts.noun;
         let kind = entry.header().entry_type();
         if matches!(
             kind,
@@ -280,10 +373,11 @@ impl Applier {
             return Ok(());
         }
         let raw = entry.path_bytes().into_owned();
-        let Some(rel) = clean_name(&raw)? else {
-            // The layer's root directory itself: only its metadata applies.
-            if kind == tar::EntryType::Directory {
-                let m = pax_meta(entry)?;
+        let Some(rel) = clean_name_in(&raw, noun)? else {
+            // The layer's root directory itself: only its metadata applies (a copy leaves the
+            // destination directory as it is, as docker's does).
+            if kind == tar::EntryType::Directory && self.opts.whiteouts != Whiteouts::None {
+                let m = self.meta(entry)?;
                 let root = self.root.try_clone().map_err(|e| Error::io("dup", e))?;
                 self.finish_fd(Path::new("."), root.as_fd(), &m)?;
                 self.dir_times.push((PathBuf::new(), m.mtime.0, m.mtime.1));
@@ -292,12 +386,13 @@ impl Applier {
         };
         let (parent_rel, name) = split(&rel);
         let name_str = name.to_bytes();
-        if name_str.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        if name_str.starts_with(WHITEOUT_PREFIX.as_bytes()) && self.opts.whiteouts != Whiteouts::None {
             return self.whiteout(&rel, &parent_rel, name_str);
         }
-        let m = pax_meta(entry)?;
+        let m = self.meta(entry)?;
         self.out.entries += 1;
-        let mode = self.mode;
+        let mode = self.opts.whiteouts;
+        let keep_kind = self.opts.no_overwrite_dir_non_dir;
         match kind {
             tar::EntryType::Directory => {
                 let dir = self.parent(&parent_rel, true)?;
@@ -305,8 +400,14 @@ impl Applier {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                         let st = sys::lstat(dir, &name)
-                            .map_err(|e| Error::io(format!("layer entry {}", rel.display()), e))?;
+                            .map_err(|e| Error::io(format!("{noun} entry {}", rel.display()), e))?;
                         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                            if keep_kind {
+                                return Err(bad(format!(
+                                    "cannot overwrite non-directory {} with a directory",
+                                    rel.display()
+                                )));
+                            }
                             Self::remove(dir, &name)
                                 .map_err(|e| Error::io(format!("replacing {}", rel.display()), e))?;
                             sys::mkdir(dir, &name, 0o700)
@@ -321,14 +422,14 @@ impl Applier {
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let dir = self.parent(&parent_rel, true)?;
-                Self::remove(dir, &name).map_err(|e| Error::io(format!("replacing {}", rel.display()), e))?;
+                Self::replace(dir, &name, &rel, keep_kind)?;
                 let fd =
                     sys::create_file(dir, &name).map_err(|e| Error::io(format!("creating {}", rel.display()), e))?;
                 let mut f = std::fs::File::from(fd);
                 let n = io::copy(entry, &mut f).map_err(|e| {
                     if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidData {
                         bad(format!(
-                            "layer entry {}: {e} (truncated or corrupt layer)",
+                            "{noun} entry {}: {e} (truncated or corrupt {noun})",
                             rel.display()
                         ))
                     } else {
@@ -344,11 +445,11 @@ impl Applier {
             tar::EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| bad(format!("layer entry {}: symlink without a target", rel.display())))?;
+                    .ok_or_else(|| bad(format!("{noun} entry {}: symlink without a target", rel.display())))?;
                 let target = CString::new(target.into_owned())
-                    .map_err(|_| bad(format!("layer entry {}: NUL in link target", rel.display())))?;
+                    .map_err(|_| bad(format!("{noun} entry {}: NUL in link target", rel.display())))?;
                 let dir = self.parent(&parent_rel, true)?;
-                Self::remove(dir, &name).map_err(|e| Error::io(format!("replacing {}", rel.display()), e))?;
+                Self::replace(dir, &name, &rel, keep_kind)?;
                 sys::symlink(&target, dir, &name)
                     .map_err(|e| Error::io(format!("creating symlink {}", rel.display()), e))?;
                 sys::chown(dir, &name, m.uid, m.gid).map_err(|e| Error::io(format!("chown {}", rel.display()), e))?;
@@ -362,18 +463,18 @@ impl Applier {
             tar::EntryType::Link => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| bad(format!("layer entry {}: hardlink without a target", rel.display())))?;
+                    .ok_or_else(|| bad(format!("{noun} entry {}: hardlink without a target", rel.display())))?;
                 let target_rel = clean_name(&target)?
-                    .ok_or_else(|| bad(format!("layer entry {}: hardlink to the layer root", rel.display())))?;
+                    .ok_or_else(|| bad(format!("{noun} entry {}: hardlink to the {noun} root", rel.display())))?;
                 let (tparent, tname) = split(&target_rel);
                 let tdir = {
                     let c = sys::cstr(tparent.as_os_str()).map_err(|e| Error::io("name", e))?;
                     if tparent.as_os_str().is_empty() {
                         self.root.try_clone().map_err(|e| Error::io("dup", e))?
                     } else {
-                        sys::open_beneath(self.root.as_fd(), &c, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| {
+                        self.open_below(self.root.as_fd(), &c).map_err(|e| {
                             bad(format!(
-                                "layer entry {}: hardlink target {} is not a file of this layer ({e})",
+                                "{noun} entry {}: hardlink target {} is not a file of this {noun} ({e})",
                                 rel.display(),
                                 target_rel.display()
                             ))
@@ -382,19 +483,19 @@ impl Applier {
                 };
                 let st = sys::lstat(tdir.as_fd(), &tname).map_err(|e| {
                     bad(format!(
-                        "layer entry {}: hardlink target {} is not a file of this layer ({e})",
+                        "{noun} entry {}: hardlink target {} is not a file of this {noun} ({e})",
                         rel.display(),
                         target_rel.display()
                     ))
                 })?;
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                    return Err(bad(format!("layer entry {}: hardlink to a directory", rel.display())));
+                    return Err(bad(format!("{noun} entry {}: hardlink to a directory", rel.display())));
                 }
                 if target_rel == rel {
                     return Ok(());
                 }
                 let dir = self.parent(&parent_rel, true)?;
-                Self::remove(dir, &name).map_err(|e| Error::io(format!("replacing {}", rel.display()), e))?;
+                Self::replace(dir, &name, &rel, keep_kind)?;
                 sys::hardlink(tdir.as_fd(), &tname, dir, &name)
                     .map_err(|e| Error::io(format!("linking {}", rel.display()), e))?;
             }
@@ -408,7 +509,7 @@ impl Applier {
                     _ => libc::S_IFIFO,
                 };
                 let dir = self.parent(&parent_rel, true)?;
-                Self::remove(dir, &name).map_err(|e| Error::io(format!("replacing {}", rel.display()), e))?;
+                Self::replace(dir, &name, &rel, keep_kind)?;
                 sys::mknod(dir, &name, ty | (m.mode & 0o777), sys::makedev(major, minor))
                     .map_err(|e| Error::io(format!("creating device {}", rel.display()), e))?;
                 sys::chown(dir, &name, m.uid, m.gid).map_err(|e| Error::io(format!("chown {}", rel.display()), e))?;
@@ -422,7 +523,7 @@ impl Applier {
             }
             other => {
                 return Err(bad(format!(
-                    "layer entry {}: unsupported tar entry type {other:?}",
+                    "{noun} entry {}: unsupported tar entry type {other:?}",
                     rel.display()
                 )));
             }
@@ -444,7 +545,7 @@ impl Applier {
     }
 
     fn whiteout(&mut self, rel: &Path, parent_rel: &Path, name: &[u8]) -> Result<()> {
-        let mode = self.mode;
+        let mode = self.opts.whiteouts;
         if name == OPAQUE.as_bytes() {
             let parent_rel = parent_rel.to_path_buf();
             let created: HashSet<PathBuf> = if mode == Whiteouts::Delete {
@@ -463,6 +564,8 @@ impl Applier {
                     Self::clear_dir(dir, &keep)
                         .map_err(|e| Error::io(format!("emptying {}", parent_rel.display()), e))?;
                 }
+                // A copy never gets here (its `.wh.` names are files).
+                Whiteouts::None => {}
             }
             return Ok(());
         }
@@ -472,7 +575,11 @@ impl Applier {
         }
         let target = &name[WHITEOUT_PREFIX.len()..];
         if target.is_empty() || target == b"." || target == b".." {
-            return Err(bad(format!("layer entry {}: invalid whiteout", rel.display())));
+            return Err(bad(format!(
+                "{} entry {}: invalid whiteout",
+                self.opts.noun,
+                rel.display()
+            )));
         }
         let target = CString::new(target).map_err(|_| bad("NUL in whiteout".into()))?;
         let dir = self.parent(parent_rel, true)?;
@@ -494,7 +601,7 @@ impl Applier {
                 self.root.try_clone().map_err(|e| Error::io("dup", e))?
             } else {
                 let c = sys::cstr(rel.as_os_str()).map_err(|e| Error::io("name", e))?;
-                match sys::open_beneath(self.root.as_fd(), &c, libc::O_RDONLY | libc::O_DIRECTORY) {
+                match self.open_below(self.root.as_fd(), &c) {
                     Ok(fd) => fd,
                     // Replaced or whited out later in the layer.
                     Err(_) => continue,
