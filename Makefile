@@ -17,7 +17,8 @@ FIXTURES := target/fixtures
 # umoci, zstd, curl and openssl (the image store's registry, test images, reference unpacker,
 # token server).
 TEST_PACKAGES := busybox-static jq tini containerd podman docker.io iproute2 gcc libc6-dev runc crun \
-	protobuf-compiler docker-registry skopeo umoci zstd curl openssl
+	protobuf-compiler docker-registry skopeo umoci zstd curl openssl \
+	containernetworking-plugins iptables nftables
 
 .PHONY: all build test unit e2e fuzz lint demo install deps fixtures clean bench
 

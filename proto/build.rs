@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/dray/v1/system.proto",
         "proto/dray/v1/containers.proto",
         "proto/dray/v1/volumes.proto",
+        "proto/dray/v1/networks.proto",
         "proto/dray/v1/events.proto",
     ];
     for f in files {

@@ -60,6 +60,10 @@ impl Client {
         EventsClient::new(self.channel.clone())
     }
 
+    pub fn networks(&self) -> dray_proto::v1::networks_client::NetworksClient<Channel> {
+        dray_proto::v1::networks_client::NetworksClient::new(self.channel.clone())
+    }
+
     pub fn volumes(&self) -> VolumesClient<Channel> {
         VolumesClient::new(self.channel.clone())
     }

@@ -98,6 +98,9 @@ enum Cmd {
     /// Manage volumes
     #[command(subcommand)]
     Volume(commands::volumes::VolumeCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(commands::networks::NetworkCmd),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(commands::archive::SaveArgs),
     /// Load images from a tar archive or STDIN
@@ -328,6 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Top(a) | Cmd::Container(ContainerCmd::Top(a)) => containers::top(&c, a).await,
         Cmd::Exec(a) | Cmd::Container(ContainerCmd::Exec(a)) => containers::exec(&c, a).await,
         Cmd::Volume(v) => commands::volumes::run(&c, v).await,
+        Cmd::Network(n) => commands::networks::run(&c, n).await,
         Cmd::Attach(a) | Cmd::Container(ContainerCmd::Attach(a)) => containers::attach(&c, a).await,
         Cmd::Stats(a) | Cmd::Container(ContainerCmd::Stats(a)) => containers::stats(&c, a).await,
         Cmd::Update(a) | Cmd::Container(ContainerCmd::Update(a)) => containers::update(&c, a).await,

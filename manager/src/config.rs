@@ -52,6 +52,12 @@ pub struct FileConfig {
     pub default_runtime: Option<String>,
     /// The init binary of `--init` (dockerd's init-path).
     pub init_path: Option<PathBuf>,
+    /// The default network's Linux bridge (dockerd's bridge; default dray0).
+    pub bridge: Option<String>,
+    /// The default network's subnet (dockerd's bip; default 172.29.0.0/16).
+    pub bridge_subnet: Option<String>,
+    /// Directories of the CNI plugins (default /usr/lib/cni, /opt/cni/bin, /usr/libexec/cni).
+    pub cni_plugin_dirs: Option<Vec<PathBuf>>,
 }
 
 /// Settings of one registry host.
@@ -95,6 +101,7 @@ pub struct Config {
     pub default_runtime: String,
     /// `--init`'s binary, when there is one.
     pub init_path: Option<PathBuf>,
+    pub network: crate::network::Settings,
 }
 
 /// The default runtime: dray's own shim.
@@ -212,6 +219,22 @@ impl Config {
             snapshotter,
             default_runtime: file.default_runtime.unwrap_or_else(|| DEFAULT_RUNTIME.into()),
             init_path: file.init_path.or_else(find_init),
+            network: {
+                let d = crate::network::Settings::default();
+                let bridge = file.bridge.unwrap_or(d.bridge_name);
+                if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ', ':']) {
+                    return Err(Error::InvalidArgument(format!(
+                        "bridge {bridge:?}: an interface name of 1 to 15 characters"
+                    )));
+                }
+                let subnet = file.bridge_subnet.unwrap_or(d.bridge_subnet);
+                crate::network::Cidr::parse(&subnet)?;
+                crate::network::Settings {
+                    bridge_name: bridge,
+                    bridge_subnet: subnet,
+                    plugin_dirs: file.cni_plugin_dirs.unwrap_or(d.plugin_dirs),
+                }
+            },
         })
     }
 }

@@ -164,6 +164,11 @@ pub async fn run(config: Config) -> Result<()> {
         .add_service(VolumesServer::new(crate::api::volumes::VolumesApi {
             containers: containers.clone(),
         }))
+        .add_service(dray_proto::v1::networks_server::NetworksServer::new(
+            crate::api::networks::NetworksApi {
+                containers: containers.clone(),
+            },
+        ))
         .add_service(EventsServer::new(crate::api::events::EventsApi {
             containers: containers.clone(),
         }))

@@ -16,6 +16,7 @@
 //! | [`containers`] | container records, OCI spec generation, lifecycle, restart, recovery |
 //! | [`logs`] | json-file logs: writer with rotation, reader, follow |
 //! | [`volumes`] | docker's local volume driver: directories and their records |
+//! | [`network`] | networks (CNI caller, namespaces, ports, firewall table, DNS) and attachments |
 //! | [`events`] | the event bus (containers, volumes) behind `events` |
 //! | [`api`] | gRPC services: translation between wire and domain types only |
 //! | [`daemon`] | the process: lock, socket, serve, shutdown |
@@ -35,6 +36,7 @@ pub mod gc;
 pub mod images;
 pub mod logs;
 pub mod meta;
+pub mod network;
 pub mod remote;
 pub mod shims;
 pub mod snapshots;

@@ -323,6 +323,43 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub dir: tempdir::Dir,
     pub config: Option<PathBuf>,
+    /// The network namespace drayd runs in (`ip netns` name), made for it and removed on
+    /// drop: its bridges, addresses and packet filter rules never touch the host's network.
+    pub netns: Option<String>,
+}
+
+/// A command's standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A new named network namespace with loopback up (`ip netns add`).
+pub fn new_netns() -> String {
+    let mut b = [0u8; 6];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .expect("urandom");
+    let name = format!("dray-e2e-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+    for args in [
+        vec!["netns", "add", &name],
+        vec!["-n", &name, "link", "set", "lo", "up"],
+    ] {
+        let st = Command::new("ip").args(&args).status().expect("ip");
+        assert!(st.success(), "ip {args:?}");
+    }
+    name
+}
+
+/// Runs `cmd` in the network namespace `ns` (its mount namespace stays the caller's).
+pub fn in_netns(ns: &str, program: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
+    c
 }
 
 impl Daemon {
@@ -333,6 +370,21 @@ impl Daemon {
             child: None,
             dir,
             config: None,
+            netns: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// Starts drayd in a network namespace of its own (every test that runs containers on
+    /// bridge networks).
+    pub fn start_isolated() -> Daemon {
+        let dir = tempdir::Dir::new("drayd");
+        let mut d = Daemon {
+            child: None,
+            dir,
+            config: None,
+            netns: Some(new_netns()),
         };
         d.spawn();
         d
@@ -352,7 +404,11 @@ impl Daemon {
 
     /// The drayd command line of this daemon (for starting a second one on the same roots).
     pub fn command(&self) -> Command {
-        let mut c = Command::new(drayd_bin());
+        let drayd = drayd_bin();
+        let mut c = match &self.netns {
+            Some(ns) => in_netns(ns, &drayd.display().to_string()),
+            None => Command::new(drayd),
+        };
         c.arg("--data-root")
             .arg(self.data_root())
             .arg("--exec-root")
@@ -499,6 +555,9 @@ impl Drop for Daemon {
             self.remove_all_containers();
         }
         self.stop();
+        if let Some(ns) = self.netns.take() {
+            let _ = Command::new("ip").args(["netns", "delete", &ns]).status();
+        }
     }
 }
 

@@ -5,18 +5,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dray_e2e::manager::{wait_until, Daemon};
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use dray_e2e::manager::{stderr, stdout, wait_until, Daemon};
 
 fn daemon() -> Daemon {
-    let d = Daemon::start();
+    let d = Daemon::start_isolated();
     d.load_busybox();
     d
 }
@@ -269,8 +261,9 @@ fn containers_survive_a_killed_drayd() {
         wait_until(Duration::from_secs(10), || {
             inspect(&d, &short, "{{.State.Status}} {{.State.ExitCode}}") == "exited 5"
         }),
-        "{}",
-        inspect(&d, &short, "{{.State.Status}} {{.State.ExitCode}}")
+        "{}\n{}",
+        inspect(&d, &short, "{{.State.Status}} {{.State.ExitCode}}"),
+        d.log()
     );
     // The long one is still followed: its exit is recorded, every line is in the log.
     assert_eq!(d.ok(&["wait", &id]), "7\n");

@@ -9,7 +9,7 @@ use clap::Args;
 use dray_proto::v1 as pb;
 use serde_json::{json, Value};
 
-use super::{pretty, Exit};
+use super::Exit;
 use crate::client::Client;
 use crate::format::{print, Format};
 use crate::terminal::{self, RawMode};
@@ -99,9 +99,37 @@ pub struct CreateFlags {
     /// Runtime to use for this container (a shim: io.containerd.runc.v2, a path)
     #[arg(long)]
     pub runtime: Option<String>,
-    /// Connect a container to a network (none, host)
+    /// Connect a container to a network (bridge, host, none, container:NAME|ID, or a
+    /// user-defined network)
     #[arg(long, visible_alias = "net")]
     pub network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long, visible_alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", visible_alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long)]
+    pub add_host: Vec<String>,
     /// Logging driver for the container (json-file)
     #[arg(long)]
     pub log_driver: Option<String>,
@@ -416,6 +444,7 @@ fn request(a: &CreateFlags, auto_remove: bool) -> Result<pb::CreateContainerRequ
             stdin_once: a.interactive,
             stop_signal: a.stop_signal.clone().unwrap_or_default(),
             stop_timeout: a.stop_timeout,
+            exposed_ports: a.expose.clone(),
         }),
         host_config: Some(pb::HostConfig {
             auto_remove,
@@ -445,6 +474,14 @@ fn request(a: &CreateFlags, auto_remove: bool) -> Result<pb::CreateContainerRequ
             runtime: a.runtime.clone().unwrap_or_default(),
             init: a.init,
             network_mode: a.network.clone().unwrap_or_default(),
+            publish: a.publish.clone(),
+            publish_all_ports: a.publish_all,
+            dns: a.dns.clone(),
+            dns_search: a.dns_search.clone(),
+            dns_options: a.dns_option.clone(),
+            extra_hosts: a.add_host.clone(),
+            network_aliases: a.network_alias.clone(),
+            ipv4_address: a.ip.clone().unwrap_or_default(),
             log_driver: a.log_driver.clone().unwrap_or_default(),
             log_opts,
             console_size: if a.tty {
@@ -1087,7 +1124,66 @@ pub async fn logs(c: &Client, a: LogsArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn format_nanos(n: i64) -> String {
+/// docker's PORTS column: published ports as `IP:HOST->PORT/PROTO`, exposed ones as
+/// `PORT/PROTO`, consecutive ports folded into ranges (`0.0.0.0:8000-8001->80-81/tcp`); only
+/// while the container runs.
+fn ports_text(ct: &pb::ContainerSummary) -> String {
+    if ct.state != "running" && ct.state != "paused" {
+        return String::new();
+    }
+    // (proto, ip, private, public); public 0: exposed only.
+    let mut all: Vec<(String, String, u32, u32)> = ct
+        .ports
+        .iter()
+        .map(|b| {
+            let ip = if b.host_ip.is_empty() {
+                "0.0.0.0".to_string()
+            } else {
+                b.host_ip.clone()
+            };
+            (b.protocol.clone(), ip, b.container_port, b.host_port)
+        })
+        .collect();
+    for e in &ct.exposed_ports {
+        let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        let Ok(port) = port.parse::<u32>() else { continue };
+        if !all.iter().any(|p| p.0 == proto && p.2 == port) {
+            all.push((proto.to_string(), String::new(), port, 0));
+        }
+    }
+    all.sort_by(|a, b| (a.1.is_empty(), &a.1, a.2, &a.0).cmp(&(b.1.is_empty(), &b.1, b.2, &b.0)));
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < all.len() {
+        let (proto, ip, first_priv, first_pub) = all[i].clone();
+        let mut j = i;
+        while j + 1 < all.len() {
+            let n = &all[j + 1];
+            let step = (n.2 as i64 - all[j].2 as i64, n.3 as i64 - all[j].3 as i64);
+            let same = n.0 == proto && n.1 == ip;
+            if same && step.0 == 1 && (step.1 == 1 || first_pub == 0 && n.3 == 0) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let (last_priv, last_pub) = (all[j].2, all[j].3);
+        let range = |a: u32, b: u32| if a == b { a.to_string() } else { format!("{a}-{b}") };
+        if first_pub == 0 {
+            out.push(format!("{}/{proto}", range(first_priv, last_priv)));
+        } else {
+            out.push(format!(
+                "{ip}:{}->{}/{proto}",
+                range(first_pub, last_pub),
+                range(first_priv, last_priv)
+            ));
+        }
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
+pub(crate) fn format_nanos(n: i64) -> String {
     chrono::DateTime::from_timestamp(n.div_euclid(1_000_000_000), n.rem_euclid(1_000_000_000) as u32)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%S%.9fZ")
@@ -1205,7 +1301,7 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<u8> {
                 "RunningFor": created,
                 "Status": status_text(&ct.state, ct.exit_code, ct.started_at, ct.finished_at, now),
                 "State": ct.state,
-                "Ports": "",
+                "Ports": ports_text(ct),
                 "Names": ct.name,
                 "Labels": labels.join(","),
                 "Size": if a.size { human_size(ct.size_rw) } else { String::new() },
@@ -1287,14 +1383,7 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<u8> {
         eprintln!("Error: No such object: {n}");
         failed = true;
     }
-    match a.format.as_deref() {
-        Some(f) if f != "json" => {
-            for o in &out {
-                println!("{}", crate::format::render(f, o)?);
-            }
-        }
-        _ => println!("{}", pretty(&Value::Array(out))?),
-    }
+    super::print_documents(out, a.format.as_deref())?;
     if failed {
         return Err(Exit(1).into());
     }
@@ -1753,8 +1842,8 @@ pub struct PortArgs {
     pub port: Option<String>,
 }
 
-/// `port`: the container's published ports. drayd publishes none yet (networks come with
-/// the networks service), so the list is empty and a named port is an error, as docker's.
+/// `port`: the container's published ports (docker's `PRIVATE/PROTO -> HOST_IP:HOST_PORT`),
+/// or the host addresses of one; a port not published is docker's error.
 pub async fn port(c: &Client, a: PortArgs) -> Result<u8> {
     let doc = inspect_doc(c, &a.container).await?;
     let ports = doc["NetworkSettings"]["Ports"].as_object().cloned().unwrap_or_default();

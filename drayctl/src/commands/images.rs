@@ -5,7 +5,7 @@ use clap::Args;
 use dray_proto::v1 as pb;
 use serde_json::{json, Value};
 
-use super::{pretty, Exit};
+use super::Exit;
 use crate::client::Client;
 use crate::credentials;
 use crate::format::{print, Format};
@@ -368,14 +368,7 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<u8> {
             }
         }
     }
-    match a.format.as_deref() {
-        Some(f) if f != "json" => {
-            for o in &out {
-                println!("{}", crate::format::render(f, o)?);
-            }
-        }
-        _ => println!("{}", pretty(&Value::Array(out))?),
-    }
+    super::print_documents(out, a.format.as_deref())?;
     if failed {
         return Err(Exit(125).into());
     }

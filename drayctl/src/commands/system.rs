@@ -1,7 +1,5 @@
 //! version, info, system df, system prune, image prune.
 
-use std::io::{BufRead, IsTerminal, Write};
-
 use anyhow::Result;
 use clap::Args;
 use dray_proto::v1 as pb;
@@ -261,17 +259,6 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-fn confirm(msg: &str) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        // docker reads the answer from stdin whatever it is; an empty answer is "no".
-    }
-    print!("{msg}\nAre you sure you want to continue? [y/N] ");
-    std::io::stdout().flush()?;
-    let mut ans = String::new();
-    std::io::stdin().lock().read_line(&mut ans)?;
-    Ok(matches!(ans.trim(), "y" | "Y" | "yes"))
-}
-
 async fn do_prune(c: &Client, all: bool) -> Result<u8> {
     let r = c
         .system()
@@ -299,7 +286,7 @@ pub async fn image_prune(c: &Client, a: PruneArgs) -> Result<u8> {
     } else {
         "WARNING! This will remove all dangling images."
     };
-    if !a.force && !confirm(msg)? {
+    if !a.force && !super::confirm(msg)? {
         return Ok(0);
     }
     do_prune(c, a.all).await
@@ -311,7 +298,7 @@ pub async fn prune(c: &Client, a: PruneArgs) -> Result<u8> {
     } else {
         "WARNING! This will remove:\n  - all dangling images\n  - unreferenced layers and blobs"
     };
-    if !a.force && !confirm(msg)? {
+    if !a.force && !super::confirm(msg)? {
         return Ok(0);
     }
     do_prune(c, a.all).await

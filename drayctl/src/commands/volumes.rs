@@ -1,16 +1,15 @@
 //! `volume create|ls|inspect|rm|prune`, as docker prints them.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use dray_proto::v1 as pb;
 use serde_json::{json, Value};
 
-use super::{pretty, Exit};
+use super::Exit;
 use crate::client::Client;
-use crate::format::{print, render, Format};
+use crate::format::{print, Format};
 use crate::units::human_size;
 use crate::DaemonError;
 
@@ -189,14 +188,7 @@ pub async fn run(c: &Client, cmd: VolumeCmd) -> Result<u8> {
                     }
                 }
             }
-            match a.format.as_deref() {
-                Some(f) if f != "json" => {
-                    for o in &out {
-                        println!("{}", render(f, o)?);
-                    }
-                }
-                _ => println!("{}", pretty(&Value::Array(out))?),
-            }
+            super::print_documents(out, a.format.as_deref())?;
             if failed {
                 return Err(Exit(1).into());
             }
@@ -226,14 +218,10 @@ pub async fn run(c: &Client, cmd: VolumeCmd) -> Result<u8> {
             Ok(0)
         }
         VolumeCmd::Prune(a) => {
-            if !a.force {
-                print!("WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ");
-                let _ = std::io::stdout().flush();
-                let mut line = String::new();
-                let _ = std::io::stdin().lock().read_line(&mut line);
-                if !matches!(line.trim(), "y" | "Y" | "yes") {
-                    return Ok(0);
-                }
+            if !a.force
+                && !super::confirm("WARNING! This will remove all local volumes not used by at least one container.")?
+            {
+                return Ok(0);
             }
             let r = c
                 .volumes()

@@ -18,9 +18,13 @@ pub struct ContainersApi {
     pub containers: Arc<Containers>,
 }
 
-fn options(c: pb::ContainerConfig, h: pb::HostConfig) -> Options {
+fn options(c: pb::ContainerConfig, h: pb::HostConfig) -> Result<Options, Box<Status>> {
     let rp = h.restart_policy.unwrap_or_default();
-    Options {
+    let mut ports = Vec::new();
+    for p in &h.publish {
+        ports.extend(crate::network::ports::parse(p).map_err(|e| Box::new(status(e)))?);
+    }
+    Ok(Options {
         image: c.image,
         cmd: c.cmd,
         entrypoint: c.entrypoint_set.then_some(c.entrypoint),
@@ -34,6 +38,7 @@ fn options(c: pb::ContainerConfig, h: pb::HostConfig) -> Options {
         stdin_once: c.stdin_once,
         stop_signal: c.stop_signal,
         stop_timeout: c.stop_timeout,
+        expose: c.exposed_ports,
         auto_remove: h.auto_remove,
         restart_policy: RestartPolicy {
             name: rp.name,
@@ -72,10 +77,19 @@ fn options(c: pb::ContainerConfig, h: pb::HostConfig) -> Options {
         runtime: h.runtime,
         init: h.init,
         network_mode: h.network_mode,
+        network_aliases: h.network_aliases,
+        ip: h.ipv4_address,
+        extra_networks: Vec::new(),
+        ports,
+        publish_all: h.publish_all_ports,
+        dns: h.dns,
+        dns_search: h.dns_search,
+        dns_options: h.dns_options,
+        extra_hosts: h.extra_hosts,
         log_driver: h.log_driver,
         log_opts: h.log_opts.into_iter().collect(),
         console_size: h.console_size,
-    }
+    })
 }
 
 fn mount_in(m: pb::Mount) -> MountOpt {
@@ -121,6 +135,20 @@ fn summary(r: &Record, size: Option<i64>) -> pb::ContainerSummary {
         size_root_fs: 0,
         runtime: r.resolved.runtime.clone(),
         mounts: r.options.mounts.iter().map(mount_out).collect(),
+        ports: r
+            .state
+            .network
+            .ports
+            .iter()
+            .map(|b| pb::PortBinding {
+                host_ip: b.host_ip.clone(),
+                host_port: u32::from(b.host_port),
+                container_port: u32::from(b.container_port),
+                protocol: b.proto.clone(),
+            })
+            .collect(),
+        exposed_ports: r.resolved.exposed_ports.clone(),
+        networks: r.state.network.endpoints.iter().map(|e| e.network.clone()).collect(),
     }
 }
 
@@ -189,7 +217,7 @@ impl ContainersService for ContainersApi {
         req: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::CreateContainerResponse>, Status> {
         let r = req.into_inner();
-        let opts = options(r.config.unwrap_or_default(), r.host_config.unwrap_or_default());
+        let opts = options(r.config.unwrap_or_default(), r.host_config.unwrap_or_default()).map_err(|e| *e)?;
         let name = (!r.name.is_empty()).then_some(r.name);
         let (id, warnings) = self.containers.create(name, opts).await.map_err(status)?;
         Ok(Response::new(pb::CreateContainerResponse { id, warnings }))

@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod events;
 pub mod images;
+pub mod networks;
 pub mod stream;
 pub mod system;
 pub mod volumes;

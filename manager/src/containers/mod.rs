@@ -16,6 +16,7 @@
 pub mod copy;
 pub mod inspect;
 pub mod io;
+pub mod net;
 pub mod record;
 pub mod seccomp;
 pub mod spec;
@@ -135,6 +136,8 @@ pub struct Containers {
     removed: broadcast::Sender<String>,
     /// The volume store (the only owner of volume directories).
     pub volumes: crate::volumes::Volumes,
+    /// Networks and the containers' attachments.
+    pub networks: Arc<crate::network::Networks>,
 }
 
 /// docker's container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -196,26 +199,29 @@ fn is_cgroup_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// The host's resolv.conf without loopback nameservers (they mean nothing inside the
-/// container's network namespace), as docker writes it.
-fn resolv_conf() -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    host.lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            !(w.next() == Some("nameserver") && w.next().is_some_and(|a| a.starts_with("127.") || a == "::1"))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-fn hosts_file(hostname: &str, host_net: bool) -> String {
-    if host_net {
-        return std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+/// The image's exposed ports with `--expose` added ("80" means 80/tcp; ranges expand), in
+/// docker's "PORT/PROTO" form, sorted and without duplicates.
+fn exposed_ports(image: impl Iterator<Item = String>, expose: &[String]) -> Result<Vec<String>> {
+    let mut out: std::collections::BTreeSet<(u16, String)> = std::collections::BTreeSet::new();
+    for e in image {
+        if let Ok(p) = crate::network::ports::parse_exposed(&e) {
+            out.insert(p);
+        }
     }
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-    )
+    for e in expose {
+        let (range, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        let bad = || Error::InvalidArgument(format!("invalid range format for --expose: {e}"));
+        let a: u16 = a.parse().map_err(|_| bad())?;
+        let b: u16 = b.parse().map_err(|_| bad())?;
+        if a == 0 || b < a || !matches!(proto, "tcp" | "udp" | "sctp") {
+            return Err(bad());
+        }
+        for p in a..=b {
+            out.insert((p, proto.to_string()));
+        }
+    }
+    Ok(out.into_iter().map(|(p, proto)| format!("{p}/{proto}")).collect())
 }
 
 /// docker's exit codes for a process that could not be started.
@@ -252,6 +258,12 @@ impl Containers {
                 v.recover()?;
                 v
             },
+            networks: Arc::new(crate::network::Networks::open(
+                store.meta.clone(),
+                &store.config.data_root,
+                &store.config.exec_root,
+                store.config.network.clone(),
+            )?),
         });
         let records = store.meta.run(|m| m.containers()).await?;
         for json in records {
@@ -270,6 +282,15 @@ impl Containers {
             let me2 = me.clone();
             me2.recover(c).await;
         }
+        // Attachments in the CNI cache of containers that no longer have a network (removed
+        // while drayd died half-way through a teardown).
+        let live: std::collections::HashSet<String> = me
+            .table_lock()
+            .values()
+            .filter(|c| !c.record().state.network.netns.is_empty())
+            .map(|c| c.id.clone())
+            .collect();
+        me.networks.sweep(&|id| live.contains(id)).await;
         Ok(me)
     }
 
@@ -508,7 +529,7 @@ impl Containers {
             labels,
             stop_signal,
             stop_timeout: opts.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
-            exposed_ports: ic.exposed_ports.clone().unwrap_or_default().into_keys().collect(),
+            exposed_ports: exposed_ports(ic.exposed_ports.clone().unwrap_or_default().into_keys(), &opts.expose)?,
             volumes: ic.volumes.clone().unwrap_or_default().into_keys().collect(),
             shim_writes_log: shim.file_name().is_some_and(|n| n == "containerd-shim-dray-v2"),
             shim: shim.display().to_string(),
@@ -601,6 +622,7 @@ impl Containers {
                 .collect(),
             init_binary: self.settings.init_binary.as_ref().map(|p| p.display().to_string()),
             arch: std::env::consts::ARCH.to_string(),
+            netns: self.netns_to_join(rec),
         }
     }
 
@@ -620,6 +642,7 @@ impl Containers {
         let id = random_hex(32)?;
         let (img, resolved) = self.resolve(&id, &opts)?;
         self.validate(&opts, &resolved)?;
+        self.network_mode(&opts)?;
         let mut opts = opts;
         // The image's VOLUMEs not covered by the user's mounts get anonymous volumes; every
         // anonymous volume gets its name now (docker: 64 hex digits).
@@ -708,9 +731,10 @@ impl Containers {
                 rec.resolved.hostname.clone()
             };
             std::fs::write(dir.join("hostname"), format!("{hostname}\n")).ctx(|| "writing hostname".to_string())?;
-            std::fs::write(dir.join("hosts"), hosts_file(&rec.resolved.hostname, host_net))
-                .ctx(|| "writing hosts".to_string())?;
-            std::fs::write(dir.join("resolv.conf"), resolv_conf()).ctx(|| "writing resolv.conf".to_string())?;
+            // What the container sees until it starts (each start writes them again).
+            let (hosts, resolv) = net::default_files(&rec, host_net);
+            std::fs::write(dir.join("hosts"), hosts).ctx(|| "writing hosts".to_string())?;
+            std::fs::write(dir.join("resolv.conf"), resolv).ctx(|| "writing resolv.conf".to_string())?;
             Ok(())
         })();
         drop(_gate);
@@ -870,9 +894,15 @@ impl Containers {
     }
 
     async fn start_task(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<()> {
-        match self.try_start_task(c).await {
+        let started = match self.setup_network(c).await {
+            Ok(()) => self.try_start_task(c).await,
+            Err(e) => Err(e),
+        };
+        match started {
             Ok(()) => Ok(()),
             Err(e) => {
+                // The task is gone (or never was): its network goes too.
+                self.teardown_network(c).await;
                 let msg = e.to_string();
                 c.update(|r| {
                     r.state.error = msg.clone();
@@ -1167,6 +1197,7 @@ impl Containers {
         shims::release_shim_log(&bundle);
         let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir_all(&bundle);
+        self.teardown_network(c).await;
     }
 
     /// drayd started: reconnect to the shim of each live container, or record its end.
@@ -1187,6 +1218,8 @@ impl Containers {
                 return;
             }
             _ => {
+                // A setup that a killed drayd left half-done is undone first.
+                self.teardown_network(&c).await;
                 // Containers that were running when the host went down come back as their
                 // policy says (docker starts always and unless-stopped ones).
                 let p = rec.options.restart_policy.name.as_str();
@@ -1240,6 +1273,7 @@ impl Containers {
                     tracing::debug!(id = %c.id, "shim log: {e}");
                 }
                 *c.shim.lock().unwrap_or_else(|p| p.into_inner()) = Some(shim.clone());
+                self.restore_network(&c.record());
                 tracing::info!(id = %c.id, "reconnected to the container's shim");
                 self.monitor(c, shim);
             }
@@ -2131,11 +2165,5 @@ mod tests {
         );
         assert_eq!(start_error_code("exec /x: permission denied"), 126);
         assert_eq!(start_error_code("cgroup: invalid argument"), 128);
-    }
-
-    #[test]
-    fn resolv_conf_drops_loopback_servers() {
-        let hosts = hosts_file("abc", false);
-        assert!(hosts.contains("127.0.0.1\tlocalhost") && hosts.ends_with("127.0.1.1\tabc\n"));
     }
 }

@@ -63,6 +63,15 @@ pub struct MountOpt {
     pub options: Vec<String>,
 }
 
+/// A network a container joins, with its names and fixed address there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkOpt {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub ip: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceOpt {
     pub path_on_host: String,
@@ -88,6 +97,8 @@ pub struct Options {
     pub stdin_once: bool,
     pub stop_signal: String,
     pub stop_timeout: Option<i64>,
+    /// `--expose`, beside the image's ExposedPorts.
+    pub expose: Vec<String>,
     pub auto_remove: bool,
     pub restart_policy: RestartPolicy,
     pub read_only_rootfs: bool,
@@ -106,7 +117,22 @@ pub struct Options {
     pub shm_size: i64,
     pub runtime: String,
     pub init: bool,
+    /// docker's NetworkMode: "" (the default bridge), "bridge", "host", "none",
+    /// "container:NAME|ID" or a user-defined network's name.
     pub network_mode: String,
+    /// `--network-alias` and `--ip` on the network of `network_mode`.
+    pub network_aliases: Vec<String>,
+    pub ip: String,
+    /// Networks joined later (`network connect`), after the one of `network_mode`.
+    pub extra_networks: Vec<NetworkOpt>,
+    /// `-p` (host port 0: a free one at start) and `-P`.
+    pub ports: Vec<crate::network::Binding>,
+    pub publish_all: bool,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP`.
+    pub extra_hosts: Vec<String>,
     pub log_driver: String,
     pub log_opts: BTreeMap<String, String>,
     /// [height, width] of the terminal at creation.
@@ -194,6 +220,20 @@ pub struct State {
     /// Stopped by the user (`stop`, `kill`): restart policies do not apply (docker's
     /// HasBeenManuallyStopped).
     pub manually_stopped: bool,
+    /// What is set up for the container's network while it runs; recorded before the setup
+    /// begins, so that a restart of drayd tears down exactly this.
+    pub network: NetState,
+}
+
+/// A running container's network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetState {
+    /// The namespace file (empty: none made by drayd).
+    pub netns: String,
+    pub endpoints: Vec<crate::network::Endpoint>,
+    /// The published ports as bound.
+    pub ports: Vec<crate::network::Binding>,
 }
 
 /// One container.

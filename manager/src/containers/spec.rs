@@ -28,6 +28,8 @@ pub struct Host {
     /// The init binary for `--init` (bind-mounted at /sbin/docker-init... here /dray-init).
     pub init_binary: Option<String>,
     pub arch: String,
+    /// The network namespace to join (None: the host's for `host`, else a new one).
+    pub netns: Option<String>,
 }
 
 /// The paths docker masks (moby `oci.DefaultSpec`).
@@ -444,14 +446,12 @@ pub fn generate(rec: &Record, ids: &Ids, host: &Host) -> Result<Value> {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    match o.network_mode.as_str() {
-        "host" => {}
-        "" | "none" | "default" | "bridge" => namespaces.push(json!({"type": "network"})),
-        other => {
-            return Err(Error::Unsupported(format!(
-                "network mode {other:?} is not supported yet: use none or host"
-            )))
-        }
+    match (o.network_mode.as_str(), &host.netns) {
+        ("host", _) => {}
+        // A bridge network's namespace, made and set up by drayd, or another container's.
+        (_, Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
+        // `none`: a namespace of its own with only loopback.
+        (_, None) => namespaces.push(json!({"type": "network"})),
     }
     // docker: a private cgroup namespace on cgroup v2, the host's on v1.
     if host.cgroup_v2 && !o.privileged {
@@ -595,6 +595,7 @@ mod tests {
             volume_sources: vec![],
             init_binary: None,
             arch: "x86_64".into(),
+            netns: None,
         }
     }
 

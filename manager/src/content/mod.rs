@@ -353,7 +353,12 @@ pub fn for_each_chunk(path: &Path, mut f: impl FnMut(&[u8]) -> Result<()>) -> Re
 
 /// Writes a small file durably: temp file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    // A name of its own per call: concurrent writers of files in one directory never share it.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}-{seq}", std::process::id()));
+    let tmp = path.with_file_name(name);
     let mut f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
     f.write_all(data)
         .and_then(|_| f.sync_all())

@@ -14,6 +14,7 @@
 //! leases(id PK, expires)  ── lease_resources(lease → leases, kind 'blob'|'snapshot', key)
 //! containers(id PK, name UNIQUE, snapshot_key (its read-write snapshot), record (JSON))
 //! volumes(name PK, record (JSON: labels, anonymous, created))
+//! networks(id PK, name UNIQUE, record (JSON: driver, subnet, gateway, bridge, internal, labels))
 //! ```
 //!
 //! Leases keep what an operation in progress has made (blobs, snapshots) safe from garbage
@@ -87,6 +88,13 @@ CREATE TABLE containers (
     r#"
 CREATE TABLE volumes (
     name TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
     record TEXT NOT NULL
 );
 "#,
@@ -524,6 +532,36 @@ impl Meta {
         let mut st = conn.prepare("SELECT record FROM containers")?;
         let rows = st.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    // ---- networks ----
+
+    /// Stores a network unless its name or ID is taken; true when stored.
+    pub fn insert_network(&self, id: &str, name: &str, record: &str) -> Result<bool> {
+        let n = self.lock().execute(
+            "INSERT OR IGNORE INTO networks (id, name, record) VALUES (?1, ?2, ?3)",
+            params![id, name, record],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Replaces a stored network's record.
+    pub fn update_network(&self, id: &str, record: &str) -> Result<()> {
+        self.lock()
+            .execute("UPDATE networks SET record = ?2 WHERE id = ?1", params![id, record])?;
+        Ok(())
+    }
+
+    pub fn networks(&self) -> Result<Vec<String>> {
+        let conn = self.lock();
+        let mut st = conn.prepare("SELECT record FROM networks")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn remove_network(&self, id: &str) -> Result<()> {
+        self.lock().execute("DELETE FROM networks WHERE id = ?1", params![id])?;
+        Ok(())
     }
 
     // ---- volumes ----
