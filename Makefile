@@ -53,8 +53,9 @@ e2e: fixtures
 		tini -s -- $(CARGO) test -p dray-e2e --tests --no-fail-fast -- --test-threads=2
 
 # Fuzz targets of the manager's parsers of outside input (cargo-fuzz; on the stable toolchain
-# through RUSTC_BOOTSTRAP, without a sanitizer): the layer applier and the manifest, config,
-# reference and challenge parsers, each run for FUZZ_SECONDS, seeded with the test layers.
+# through RUSTC_BOOTSTRAP, without a sanitizer): the layer applier; the manifest, config,
+# reference and challenge parsers; DNS queries, CNI answers and port specs; each run for
+# FUZZ_SECONDS, seeded with the test layers.
 FUZZ_SECONDS ?= 20
 fuzz: fixtures
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
@@ -64,6 +65,7 @@ fuzz: fixtures
 		elif [ $$(stat -c %s $$f) -lt 65536 ]; then cp $$f manager/fuzz/corpus/manifests/; fi; done
 	cd manager/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none unpack_layer -- -max_total_time=$(FUZZ_SECONDS)
 	cd manager/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none manifests -- -max_total_time=$(FUZZ_SECONDS)
+	cd manager/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none network -- -max_total_time=$(FUZZ_SECONDS)
 
 test: deps build unit e2e fuzz
 

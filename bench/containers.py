@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """drayd's container benchmark, side by side in one run with dockerd 20.10, podman 4.3 and
-containerd 1.6's `ctr` from Debian, all without networking (`--network none`, dockerd with
-`--bridge=none`), all with the same busybox image (Debian's busybox-static, written by drayd as a
-docker-archive and loaded into each engine) and every engine's storage on one tmpfs:
+containerd 1.6's `ctr` from Debian, all with the same busybox image (Debian's busybox-static,
+written by drayd as a docker-archive and loaded into each engine) and every engine's storage on
+one tmpfs. Every engine runs in one network namespace that the bench makes (`ip netns`), so that
+their bridges and packet filter rules never touch the host's network:
 
-- `run --rm busybox true` (the whole round trip: create, start, exit, remove);
+- `run --rm busybox true` (the whole round trip: create, start, exit, remove) without a network
+  (`--network none`), and on each engine's default bridge network (drayd's `bridge` through the
+  CNI plugins, dockerd's docker0 with its iptables rules, podman's netavark `podman` network;
+  ctr has none);
 - `run -d busybox sleep` alone, and its removal (`rm -f`);
 - 20 containers started in a row;
 - the resident memory (RSS and PSS) of the daemon with its helpers (containerd, shims,
@@ -19,21 +23,27 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from images import BIN, ROOT, Containerd, Daemon, Dockerd, Drayd, Podman, sh, timed, wait_for  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_CTR_RUNS", "10"))
+NETNS = f"dray-bench-{os.getpid()}"
+IN_NS = f"nsenter --net=/run/netns/{NETNS} --"
 
 
 class DraydC(Drayd):
     def start(self):
         os.environ["PATH"] = f"{BIN}:{os.environ['PATH']}"
-        super().start()
+        self.sock = os.path.join(self.base, "run/drayd.sock")
+        self.spawn(IN_NS.split() + [f"{BIN}/drayd", "--data-root", f"{self.base}/data", "--exec-root", f"{self.base}/run"], self.sock)
 
     def cli(self, args):
         return self.ctl(args)
 
     def run_rm(self, i):
+        return self.cli("run --rm --network none busybox true")
+
+    def run_rm_net(self, i):
         return self.cli("run --rm busybox true")
 
     def run_d(self, name):
-        return self.cli(f"run -d --name {name} busybox sleep 1000 >/dev/null")
+        return self.cli(f"run -d --network none --name {name} busybox sleep 1000 >/dev/null")
 
     def rm(self, name):
         return self.cli(f"rm -f {name} >/dev/null")
@@ -42,11 +52,22 @@ class DraydC(Drayd):
 class DockerdC(Dockerd):
     extra = ""
 
+    def start(self):
+        # Its default bridge (docker0) and iptables rules, in the bench's namespace.
+        self.sock = os.path.join(self.base, "docker.sock")
+        self.spawn(IN_NS.split() + ["dockerd", "--data-root", f"{self.base}/data", "--exec-root", f"{self.base}/exec",
+                                    "--pidfile", f"{self.base}/pid", "-H", f"unix://{self.sock}", "--ip6tables=false",
+                                    "--containerd-namespace", "bench", "--storage-driver", "overlay2"], self.sock)
+        wait_for(lambda: subprocess.run(f"docker -H unix://{self.sock} version", shell=True, capture_output=True).returncode == 0, "dockerd")
+
     def cli(self, args):
         return f"docker -H unix://{self.sock} {args}"
 
     def run_rm(self, i):
         return self.cli(f"run --rm --network none{self.extra} busybox true")
+
+    def run_rm_net(self, i):
+        return self.cli(f"run --rm{self.extra} busybox true")
 
     def run_d(self, name):
         return self.cli(f"run -d --network none{self.extra} --name {name} busybox sleep 1000 >/dev/null")
@@ -65,13 +86,16 @@ class PodmanC(Podman):
 
     def start(self):
         super().start()
-        self.args += " --runtime runc"
+        self.args = f"{IN_NS} {self.args} --runtime runc"
 
     def cli(self, args):
         return f"{self.args} {args}"
 
     def run_rm(self, i):
         return self.cli(f"run --rm --network none{self.extra} busybox true")
+
+    def run_rm_net(self, i):
+        return self.cli(f"run --rm{self.extra} busybox true")
 
     def run_d(self, name):
         return self.cli(f"run -d --network none{self.extra} --name {name} busybox sleep 1000 >/dev/null")
@@ -82,6 +106,8 @@ class PodmanC(Podman):
 
 class CtrC(Containerd):
     IMAGE = "docker.io/library/busybox:latest"
+    # ctr has no default network (it runs containers without one).
+    run_rm_net = None
 
     def cli(self, args):
         return f"ctr -a {self.sock} {args}"
@@ -125,6 +151,7 @@ def main():
     store = os.path.join(work, "store")
     os.makedirs(store)
     sh(f"mount -t tmpfs -o size=4g tmpfs {store}")
+    sh(f"ip netns add {NETNS} && ip -n {NETNS} link set lo up")
     engines = {}
     try:
         run(store, engines)
@@ -136,6 +163,7 @@ def main():
             except Exception:  # noqa: BLE001
                 pass
         subprocess.run(f"grep -o ' {store}[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l", shell=True)
+        subprocess.run(f"ip netns delete {NETNS}", shell=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -155,16 +183,20 @@ def run(store, engines):
             e.fresh()
             sh(e.load(f"{store}/busybox.tar"))
     names = list(engines)
-    res = {m: {n: [] for n in names} for m in ("run --rm true", "run -d", "rm -f", "20 × run -d")}
+    res = {m: {n: [] for n in names} for m in ("run --rm true", "run --rm true, default bridge", "run -d", "rm -f", "20 × run -d")}
     mem = {}
     for n in names:
         e = engines[n]
-        # Warm up: the first run pays for lazy set-up in every engine.
+        # Warm up: the first run pays for lazy set-up in every engine (the bridge's too).
         sh(e.run_rm(0) + " >/dev/null")
+        if e.run_rm_net:
+            sh(e.run_rm_net(0) + " >/dev/null")
     for r in range(RUNS):
         for n in names[r % len(names):] + names[:r % len(names)]:
             e = engines[n]
             res["run --rm true"][n].append(timed(e.run_rm(r)))
+            if e.run_rm_net:
+                res["run --rm true, default bridge"][n].append(timed(e.run_rm_net(r)))
             res["run -d"][n].append(timed(e.run_d(f"b{r}")))
             res["rm -f"][n].append(timed(e.rm(f"b{r}")))
     for n in names:
@@ -182,12 +214,12 @@ def run(store, engines):
     for e in engines.values():
         e.stop()
 
-    print(f"\nbusybox (Debian's busybox-static), no network, storage on tmpfs; medians of {RUNS} runs (min–max)\n")
+    print(f"\nbusybox (Debian's busybox-static), storage on tmpfs, no network unless said; medians of {RUNS} runs (min–max)\n")
     print("| measure | " + " | ".join(names) + " | drayd / " + " | drayd / ".join(names[1:]) + " |")
     print("|" + "---|" * (2 * len(names)))
     for label, per in res.items():
         med = {n: statistics.median(v) for n, v in per.items() if v}
-        cells = " | ".join(f"{med[n] * 1000:.0f} ms" + (f" ({min(per[n]) * 1000:.0f}–{max(per[n]) * 1000:.0f})" if len(per[n]) > 1 else "") for n in names)
+        cells = " | ".join((f"{med[n] * 1000:.0f} ms" + (f" ({min(per[n]) * 1000:.0f}–{max(per[n]) * 1000:.0f})" if len(per[n]) > 1 else "")) if n in med else "–" for n in names)
         ratios = " | ".join(f"{med['drayd'] / med[n]:.2f}" if med.get(n) else "–" for n in names[1:])
         print(f"| {label} | {cells} | {ratios} |")
     for state in ("idle", "20 running"):

@@ -125,6 +125,13 @@ fn published_ports_reach_httpd_from_loopback_and_from_outside() {
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("index.html"), "hello from httpd\n").unwrap();
     let vol = format!("{}:/www:ro", www.display());
+    // As on a host where docker set the FORWARD policy to drop: drayd's accepts must carry
+    // the containers' traffic.
+    let st = in_netns(&n, "iptables")
+        .args(["-P", "FORWARD", "DROP"])
+        .status()
+        .unwrap();
+    assert!(st.success());
     let before = net_state(&d);
     d.ok(&[
         "run",

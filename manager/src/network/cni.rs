@@ -75,6 +75,48 @@ impl ConfList {
     }
 }
 
+/// The configurations of a CNI conf dir (as libcni reads one for kubelet's CRI): `*.conflist`
+/// lists, and `*.conf`/`*.json` single plugin configurations wrapped into a list of one, in
+/// lexical order of their file names. Files that do not parse are skipped with a warning, as
+/// the CRI runtimes do.
+pub fn load_dir(dir: &Path) -> Result<Vec<ConfList>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ctx(|| format!("reading CNI conf dir {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("conflist") | Some("conf") | Some("json")
+            )
+        })
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).ctx(|| format!("reading {}", f.display()))?;
+        let parsed = if f.extension().is_some_and(|e| e == "conflist") {
+            ConfList::parse(&bytes)
+        } else {
+            serde_json::from_slice::<Value>(&bytes)
+                .map_err(|e| Error::InvalidArgument(format!("{}: {e}", f.display())))
+                .and_then(|conf| {
+                    let list = json!({
+                        "cniVersion": conf["cniVersion"].as_str().unwrap_or("1.0.0"),
+                        "name": conf["name"],
+                        "plugins": [conf],
+                    });
+                    ConfList::parse(&serde_json::to_vec(&list).unwrap_or_default())
+                })
+        };
+        match parsed {
+            Ok(l) => out.push(l),
+            Err(e) => tracing::warn!(file = %f.display(), "skipping a CNI configuration: {e}"),
+        }
+    }
+    Ok(out)
+}
+
 /// One attachment: what the runtime tells every plugin about the container.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Runtime {
@@ -523,6 +565,29 @@ echo '{{"cniVersion":"1.0.0","interfaces":[{{"name":"br0"}},{{"name":"eth0","mac
         // "one" still ran, and the cache stays for a retry.
         assert!(calls(d.path()).last().unwrap().starts_with("one DEL"));
         assert!(cni.cached("net", "c1", "eth0").unwrap().is_some());
+    }
+
+    #[test]
+    fn conf_dirs_are_read_in_order_with_single_configs_wrapped() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("20-b.conflist"),
+            br#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("10-a.conf"),
+            br#"{"cniVersion":"0.4.0","name":"a","type":"ptp"}"#,
+        )
+        .unwrap();
+        std::fs::write(d.path().join("30-bad.conflist"), b"{").unwrap();
+        std::fs::write(d.path().join("README"), b"not a config").unwrap();
+        let lists = load_dir(d.path()).unwrap();
+        let names: Vec<(&str, usize, &str)> = lists
+            .iter()
+            .map(|l| (l.name.as_str(), l.plugins.len(), l.cni_version.as_str()))
+            .collect();
+        assert_eq!(names, [("a", 1, "0.4.0"), ("b", 2, "1.0.0")]);
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! - [`firewall`]: drayd's own rules (isolation between networks, `--internal`);
 //! - [`dns`]: the embedded resolver of user-defined networks.
 //!
-//! A bridge network is one configuration list: `bridge` (the Linux bridge, its gateway
-//! address, IP masquerade unless internal) with `host-local` addresses kept under the data
-//! root, `portmap` (published ports, reachable from the host's loopback too) and `firewall`
-//! (the containers' traffic accepted where the host's FORWARD policy drops). A container's
-//! attachment is validated first (names, addresses, ports), then set up in order (namespace,
-//! loopback, each network, its names in DNS) and torn down in reverse, to the end, from what
+//! A bridge network is one configuration list: `bridge` (the Linux bridge and its gateway
+//! address) with `host-local` addresses kept under the data root, and `portmap` for an
+//! endpoint that publishes ports (reachable from the host's loopback too). What is per
+//! network rather than per container is drayd's own ([`firewall`]): isolation, masquerade,
+//! and the FORWARD accepts, so that a container's start and exit change no rules unless it
+//! publishes ports. The namespace's loopback is brought up by drayd as it makes it. A container's
+//! attachment is validated first (names, addresses, ports), then set up in order (namespace
+//! with loopback up, each network, its names in DNS) and torn down in reverse, to the end, from what
 //! was recorded; a failure half-way tears down what was done.
 
 pub mod cni;
@@ -338,6 +340,7 @@ impl Networks {
             .filter(|n| n.driver == "bridge")
             .map(|n| firewall::Bridge {
                 ifname: n.bridge.clone(),
+                subnet: n.subnet.clone(),
                 internal: n.internal,
             })
             .collect();
@@ -497,11 +500,12 @@ impl Networks {
         if !n.internal {
             ipam["routes"] = json!([{"dst": "0.0.0.0/0"}]);
         }
+        // Masquerade and the FORWARD accepts are drayd's, per network (`firewall`).
         let mut plugins = vec![json!({
             "type": "bridge",
             "bridge": n.bridge,
             "isGateway": true,
-            "ipMasq": !n.internal,
+            "ipMasq": false,
             "hairpinMode": true,
             "capabilities": {"ips": true},
             "ipam": ipam,
@@ -509,7 +513,6 @@ impl Networks {
         if !n.internal && publishes {
             plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}));
         }
-        plugins.push(json!({"type": "firewall", "backend": "iptables"}));
         let v = json!({"cniVersion": "1.0.0", "name": n.name, "plugins": plugins});
         let bytes = serde_json::to_vec(&v).unwrap_or_default();
         cni::ConfList {
@@ -517,16 +520,6 @@ impl Networks {
             cni_version: "1.0.0".into(),
             plugins: v["plugins"].as_array().cloned().unwrap_or_default(),
             bytes,
-        }
-    }
-
-    fn loopback() -> cni::ConfList {
-        let v = json!({"cniVersion": "1.0.0", "name": "dray-loopback", "plugins": [{"type": "loopback"}]});
-        cni::ConfList {
-            name: "dray-loopback".into(),
-            cni_version: "1.0.0".into(),
-            plugins: v["plugins"].as_array().cloned().unwrap_or_default(),
-            bytes: serde_json::to_vec(&v).unwrap_or_default(),
         }
     }
 
@@ -571,9 +564,9 @@ impl Networks {
         Ok(())
     }
 
-    /// Sets up container `id`'s networks in the namespace at `netns` (loopback, then each
-    /// plan in order as eth0, eth1, ...; the published ports on the first). On a failure,
-    /// what was set up is torn down again.
+    /// Sets up container `id`'s networks in the namespace at `netns` (each plan in order as
+    /// eth0, eth1, ...; the published ports on the first). On a failure, what was set up is
+    /// torn down again.
     pub async fn attach(
         &self,
         id: &str,
@@ -586,13 +579,6 @@ impl Networks {
             self.apply_firewall().await?;
         }
         let ns = netns.display().to_string();
-        let lo = cni::Runtime {
-            container_id: id.into(),
-            netns: ns.clone(),
-            ifname: "lo".into(),
-            ..cni::Runtime::default()
-        };
-        self.cni.add(&Self::loopback(), &lo).await?;
         let mut done: Vec<Endpoint> = Vec::new();
         for (i, p) in plans.iter().enumerate() {
             let ifname = format!("eth{i}");
@@ -709,27 +695,14 @@ impl Networks {
         self.cni.del(&list, &rt).await
     }
 
-    /// Tears down container `id`'s networks (reverse order, then loopback). Runs to the
-    /// end; the errors are collected.
+    /// Tears down container `id`'s networks (reverse order). Runs to the end; the errors are
+    /// collected.
     pub async fn detach(&self, id: &str, netns: &Path, endpoints: &[Endpoint]) -> Result<()> {
         let mut errors = Vec::new();
         for ep in endpoints.iter().rev() {
             if let Err(e) = self.detach_one(id, netns, ep).await {
                 errors.push(e.to_string());
             }
-        }
-        let lo = cni::Runtime {
-            container_id: id.into(),
-            netns: if netns::exists(netns) {
-                netns.display().to_string()
-            } else {
-                String::new()
-            },
-            ifname: "lo".into(),
-            ..cni::Runtime::default()
-        };
-        if let Err(e) = self.cni.del(&Self::loopback(), &lo).await {
-            errors.push(e.to_string());
         }
         if errors.is_empty() {
             Ok(())
@@ -749,14 +722,11 @@ impl Networks {
             if live(&container) {
                 continue;
             }
-            let entry = by_container.entry(container).or_default();
-            if ifname != "lo" {
-                entry.push(Endpoint {
-                    network,
-                    ifname,
-                    ..Endpoint::default()
-                });
-            }
+            by_container.entry(container).or_default().push(Endpoint {
+                network,
+                ifname,
+                ..Endpoint::default()
+            });
         }
         for (id, eps) in by_container {
             let path = self.netns_path(&id);

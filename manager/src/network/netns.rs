@@ -22,6 +22,7 @@ pub fn create(path: &Path) -> Result<()> {
         .name("dray-netns".into())
         .spawn(move || -> Result<()> {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).ctx(|| "a new network namespace".into())?;
+            loopback_up().ctx(|| "bringing up loopback in the new network namespace".into())?;
             nix::mount::mount(
                 Some("/proc/thread-self/ns/net"),
                 &target,
@@ -38,6 +39,35 @@ pub fn create(path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(path);
     }
     made
+}
+
+/// Brings `lo` up in the calling thread's network namespace (SIOCSIFFLAGS, as `ip link set
+/// lo up`): the kernel then gives it 127.0.0.1 and ::1.
+fn loopback_up() -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket(2); the result is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: socket returned a new descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: a valid socket and an ifreq naming an interface; the kernel fills the flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the flags member of the union is the one SIOCGIFFLAGS filled.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; the kernel reads the name and flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Removes the namespace kept at `path` (gone already is fine). The namespace itself ends
