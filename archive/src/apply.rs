@@ -52,6 +52,10 @@ pub struct Options {
     pub cross_mounts: bool,
     /// What the stream is called in messages ("layer", "archive").
     pub noun: &'static str,
+    /// setuid/setgid bits and device nodes are written as given; without it they are
+    /// dropped (a copy out of a container onto the host, unless `cp -a`: files a container
+    /// chose must not become setuid programs or device nodes on the host).
+    pub keep_special: bool,
 }
 
 impl Options {
@@ -63,6 +67,7 @@ impl Options {
             no_overwrite_dir_non_dir: false,
             cross_mounts: false,
             noun: "layer",
+            keep_special: true,
         }
     }
 
@@ -74,6 +79,7 @@ impl Options {
             no_overwrite_dir_non_dir: true,
             cross_mounts: true,
             noun: "archive",
+            keep_special: true,
         }
     }
 }
@@ -237,6 +243,9 @@ impl Applier {
         let mut m = pax_meta(entry, self.opts.noun)?;
         if let Some((uid, gid)) = self.opts.owner {
             (m.uid, m.gid) = (uid, gid);
+        }
+        if !self.opts.keep_special {
+            m.mode &= !0o6000;
         }
         if self.opts.whiteouts == Whiteouts::None {
             // A copy: only the xattrs that any file may carry (user.*), as GNU tar does
@@ -498,6 +507,11 @@ impl Applier {
                 Self::replace(dir, &name, &rel, keep_kind)?;
                 sys::hardlink(tdir.as_fd(), &tname, dir, &name)
                     .map_err(|e| Error::io(format!("linking {}", rel.display()), e))?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block if !self.opts.keep_special => {
+                // Not written (see `Options::keep_special`).
+                self.out.entries -= 1;
+                return Ok(());
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let h = entry.header();

@@ -129,6 +129,29 @@ struct Walk<'a, W: Write> {
     links: HashMap<(u64, u64), String>,
 }
 
+/// The deepest nesting of directories a walk enters.
+pub const MAX_DEPTH: usize = 512;
+
+/// Opens the regular file `name` of `dir` for reading, and only if it is still the file that
+/// `expect` describes: it is reached with O_PATH (which opens nothing: a FIFO or a device
+/// swapped in by a running container is never opened, so a walk cannot block on a FIFO or
+/// start a host device's driver), checked, then reopened through its own descriptor.
+fn open_regular(dir: &OwnedFd, name: &CStr, expect: &libc::stat, shown: &str) -> io::Result<OwnedFd> {
+    let path_fd = openat(dir, name, libc::O_PATH)?;
+    let st = lstat_at(&path_fd, c"")?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_dev != expect.st_dev || st.st_ino != expect.st_ino {
+        return Err(io::Error::other(format!("{shown} changed while it was read")));
+    }
+    let p = CString::new(format!("/proc/self/fd/{}", path_fd.as_raw_fd())).map_err(io::Error::other)?;
+    // SAFETY: a valid C string; the result is a new descriptor that nothing else owns.
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open returned a new descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 impl<W: Write> Walk<'_, W> {
     fn base(name: &str, st: &libc::stat, kind: Kind) -> Header {
         let mut h = Header::file(name, 0);
@@ -140,7 +163,8 @@ impl<W: Write> Walk<'_, W> {
         h
     }
 
-    fn dir(&mut self, dir: &OwnedFd, prefix: &str) -> io::Result<()> {
+    /// The names in `dir`, sorted (a reproducible tar).
+    fn names(dir: &OwnedFd) -> io::Result<Vec<CString>> {
         // Dir takes the (duplicated) descriptor over and closes it.
         let d =
             nix::dir::Dir::from_fd(std::os::fd::IntoRawFd::into_raw_fd(dir.try_clone()?)).map_err(io::Error::from)?;
@@ -154,21 +178,51 @@ impl<W: Write> Walk<'_, W> {
             names.push(n.to_owned());
         }
         names.sort();
-        for name in names {
+        Ok(names)
+    }
+
+    /// Everything beneath `dir`, its entries named `{prefix}NAME`. The walk is iterative (an
+    /// explicit stack, one open directory per level): a container's deeply nested tree can
+    /// neither overflow the thread's stack nor take more than [`MAX_DEPTH`] descriptors.
+    fn dir(&mut self, dir: OwnedFd, prefix: String) -> io::Result<()> {
+        struct Level {
+            dir: OwnedFd,
+            prefix: String,
+            names: std::vec::IntoIter<CString>,
+        }
+        let names = Self::names(&dir)?.into_iter();
+        let mut stack = vec![Level { dir, prefix, names }];
+        while let Some(top) = stack.last_mut() {
+            let Some(name) = top.names.next() else {
+                stack.pop();
+                continue;
+            };
             let shown = String::from_utf8_lossy(name.to_bytes()).into_owned();
-            self.one(dir, &name, prefix, &shown)?;
+            if let Some((sub, sub_prefix)) = self.one(&top.dir, &name, &top.prefix, &shown)? {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(io::Error::other(format!(
+                        "{sub_prefix}: directories nested more than {MAX_DEPTH} deep"
+                    )));
+                }
+                let names = Self::names(&sub)?.into_iter();
+                stack.push(Level {
+                    dir: sub,
+                    prefix: sub_prefix,
+                    names,
+                });
+            }
         }
         Ok(())
     }
 
-    /// The entry `name` of `dir`, written as `{prefix}{shown}` (with its contents, for a
-    /// directory).
-    fn one(&mut self, dir: &OwnedFd, name: &CStr, prefix: &str, shown: &str) -> io::Result<()> {
+    /// The entry `name` of `dir`, written as `{prefix}{shown}`; for a directory whose
+    /// contents are to be walked, its descriptor and the prefix of its entries.
+    fn one(&mut self, dir: &OwnedFd, name: &CStr, prefix: &str, shown: &str) -> io::Result<Option<(OwnedFd, String)>> {
         let path = format!("{prefix}{shown}");
         let st = match lstat_at(dir, name) {
             Ok(st) => st,
             // Gone since the listing (a running container): skipped.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let fmt = st.st_mode & libc::S_IFMT;
@@ -177,7 +231,7 @@ impl<W: Write> Walk<'_, W> {
             let wh = format!("{prefix}.wh.{shown}");
             let mut h = Header::file(&wh, 0);
             h.mtime = st.st_mtime;
-            return self.tar.header(&h);
+            return self.tar.header(&h).map(|()| None);
         }
         match fmt {
             libc::S_IFDIR => {
@@ -191,7 +245,7 @@ impl<W: Write> Walk<'_, W> {
                     self.tar.header(&o)?;
                 }
                 if !is_pseudo_fs(&fd) {
-                    self.dir(&fd, &format!("{path}/"))?;
+                    return Ok(Some((fd, format!("{path}/"))));
                 }
             }
             libc::S_IFREG => {
@@ -200,11 +254,11 @@ impl<W: Write> Walk<'_, W> {
                     if let Some(first) = self.links.get(&key) {
                         let mut h = Self::base(&path, &st, Kind::Hardlink);
                         h.link = first.clone();
-                        return self.tar.header(&h);
+                        return self.tar.header(&h).map(|()| None);
                     }
                     self.links.insert(key, path.clone());
                 }
-                let fd = openat(dir, name, libc::O_RDONLY)?;
+                let fd = open_regular(dir, name, &st, &path)?;
                 let mut h = Self::base(&path, &st, Kind::File);
                 h.size = st.st_size as u64;
                 h.xattrs = xattrs(&fd);
@@ -226,7 +280,7 @@ impl<W: Write> Walk<'_, W> {
             // Sockets are not kept in images (docker skips them too).
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -236,12 +290,14 @@ impl<W: Write> Walk<'_, W> {
 pub fn write_entry<W: Write>(parent: &File, name: &CStr, as_name: &str, out: W) -> io::Result<W> {
     let mut tar = TarWriter::new(out);
     let fd: OwnedFd = parent.try_clone()?.into();
-    Walk {
+    let mut walk = Walk {
         tar: &mut tar,
         mode: Mode::Tree,
         links: HashMap::new(),
+    };
+    if let Some((sub, prefix)) = walk.one(&fd, name, "", as_name)? {
+        walk.dir(sub, prefix)?;
     }
-    .one(&fd, name, "", as_name)?;
     tar.finish()
 }
 
@@ -274,7 +330,7 @@ pub fn write_opened<W: Write>(fd: &OwnedFd, as_name: &str, out: W) -> io::Result
             h.xattrs = xattrs(&d);
             walk.tar.header(&h)?;
             if !is_pseudo_fs(&d) {
-                walk.dir(&d, &format!("{as_name}/"))?;
+                walk.dir(d, format!("{as_name}/"))?;
             }
         }
         libc::S_IFREG => {
@@ -306,7 +362,7 @@ pub fn write_tree<W: Write>(root: &File, mode: Mode, out: W) -> io::Result<W> {
         mode,
         links: HashMap::new(),
     }
-    .dir(&fd, "")?;
+    .dir(fd, String::new())?;
     tar.finish()
 }
 
@@ -314,6 +370,20 @@ pub fn write_tree<W: Write>(root: &File, mode: Mode, out: W) -> io::Result<W> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn a_tree_nested_too_deep_is_refused_not_overflowed() {
+        let d = tempfile::tempdir().unwrap();
+        // Relative mkdirs, one level at a time (a full path would exceed PATH_MAX).
+        let root = File::open(d.path()).unwrap();
+        let mut cur: OwnedFd = root.try_clone().unwrap().into();
+        for _ in 0..(MAX_DEPTH + 5) {
+            crate::sys::mkdir(cur.as_fd(), c"d", 0o755).unwrap();
+            cur = crate::sys::open_dir(cur.as_fd(), c"d").unwrap();
+        }
+        let e = write_tree(&root, Mode::Tree, std::io::sink()).unwrap_err();
+        assert!(e.to_string().contains("nested more than"), "{e}");
+    }
 
     #[test]
     fn a_tree_round_trips_through_the_tar_crate() {

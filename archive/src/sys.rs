@@ -54,7 +54,9 @@ fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: u64, resolve: u64) -> io::Re
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags | libc::O_CLOEXEC as u64;
     how.resolve = resolve;
-    loop {
+    // EAGAIN: a rename raced the lookup; a bounded number of retries, so that a container
+    // renaming directories in a loop cannot keep a walk spinning.
+    for _ in 0..64 {
         // SAFETY: `path` is a valid C string, `how` a valid open_how of the size passed; the
         // kernel writes nothing back.
         let r = unsafe {
@@ -75,6 +77,7 @@ fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: u64, resolve: u64) -> io::Re
             return Err(e);
         }
     }
+    Err(io::Error::from_raw_os_error(libc::EAGAIN))
 }
 
 /// Creates a new regular file `name` in `dir` (never follows or reuses an existing entry).

@@ -425,6 +425,33 @@ fn user_networks_resolve_names_and_stay_apart() {
         "beta",
     ]);
     assert!(o.contains("1 packets received"), "{o}");
+    // a1 now resolves names of both its networks (its resolver is n1's); a rename answers
+    // at once; a container on n2 alone cannot use n1's resolver.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "b2",
+        "--network",
+        "n2",
+        "busybox",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let o = d.ok(&["exec", "a1", "busybox", "ping", "-c1", "-W2", "b2"]);
+    assert!(o.contains("1 packets received"), "{o}");
+    d.ok(&["rename", "a1", "a1x"]);
+    let o = d.ok(&["exec", "b2", "busybox", "ping", "-c1", "-W2", "a1x"]);
+    assert!(o.contains("1 packets received"), "{o}");
+    let o = d.run(&["exec", "b2", "busybox", "nslookup", "alpha", "10.77.0.1"]);
+    assert!(
+        !stdout(&o).contains("10.77.0.50"),
+        "n1's resolver answered n2: {}",
+        stdout(&o)
+    );
+    d.ok(&["rm", "-f", "b2"]);
+    d.ok(&["rename", "a1x", "a1"]);
     let o = d.run(&["network", "rm", "n2"]);
     assert!(stderr(&o).contains("has active endpoints"), "{}", stderr(&o));
     let insp = d.ok(&["network", "inspect", "-f", "{{json .Containers}}", "n2"]);

@@ -238,7 +238,9 @@ async fn from_container(c: &Client, a: &CpArgs, ctr: &str, path: &str, dest: &st
     // The host side: owned by whoever runs drayctl unless -a keeps the container's owners.
     // SAFETY: geteuid and getegid cannot fail.
     let me = unsafe { (libc::geteuid(), libc::getegid()) };
-    let opts = dray_archive::Options::copy(if a.archive { None } else { Some(me) });
+    let mut opts = dray_archive::Options::copy(if a.archive { None } else { Some(me) });
+    // Without -a, nothing the container chose becomes a setuid program or a device node here.
+    opts.keep_special = a.archive;
     let (reader, mut writer) = std::io::pipe().context("pipe")?;
     let dir: OwnedFd = dir.into();
     let applier = std::thread::spawn(move || dray_archive::apply::apply_at(dir, reader, opts));

@@ -341,12 +341,37 @@ impl Containers {
             matches!(rec.state.status, Status::Running | Status::Paused | Status::Restarting) && rec.state.pid > 0;
         if live {
             let pid = rec.state.pid;
+            let id = rec.id.clone();
             let root = tokio::task::spawn_blocking(move || -> Result<Option<File>> {
-                // The /proc/PID fd pins the process: if it has gone, opening its root fails
-                // rather than reaching whatever took the PID over.
+                // The /proc/PID fd pins the process: once it is open, opening its root fails
+                // rather than reaching whatever takes the PID over. That it is the container's
+                // process (the record's PID may be stale while an exit is being handled, and
+                // recycled) is checked through the same directory: it is in the container's
+                // cgroup (`/dray/ID`, from the spec drayd wrote).
                 let Ok(proc_dir) = File::open(format!("/proc/{pid}")) else {
                     return Ok(None);
                 };
+                let cgroup = {
+                    // SAFETY: a valid descriptor and C string; the result is a new descriptor.
+                    let fd = unsafe {
+                        libc::openat(
+                            proc_dir.as_raw_fd(),
+                            c"cgroup".as_ptr(),
+                            libc::O_RDONLY | libc::O_CLOEXEC,
+                        )
+                    };
+                    if fd < 0 {
+                        return Ok(None);
+                    }
+                    // SAFETY: openat returned a new descriptor that nothing else owns.
+                    let mut f = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                    let mut text = String::new();
+                    let _ = std::io::Read::read_to_string(&mut f, &mut text);
+                    text
+                };
+                if !cgroup.lines().any(|l| l.ends_with(&format!("/dray/{id}"))) {
+                    return Ok(None);
+                }
                 // `root` is a magic link: opened through the pinned directory, not by path.
                 // SAFETY: a valid descriptor and C string; the result is a new descriptor.
                 let fd = unsafe {
@@ -373,6 +398,13 @@ impl Containers {
         // Stopped (or just stopping): nothing may start it while its layers are mounted here.
         let _op = c.op.lock().await;
         let rec = c.record();
+        if rec.state.status.is_live() || rec.state.pid > 0 {
+            // It started (or its exit is still being handled) since the look above.
+            return Err(Error::Conflict(format!(
+                "container {} changed state during the copy: try again",
+                rec.name
+            )));
+        }
         let mounts = self.store.snapshots.mounts(&rec.snapshot_key)?;
         let rootfs = mounts
             .into_iter()

@@ -1206,6 +1206,8 @@ impl Containers {
         match rec.state.status {
             Status::Running | Status::Paused => {}
             Status::Restarting => {
+                // A start that a killed drayd left half-done is undone first.
+                self.teardown_network(&c).await;
                 c.update(|r| r.state.status = Status::Exited);
                 let _ = self.persist(&c).await;
                 tokio::spawn(self.clone().maybe_restart(c.clone(), c.record()));
@@ -1513,7 +1515,17 @@ impl Containers {
             c.update(|r| r.name = old);
             return Err(e);
         }
-        self.event(&c.record(), "rename", &[("oldName", format!("/{old}").as_str())]);
+        // Its new name answers in DNS at once (restore_network registers every endpoint's
+        // names again; the ports it holds stay held).
+        let rec = c.record();
+        for ep in &rec.state.network.endpoints {
+            if let Ok(net) = self.networks.get(&ep.network_id) {
+                if let Err(e) = self.register_names(&rec, ep, &net) {
+                    tracing::warn!(id = %rec.id, "DNS names after a rename: {e}");
+                }
+            }
+        }
+        self.event(&rec, "rename", &[("oldName", format!("/{old}").as_str())]);
         Ok(())
     }
 

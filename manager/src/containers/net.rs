@@ -68,9 +68,28 @@ fn hosts_file(hostname: &str, extra: &[(String, String)], own: Option<&str>) -> 
 }
 
 /// The host's resolv.conf lines: nameservers (loopback ones dropped unless `keep_loopback`,
-/// as they mean nothing in another namespace), then the rest.
+/// as they mean nothing in another namespace), then the rest. As docker: where the host's only
+/// resolver is a local stub (systemd-resolved's 127.0.0.53), the upstream servers it uses
+/// (/run/systemd/resolve/resolv.conf), and failing that Google's public resolvers.
 fn host_resolv(keep_loopback: bool) -> (Vec<String>, Vec<String>) {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (ns, rest) = parse_resolv(
+        &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        keep_loopback,
+    );
+    if !ns.is_empty() || keep_loopback {
+        return (ns, rest);
+    }
+    let (upstream, _) = parse_resolv(
+        &std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default(),
+        false,
+    );
+    if !upstream.is_empty() {
+        return (upstream, rest);
+    }
+    (vec!["8.8.8.8".into(), "8.8.4.4".into()], rest)
+}
+
+fn parse_resolv(text: &str, keep_loopback: bool) -> (Vec<String>, Vec<String>) {
     let (mut ns, mut rest) = (Vec::new(), Vec::new());
     for l in text.lines() {
         let mut w = l.split_whitespace();
@@ -207,6 +226,10 @@ impl Containers {
             ));
         }
         extra_hosts(o, "0.0.0.0")?;
+        for d in &o.dns {
+            d.parse::<std::net::IpAddr>()
+                .map_err(|_| Error::InvalidArgument(format!("{d} is not an ip address")))?;
+        }
         Ok(mode)
     }
 
@@ -352,7 +375,7 @@ impl Containers {
     }
 
     /// The container's names on a user-defined network: its name, short ID and aliases.
-    fn register_names(&self, rec: &Record, ep: &Endpoint, n: &Network) -> Result<()> {
+    pub(super) fn register_names(&self, rec: &Record, ep: &Endpoint, n: &Network) -> Result<()> {
         if !n.user_defined() {
             return Ok(());
         }
@@ -360,11 +383,19 @@ impl Containers {
             .gateway
             .parse()
             .map_err(|_| Error::BadContent(format!("network {}: bad gateway {}", n.name, n.gateway)))?;
-        self.networks.dns.listen(&n.id, gw)?;
+        self.networks.dns.listen(
+            &n.id,
+            crate::network::dns::Scope {
+                gateway: gw,
+                subnet: crate::network::Cidr::parse(&n.subnet)?,
+                internal: n.internal,
+            },
+        )?;
         let mut names = vec![rec.name.clone(), rec.id[..12].to_string()];
         names.extend(ep.aliases.iter().cloned());
         if let Ok(ip) = ep.address().parse() {
-            self.networks.dns.register(&n.id, &rec.id, &names, ip);
+            let upstream = rec.options.dns.iter().filter_map(|s| s.parse().ok()).collect();
+            self.networks.dns.register(&n.id, &rec.id, &names, ip, upstream);
         }
         Ok(())
     }
@@ -418,18 +449,12 @@ impl Containers {
             .collect()
     }
 
-    /// `network rm`: refused while a container has an endpoint on it.
+    /// `network rm`: refused while a container has an endpoint on it (planned endpoints of a
+    /// container being started count).
     pub async fn remove_network(&self, key: &str) -> Result<Network> {
-        let n = self.networks.get(key)?;
-        let users = self.network_users(&n.id);
-        if !users.is_empty() {
-            return Err(Error::Conflict(format!(
-                "error while removing network: network {} id {} has active endpoints",
-                n.name, n.id
-            )));
-        }
-        self.networks.dns.stop(&n.id);
-        self.networks.remove(&n.id).await
+        self.networks
+            .remove(key, &|id| !self.network_users(id).is_empty())
+            .await
     }
 
     /// `network connect`: a container joins one more network, at once when it runs.
@@ -465,9 +490,34 @@ impl Containers {
                 .find(|f| !used.contains(f))
                 .unwrap_or_default();
             let path = std::path::PathBuf::from(&rec.state.network.netns);
-            let ep = self.networks.attach_one(&rec.id, &path, &ifname, &plan).await?;
-            self.register_names(&rec, &ep, &n)?;
-            c.update(|r| r.state.network.endpoints.push(ep));
+            // Recorded before the ADD, as at start: a crash from here on is torn down.
+            c.update(|r| {
+                r.state.network.endpoints.push(Endpoint {
+                    network: n.name.clone(),
+                    network_id: n.id.clone(),
+                    ifname: ifname.clone(),
+                    aliases: aliases.clone(),
+                    ..Endpoint::default()
+                })
+            });
+            self.persist(&c).await?;
+            match self.networks.attach_one(&rec.id, &path, &ifname, &plan).await {
+                Ok(ep) => {
+                    c.update(|r| {
+                        if let Some(e) = r.state.network.endpoints.iter_mut().find(|e| e.ifname == ifname) {
+                            *e = ep.clone();
+                        }
+                    });
+                    if let Err(e) = self.register_names(&rec, &ep, &n) {
+                        tracing::warn!(id = %rec.id, network = %n.name, "DNS names: {e}");
+                    }
+                }
+                Err(e) => {
+                    c.update(|r| r.state.network.endpoints.retain(|e| e.ifname != ifname));
+                    self.persist(&c).await?;
+                    return Err(e);
+                }
+            }
         }
         c.update(|r| {
             r.options.extra_networks.push(NetworkOpt {
@@ -507,17 +557,28 @@ impl Containers {
             let primary = joined_networks(&r.options)
                 .first()
                 .is_some_and(|j| self.networks.get(&j.name).is_ok_and(|x| x.id == n.id));
-            if primary {
-                // docker keeps no endpoint for it: the container has no network next time.
-                r.options.network_mode = "none".into();
-                r.options.network_aliases.clear();
-                r.options.ip.clear();
-                r.options.ports.clear();
-                r.options.publish_all = false;
-            }
             r.options
                 .extra_networks
                 .retain(|e| self.networks.get(&e.name).map_or(true, |x| x.id != n.id));
+            if primary {
+                // The next network it is on takes the first place (with the published ports);
+                // without one it has no network next time (docker keeps no endpoint either).
+                match r.options.extra_networks.first().cloned() {
+                    Some(next) => {
+                        r.options.extra_networks.remove(0);
+                        r.options.network_mode = next.name;
+                        r.options.network_aliases = next.aliases;
+                        r.options.ip = next.ip;
+                    }
+                    None => {
+                        r.options.network_mode = "none".into();
+                        r.options.network_aliases.clear();
+                        r.options.ip.clear();
+                        r.options.ports.clear();
+                        r.options.publish_all = false;
+                    }
+                }
+            }
         });
         self.persist(&c).await?;
         self.network_event(&n, "disconnect", Some(&c.id));

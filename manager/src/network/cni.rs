@@ -329,8 +329,11 @@ impl Cni {
         Ok(out.stdout)
     }
 
-    /// ADD of every plugin in order; the result is cached, then returned.
+    /// ADD of every plugin in order; the result is cached, then returned. The list and the
+    /// runtime values are cached before the first plugin runs, so that a failure or a crash
+    /// half-way leaves what a DEL needs (portmap, for one, removes nothing without them).
     pub async fn add(&self, list: &ConfList, rt: &Runtime) -> Result<Value> {
+        self.save(list, rt, &Value::Null)?;
         let mut prev: Option<Value> = None;
         for plugin in &list.plugins {
             let input = Self::plugin_input(list, plugin, rt, prev.as_ref());

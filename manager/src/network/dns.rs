@@ -111,12 +111,17 @@ pub fn answer(packet: &[u8], q: &Query, ips: &[Ipv4Addr]) -> Vec<u8> {
     out
 }
 
-/// A SERVFAIL answer (no resolver upstream answered).
-fn servfail(packet: &[u8], q: &Query) -> Vec<u8> {
+/// An answer without records and with `rcode` (2: SERVFAIL, no resolver upstream answered;
+/// 3: NXDOMAIN, a name an internal network cannot look up outside).
+fn failure(packet: &[u8], q: &Query, rcode: u8) -> Vec<u8> {
     let mut out = answer(packet, q, &[]);
-    out[3] = (out[3] & 0xf0) | 2;
+    out[3] = (out[3] & 0xf0) | rcode;
     out
 }
+
+/// Queries relayed upstream at once, per resolver: a container flooding names it does not
+/// own gets SERVFAIL beyond this, not drayd's descriptors.
+const MAX_RELAYS: usize = 64;
 
 /// One container's names on one network.
 #[derive(Debug, Clone)]
@@ -124,13 +129,37 @@ struct Entry {
     container: String,
     names: Vec<String>,
     ip: Ipv4Addr,
+    /// The container's own resolvers (`--dns`), used for the names it asks that are not
+    /// the network's; empty: the host's.
+    upstream: Vec<std::net::IpAddr>,
+}
+
+/// Where one network's listener answers, and for whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope {
+    pub gateway: Ipv4Addr,
+    /// Only queries from the network's own addresses are answered (the listener is on the
+    /// host, reachable from other networks too).
+    pub subnet: super::Cidr,
+    /// No relaying of other names (the network has no way out).
+    pub internal: bool,
 }
 
 /// The resolver: names per network and one listener per network.
-#[derive(Default)]
 pub struct Resolver {
     table: Mutex<HashMap<String, Vec<Entry>>>,
     listeners: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    relays: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            table: Mutex::default(),
+            listeners: Mutex::default(),
+            relays: Arc::new(tokio::sync::Semaphore::new(MAX_RELAYS)),
+        }
+    }
 }
 
 /// The host's resolvers, from drayd's /etc/resolv.conf.
@@ -203,7 +232,14 @@ fn bind_freely(addr: Ipv4Addr) -> Result<std::net::UdpSocket> {
 
 impl Resolver {
     /// Adds container `container`'s `names` with `ip` on `network`.
-    pub fn register(&self, network: &str, container: &str, names: &[String], ip: Ipv4Addr) {
+    pub fn register(
+        &self,
+        network: &str,
+        container: &str,
+        names: &[String],
+        ip: Ipv4Addr,
+        upstream: Vec<std::net::IpAddr>,
+    ) {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let entries = t.entry(network.to_string()).or_default();
         entries.retain(|e| e.container != container);
@@ -211,7 +247,26 @@ impl Resolver {
             container: container.to_string(),
             names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
             ip,
+            upstream,
         });
+    }
+
+    /// The resolvers the container at `from` on `network` relays through (its `--dns`, else
+    /// the host's).
+    fn upstream_of(&self, network: &str, from: Ipv4Addr) -> Vec<SocketAddr> {
+        let own: Vec<std::net::IpAddr> = self
+            .table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(network)
+            .and_then(|es| es.iter().find(|e| e.ip == from))
+            .map(|e| e.upstream.clone())
+            .unwrap_or_default();
+        if own.is_empty() {
+            upstreams()
+        } else {
+            own.into_iter().map(|ip| SocketAddr::new(ip, 53)).collect()
+        }
     }
 
     /// Removes container `container` from every network.
@@ -241,18 +296,37 @@ impl Resolver {
         (!ips.is_empty()).then_some(ips)
     }
 
-    /// Starts answering for `network` on `gateway`:53, unless it does already.
-    pub fn listen(self: &Arc<Self>, network: &str, gateway: Ipv4Addr) -> Result<()> {
+    /// `name` as the container at `from` on `network` sees it: on that network first, then on
+    /// every other user-defined network the container is on (docker's embedded DNS answers
+    /// for all of a container's networks).
+    pub fn lookup_for(&self, network: &str, from: Ipv4Addr, name: &str) -> Option<Vec<Ipv4Addr>> {
+        if let Some(ips) = self.lookup(network, name) {
+            return Some(ips);
+        }
+        let others: Vec<String> = {
+            let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            let asker = t.get(network)?.iter().find(|e| e.ip == from)?.container.clone();
+            t.iter()
+                .filter(|(n, entries)| *n != network && entries.iter().any(|e| e.container == asker))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        others.iter().find_map(|n| self.lookup(n, name))
+    }
+
+    /// Starts answering for `network` within `scope`, unless it does already.
+    pub fn listen(self: &Arc<Self>, network: &str, scope: Scope) -> Result<()> {
         let mut l = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         if l.get(network).is_some_and(|h| !h.is_finished()) {
             return Ok(());
         }
-        let sock = tokio::net::UdpSocket::from_std(bind_freely(gateway)?).map_err(|e| Error::io("a DNS socket", e))?;
+        let sock =
+            tokio::net::UdpSocket::from_std(bind_freely(scope.gateway)?).map_err(|e| Error::io("a DNS socket", e))?;
         let me = self.clone();
         let net = network.to_string();
         l.insert(
             network.to_string(),
-            tokio::spawn(async move { me.serve(net, Arc::new(sock)).await }),
+            tokio::spawn(async move { me.serve(net, scope, Arc::new(sock)).await }),
         );
         Ok(())
     }
@@ -265,7 +339,7 @@ impl Resolver {
         self.table.lock().unwrap_or_else(|p| p.into_inner()).remove(network);
     }
 
-    async fn serve(self: Arc<Self>, network: String, sock: Arc<tokio::net::UdpSocket>) {
+    async fn serve(self: Arc<Self>, network: String, scope: Scope, sock: Arc<tokio::net::UdpSocket>) {
         let mut buf = vec![0u8; 512];
         loop {
             let (n, from) = match sock.recv_from(&mut buf).await {
@@ -276,25 +350,43 @@ impl Resolver {
                     continue;
                 }
             };
+            let SocketAddr::V4(from4) = from else { continue };
+            if !scope.subnet.contains(u32::from(*from4.ip())) {
+                continue;
+            }
             let packet = buf[..n].to_vec();
             let Some(q) = parse_query(&packet) else { continue };
             let name = q.name.trim_end_matches('.');
-            if let Some(ips) = self.lookup(&network, name) {
+            if let Some(ips) = self.lookup_for(&network, *from4.ip(), name) {
                 let _ = sock.send_to(&answer(&packet, &q, &ips), from).await;
                 continue;
             }
-            let sock = sock.clone();
+            if scope.internal {
+                let _ = sock.send_to(&failure(&packet, &q, 3), from).await;
+                continue;
+            }
+            let Ok(permit) = self.relays.clone().try_acquire_owned() else {
+                let _ = sock.send_to(&failure(&packet, &q, 2), from).await;
+                continue;
+            };
+            // The relay holds the socket weakly: a network removed meanwhile closes it at once.
+            let weak = Arc::downgrade(&sock);
+            let servers = self.upstream_of(&network, *from4.ip());
             tokio::spawn(async move {
-                let reply = relay(&packet).await.unwrap_or_else(|| servfail(&packet, &q));
-                let _ = sock.send_to(&reply, from).await;
+                let reply = relay(&packet, servers).await.unwrap_or_else(|| failure(&packet, &q, 2));
+                drop(permit);
+                if let Some(sock) = weak.upgrade() {
+                    let _ = sock.send_to(&reply, from).await;
+                }
             });
         }
     }
 }
 
-/// Relays a query to the host's resolvers in turn; the first answer.
-async fn relay(packet: &[u8]) -> Option<Vec<u8>> {
-    for up in upstreams() {
+/// Relays a query to the host's resolvers in turn; the first answer that is one: from the
+/// resolver asked (a connected socket), with the query's ID.
+async fn relay(packet: &[u8], servers: Vec<SocketAddr>) -> Option<Vec<u8>> {
+    for up in servers {
         let bind: SocketAddr = if up.is_ipv4() {
             SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -303,13 +395,16 @@ async fn relay(packet: &[u8]) -> Option<Vec<u8>> {
         let Ok(s) = tokio::net::UdpSocket::bind(bind).await else {
             continue;
         };
-        if s.send_to(packet, up).await.is_err() {
+        if s.connect(up).await.is_err() || s.send(packet).await.is_err() {
             continue;
         }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         let mut buf = vec![0u8; 4096];
-        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf)).await {
-            buf.truncate(n);
-            return Some(buf);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.recv(&mut buf)).await {
+            if n >= 12 && buf[..2] == packet[..2] {
+                buf.truncate(n);
+                return Some(buf);
+            }
         }
     }
     None
@@ -345,7 +440,7 @@ mod tests {
         let p6 = query("web", 28);
         let a6 = answer(&p6, &parse_query(&p6).unwrap(), &[Ipv4Addr::new(1, 2, 3, 4)]);
         assert_eq!(u16::from_be_bytes([a6[6], a6[7]]), 0);
-        let sf = servfail(&p6, &parse_query(&p6).unwrap());
+        let sf = failure(&p6, &parse_query(&p6).unwrap(), 2);
         assert_eq!(sf[3] & 0x0f, 2);
     }
 
@@ -365,11 +460,24 @@ mod tests {
     #[test]
     fn the_table_follows_containers() {
         let r = Resolver::default();
-        r.register("n1", "c1", &["web".into(), "Alias".into()], Ipv4Addr::new(10, 91, 0, 2));
-        r.register("n2", "c1", &["web".into()], Ipv4Addr::new(10, 91, 1, 2));
+        r.register(
+            "n1",
+            "c1",
+            &["web".into(), "Alias".into()],
+            Ipv4Addr::new(10, 91, 0, 2),
+            vec![],
+        );
+        r.register("n2", "c1", &["web".into()], Ipv4Addr::new(10, 91, 1, 2), vec![]);
         assert_eq!(r.lookup("n1", "alias"), Some(vec![Ipv4Addr::new(10, 91, 0, 2)]));
         assert_eq!(r.lookup("n2", "web"), Some(vec![Ipv4Addr::new(10, 91, 1, 2)]));
         assert_eq!(r.lookup("n2", "alias"), None);
+        // c2, on n2 only, does not see n1's names; c1 sees them from n2 too.
+        r.register("n2", "c2", &["db".into()], Ipv4Addr::new(10, 91, 1, 3), vec![]);
+        assert_eq!(r.lookup_for("n2", Ipv4Addr::new(10, 91, 1, 3), "alias"), None);
+        assert_eq!(
+            r.lookup_for("n2", Ipv4Addr::new(10, 91, 1, 2), "alias"),
+            Some(vec![Ipv4Addr::new(10, 91, 0, 2)])
+        );
         r.unregister("c1");
         assert_eq!(r.lookup("n1", "web"), None);
     }

@@ -226,8 +226,10 @@ pub struct Networks {
     netns_dir: PathBuf,
     settings: Settings,
     nets: Mutex<BTreeMap<String, Network>>,
-    /// Serialises network creation and removal with the firewall writes.
-    change: tokio::sync::Mutex<()>,
+    /// Network creation and removal (and the firewall writes) take it exclusively, attaching
+    /// containers shared: a network is never removed while a container is being attached to
+    /// it.
+    change: tokio::sync::RwLock<()>,
     /// drayd's rules were written since it started: they are written before the first
     /// attachment (or network change), so that a drayd that never runs a bridged container
     /// leaves the host's packet filter alone.
@@ -261,7 +263,7 @@ impl Networks {
             netns_dir: exec_root.join("netns"),
             settings,
             nets: Mutex::new(nets),
-            change: tokio::sync::Mutex::new(()),
+            change: tokio::sync::RwLock::new(()),
             firewall_ready: std::sync::atomic::AtomicBool::new(false),
             ports: ports::Ports::default(),
             dns: Arc::new(dns::Resolver::default()),
@@ -396,7 +398,7 @@ impl Networks {
                 "network driver {driver:?} is not supported: only bridge networks can be created"
             )));
         }
-        let _g = self.change.lock().await;
+        let _g = self.change.write().await;
         if self.nets().values().any(|n| n.name == name) {
             return Err(Error::Conflict(format!("network with name {name} already exists")));
         }
@@ -463,10 +465,10 @@ impl Networks {
         Ok(n)
     }
 
-    /// `network rm`: the record, its bridge, its addresses and its rules. The caller has
-    /// checked that no container uses it.
-    pub async fn remove(&self, key: &str) -> Result<Network> {
-        let _g = self.change.lock().await;
+    /// `network rm`: the record, its bridge, its addresses and its rules; refused while
+    /// `in_use` says a container has (or is getting) an endpoint on it.
+    pub async fn remove(&self, key: &str, in_use: &(dyn Fn(&str) -> bool + Send + Sync)) -> Result<Network> {
+        let _g = self.change.write().await;
         let n = self.get(key)?;
         if n.predefined() {
             return Err(Error::Conflict(format!(
@@ -474,6 +476,13 @@ impl Networks {
                 n.name
             )));
         }
+        if in_use(&n.id) {
+            return Err(Error::Conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            )));
+        }
+        self.dns.stop(&n.id);
         self.meta.remove_network(&n.id)?;
         self.nets().remove(&n.id);
         let fw = self.apply_firewall().await;
@@ -575,8 +584,13 @@ impl Networks {
         published: &[Binding],
     ) -> Result<Vec<Endpoint>> {
         if !plans.is_empty() && !self.firewall_ready.load(std::sync::atomic::Ordering::Acquire) {
-            let _g = self.change.lock().await;
+            let _g = self.change.write().await;
             self.apply_firewall().await?;
+        }
+        let _attaching = self.change.read().await;
+        for p in plans {
+            // Removed since the plan was made.
+            self.get(&p.network.id)?;
         }
         let ns = netns.display().to_string();
         let mut done: Vec<Endpoint> = Vec::new();
@@ -651,6 +665,8 @@ impl Networks {
     /// One more network for a running container (`network connect`) as `ifname`; undone
     /// again when it fails.
     pub async fn attach_one(&self, id: &str, netns: &Path, ifname: &str, p: &EndpointPlan) -> Result<Endpoint> {
+        let _attaching = self.change.read().await;
+        self.get(&p.network.id)?;
         match self.add_one(id, &netns.display().to_string(), ifname, p, &[]).await {
             Ok(ep) => Ok(ep),
             Err(e) => {
@@ -783,7 +799,7 @@ mod tests {
             Err(Error::Unsupported(_))
         ));
         assert_eq!(nets.list().len(), 3);
-        assert!(matches!(nets.remove("host").await, Err(Error::Conflict(_))));
+        assert!(matches!(nets.remove("host", &|_| false).await, Err(Error::Conflict(_))));
         let plan = |ip: &str, net: &str| EndpointPlan {
             network: nets.get(net).unwrap(),
             aliases: vec![],

@@ -20,6 +20,10 @@ pub struct Binding {
     pub host_ip: String,
     /// 0: a free port chosen when the container starts.
     pub host_port: u16,
+    /// Above `host_port`: the first free port of `host_port..=host_port_end` is chosen
+    /// (docker's `-p 8000-8010:80`).
+    #[serde(default)]
+    pub host_port_end: u16,
     pub container_port: u16,
     /// "tcp", "udp" or "sctp".
     pub proto: String,
@@ -80,22 +84,28 @@ pub fn parse(spec: &str) -> Result<Vec<Binding>> {
     } else {
         parse_range(host, "hostPort", spec)?
     };
-    if hs != 0 && he - hs != ce - cs && he != hs {
+    // moby's rule: ranges of the same length map port to port; a host range with one
+    // container port is where a free host port is chosen; anything else is an error.
+    if hs != 0 && he - hs != ce - cs && ce != cs {
         return Err(Error::InvalidArgument(format!(
             "invalid ranges specified for container and host Ports: {ctr} and {host}"
         )));
+    }
+    if hs != 0 && ce == cs && he != hs {
+        return Ok(vec![Binding {
+            host_ip: ip,
+            host_port: hs,
+            host_port_end: he,
+            container_port: cs,
+            proto,
+        }]);
     }
     Ok((cs..=ce)
         .enumerate()
         .map(|(i, c)| Binding {
             host_ip: ip.clone(),
-            host_port: if hs == 0 {
-                0
-            } else if he == hs {
-                hs
-            } else {
-                hs + i as u16
-            },
+            host_port: if hs == 0 { 0 } else { hs + i as u16 },
+            host_port_end: 0,
             container_port: c,
             proto: proto.clone(),
         })
@@ -141,6 +151,45 @@ impl Ports {
     pub fn reserve(&self, owner: &str, wanted: &[Binding]) -> Result<Vec<Binding>> {
         let mut got: Vec<(Binding, Held)> = Vec::new();
         for b in wanted {
+            if b.host_port_end > b.host_port {
+                // The first free port of the range.
+                let mut last = None;
+                for port in b.host_port..=b.host_port_end {
+                    let one = Binding {
+                        host_port: port,
+                        host_port_end: 0,
+                        ..b.clone()
+                    };
+                    match self.hold(&one) {
+                        Ok(h) => {
+                            last = Some(Ok(h));
+                            break;
+                        }
+                        Err(e) => last = Some(Err(e)),
+                    }
+                }
+                match last {
+                    Some(Ok(h)) => got.push(h),
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(Error::InvalidArgument("an empty host port range".into())),
+                }
+                continue;
+            }
+            got.push(self.hold(b)?);
+        }
+        let out: Vec<Binding> = got.iter().map(|(b, _)| b.clone()).collect();
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(owner.to_string())
+            .or_default()
+            .extend(got);
+        Ok(out)
+    }
+
+    /// Binds one host port (a free one where it is 0).
+    fn hold(&self, b: &Binding) -> Result<(Binding, Held)> {
+        {
             let ip = addr(b)?;
             let sa = SocketAddrV4::new(ip, b.host_port);
             let taken = |e: std::io::Error| {
@@ -170,16 +219,8 @@ impl Ports {
             };
             let mut b = b.clone();
             b.host_port = port;
-            got.push((b, held));
+            Ok((b, held))
         }
-        let out: Vec<Binding> = got.iter().map(|(b, _)| b.clone()).collect();
-        self.held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(owner.to_string())
-            .or_default()
-            .extend(got);
-        Ok(out)
     }
 
     /// Lets go of `owner`'s ports.
@@ -216,6 +257,7 @@ mod tests {
         Binding {
             host_ip: ip.into(),
             host_port: h,
+            host_port_end: 0,
             container_port: c,
             proto: p.into(),
         }
@@ -235,6 +277,9 @@ mod tests {
             [b("", 8000, 80, "tcp"), b("", 8001, 81, "tcp")]
         );
         assert_eq!(parse("90-91").unwrap(), [b("", 0, 90, "tcp"), b("", 0, 91, "tcp")]);
+        let mut ranged = b("", 8000, 80, "tcp");
+        ranged.host_port_end = 8010;
+        assert_eq!(parse("8000-8010:80").unwrap(), [ranged]);
         for bad in [
             "",
             "x",
@@ -242,6 +287,7 @@ mod tests {
             "8080:80/icmp",
             "1:2:3:4",
             "8000-8002:80-81",
+            "8080:80-81",
             "300.0.0.1:80:80",
             "70000:80",
         ] {
@@ -259,6 +305,11 @@ mod tests {
         assert_ne!(got[0].host_port, 0);
         let again = p.reserve("b", &[b("127.0.0.1", got[0].host_port, 80, "tcp")]);
         assert!(matches!(again, Err(Error::Conflict(m)) if m.contains("port is already allocated")));
+        // A host range: its first free port.
+        let mut ranged = b("127.0.0.1", got[0].host_port, 81, "tcp");
+        ranged.host_port_end = got[0].host_port.saturating_add(5);
+        let r = p.reserve("c", &[ranged]).unwrap();
+        assert!(r[0].host_port > got[0].host_port && r[0].host_port_end == 0, "{r:?}");
         p.release("a");
         p.reserve("b", &[b("127.0.0.1", got[0].host_port, 80, "tcp")]).unwrap();
         assert_eq!(
