@@ -102,8 +102,8 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
                 l.intel_rdt().is_some(),
             ),
             (
-                "linux.mountLabel (SELinux)",
-                l.mount_label().as_ref().is_some_and(|m| !m.is_empty()),
+                "linux.mountLabel (SELinux is enabled on this host and dray cannot apply labels)",
+                selinux_enabled() && l.mount_label().as_ref().is_some_and(|m| !m.is_empty()),
             ),
         ] {
             if present {
@@ -117,6 +117,13 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
     }
 }
 
+/// Whether SELinux is enabled here (its file system is mounted, as libselinux's
+/// `is_selinux_enabled` checks). Where it is not, nothing could enforce a label: SELinux labels
+/// are ignored, as crun and runc do; where it is, a label dray cannot apply is refused.
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+}
+
 /// Refuses process fields dray does not apply (for the container's process and for `exec
 /// --process`).
 pub fn check_process(p: &oci_spec::runtime::Process) -> Result<()> {
@@ -126,8 +133,8 @@ pub fn check_process(p: &oci_spec::runtime::Process) -> Result<()> {
             p.apparmor_profile().as_ref().is_some_and(|m| !m.is_empty()),
         ),
         (
-            "process.selinuxLabel (SELinux)",
-            p.selinux_label().as_ref().is_some_and(|m| !m.is_empty()),
+            "process.selinuxLabel (SELinux is enabled on this host and dray cannot apply labels)",
+            selinux_enabled() && p.selinux_label().as_ref().is_some_and(|m| !m.is_empty()),
         ),
         ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
     ] {

@@ -69,6 +69,14 @@ fn unsupported_fields_are_refused_not_ignored() {
     b.config["process"]["apparmorProfile"] = json!("docker-default");
     let o = b.dray(&["create", &b.id.clone()]);
     assert!(stderr(&o).contains("AppArmor"), "{}", stderr(&o));
+    // SELinux labels on a host without SELinux: nothing could enforce them; ignored, as crun
+    // and runc do (this host has no SELinux).
+    assert!(!std::path::Path::new("/sys/fs/selinux/enforce").exists());
+    let mut b = Bundle::new("mountlabel", &["true"]);
+    b.config["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0:c1,c2");
+    b.config["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0:c1,c2");
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
     // Zero values, as some engines send them, set nothing and are accepted.
     let mut b = Bundle::new("zeros", &["true"]);
     b.config["linux"]["resources"]["cpu"] = json!({"shares": 0});

@@ -67,6 +67,21 @@ fn all_six_hooks_run_in_order_with_the_state() {
     assert_no_leaks(&b);
 }
 
+/// runc gives createContainer hooks the rootfs as their working directory: a file a hook
+/// writes relative to it is in the container's root.
+#[test]
+fn create_container_hooks_run_in_the_rootfs() {
+    let mut b = Bundle::new("hookcwd", &["cat", "/made-by-hook"]);
+    b.config["hooks"] = json!({
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "pwd > made-by-hook"]}]
+    });
+    let o = b.run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cwd = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(cwd.ends_with("rootfs"), "the hook ran in {cwd:?}");
+    assert_no_leaks(&b);
+}
+
 #[test]
 fn a_failing_hook_aborts_create_and_cleans_up() {
     for phase in ["prestart", "createRuntime", "createContainer"] {

@@ -125,6 +125,9 @@ fn run(
             cgroups: &mut gate,
         })?;
         gate.placed()?;
+        // runc's order: the createContainer hooks run with the rootfs as their working
+        // directory (runc's own hook tests write files relative to it).
+        nix::unistd::chdir(&cfg.rootfs).ctx(|| format!("chdir {}", cfg.rootfs.display()))?;
         states = hooks_phase(cfg, ch)?;
         crate::rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
     } else if plan.joins(Ns::Mount).is_some() {
