@@ -124,6 +124,44 @@ fn selinux_enabled() -> bool {
     std::path::Path::new("/sys/fs/selinux/enforce").exists()
 }
 
+/// Waits until the init has executed the user's process (runtime-spec "poststart": the hooks
+/// run after the user-specified process is executed). The init holds exec.fifo open,
+/// close-on-exec, until it executes the trampoline (after the startContainer hooks): its end of
+/// file says that. The trampoline then executes the user's program at once; that is seen when
+/// the init's executable is no longer the trampoline's memfd. Without a poststart hook nothing
+/// waits.
+fn wait_for_exec(fifo: &std::fs::File, pid: i32, pid_start: u64, deadline: std::time::Instant) -> Result<()> {
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::msg(
+                "the container's init did not execute its process within 60s",
+            ));
+        }
+        if crate::sys::poll_readable(fifo.as_raw_fd(), Some(Duration::from_millis(100)))
+            .ctx(|| "waiting on exec.fifo".into())?
+        {
+            let mut b = [0u8; 16];
+            match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
+                Ok(0) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
+            }
+        }
+        if !crate::sys::process_alive(pid, Some(pid_start)) {
+            return Ok(());
+        }
+    }
+    for _ in 0..1000 {
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) if exe.to_string_lossy().contains("memfd:") => {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
 /// Refuses process fields dray does not apply (for the container's process and for `exec
 /// --process`).
 pub fn check_process(p: &oci_spec::runtime::Process) -> Result<()> {
@@ -432,6 +470,13 @@ impl Runtime {
         }
         t.mark("fifo handshake");
         let _ = std::fs::remove_file(&fifo_path);
+        if st
+            .hooks
+            .as_ref()
+            .is_some_and(|h| h.poststart().as_ref().is_some_and(|p| !p.is_empty()))
+        {
+            wait_for_exec(&fifo, st.pid, st.pid_start, deadline)?;
+        }
         if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
             let json = state_json(&st.oci(Status::Running))?;
             crate::hooks::run_all_warn(Some(h), &json, "poststart");

@@ -67,6 +67,29 @@ fn all_six_hooks_run_in_order_with_the_state() {
     assert_no_leaks(&b);
 }
 
+/// runtime-spec: poststart hooks run after the user's process was executed: the container's
+/// pid then runs the user's program, not the runtime's init or its trampoline.
+#[test]
+fn poststart_sees_the_users_process() {
+    let mut b = Bundle::new("poststart", &["sleep", "2"]);
+    let log = b.out().join("cmdline");
+    let script = format!("pid=$(jq .pid); tr '\\0' ' ' < /proc/$pid/cmdline > {}", log.display());
+    // A slow startContainer hook (it runs in the init, just before the exec) makes the
+    // window wide: a poststart run at the start signal would see the init, not `sleep 2`.
+    b.config["hooks"] = json!({
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 0.3"]}],
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]
+    });
+    b.create();
+    assert!(b.dray(&["start", &b.id]).status.success());
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(seen.trim(), "sleep 2", "poststart saw {seen:?}");
+    let _ = b.dray(&["kill", &b.id, "KILL"]);
+    b.wait_status("stopped");
+    assert!(b.dray(&["delete", &b.id]).status.success());
+    assert_no_leaks(&b);
+}
+
 /// runc gives createContainer hooks the rootfs as their working directory: a file a hook
 /// writes relative to it is in the container's root.
 #[test]

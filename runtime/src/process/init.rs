@@ -205,7 +205,9 @@ fn run(
     };
     drop(state_dir);
     nix::unistd::write(&fifo, b"0").ctx(|| "writing exec.fifo".into())?;
-    drop(fifo);
+    // The fifo stays open (close-on-exec) until the exec: `start` reads its end of file as
+    // "the user's process is being executed" and only then runs the poststart hooks.
+    let _exec_signal = fifo;
 
     crate::hooks::run_all(
         cfg.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()),
