@@ -174,6 +174,9 @@ fn published_ports_reach_httpd_from_loopback_and_from_outside() {
         fetch(&out.0, "http://198.51.100.1:8080/").as_deref(),
         Some("hello from httpd\n")
     );
+    // The traffic shows in `stats` (docker's NET I/O: every interface but loopback).
+    let io = d.ok(&["stats", "--no-stream", "--format", "{{.NetIO}}", "web"]);
+    assert!(!io.starts_with("0B / "), "{io}");
     // Published on loopback only: not from outside.
     assert_eq!(
         fetch(&n, "http://127.0.0.1:8081/").as_deref(),

@@ -574,8 +574,8 @@ impl ContainersService for ContainersApi {
                     pids: sample.pids,
                     blk_read: sample.blk_read,
                     blk_write: sample.blk_write,
-                    net_rx: 0,
-                    net_tx: 0,
+                    net_rx: sample.net_rx,
+                    net_tx: sample.net_tx,
                     read: sample.read,
                 };
                 if tx.send(Ok(msg)).await.is_err() {

@@ -1922,6 +1922,12 @@ impl Containers {
         let mut s = stats::decode(&any, mem)?;
         s.system_cpu = stats::system_cpu();
         s.online_cpus = cpus;
+        let pid = c.record().state.pid;
+        if pid > 0 {
+            if let Ok(dev) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) {
+                (s.net_rx, s.net_tx) = stats::net_io(&dev);
+            }
+        }
         s.read = crate::meta::now_nanos();
         Ok(s)
     }

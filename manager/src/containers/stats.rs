@@ -23,8 +23,32 @@ pub struct Sample {
     pub pids: u64,
     pub blk_read: u64,
     pub blk_write: u64,
+    /// Bytes received and sent on the container's interfaces (loopback aside).
+    pub net_rx: u64,
+    pub net_tx: u64,
     /// Unix nanoseconds.
     pub read: i64,
+}
+
+/// The bytes received and sent on the interfaces of a network namespace, from its
+/// /proc/net/dev (docker's NET I/O sums every interface but loopback).
+pub fn net_io(dev: &str) -> (u64, u64) {
+    let mut rx = 0u64;
+    let mut tx = 0u64;
+    for line in dev.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim() == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        if f.len() >= 9 {
+            rx += f[0];
+            tx += f[8];
+        }
+    }
+    (rx, tx)
 }
 
 /// Decodes a shim's metrics; `host_mem` caps an unlimited memory limit (as docker shows).
@@ -99,6 +123,17 @@ pub fn host() -> (u32, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_io_sums_interfaces_but_loopback() {
+        let dev = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
+  eth0:    1500      10    0    0    0     0          0         0      700       5    0    0    0     0       0          0
+  eth1:      20       1    0    0    0     0          0         0       30       1    0    0    0     0       0          0
+";
+        assert_eq!(net_io(dev), (1520, 730));
+    }
 
     #[test]
     fn v1_and_v2_metrics_decode_as_docker_counts() {
