@@ -142,14 +142,20 @@ fn open_regular(dir: &OwnedFd, name: &CStr, expect: &libc::stat, shown: &str) ->
     if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_dev != expect.st_dev || st.st_ino != expect.st_ino {
         return Err(io::Error::other(format!("{shown} changed while it was read")));
     }
-    let p = CString::new(format!("/proc/self/fd/{}", path_fd.as_raw_fd())).map_err(io::Error::other)?;
+    reopen(&path_fd, libc::O_RDONLY)
+}
+
+/// Opens what `fd` (an O_PATH descriptor will do) refers to again, with `flags`, through the
+/// descriptor itself: never by a path that could change meanwhile.
+fn reopen(fd: &OwnedFd, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)?;
     // SAFETY: a valid C string; the result is a new descriptor that nothing else owns.
-    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
+    let r = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) };
+    if r < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: open returned a new descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
 impl<W: Write> Walk<'_, W> {
@@ -312,20 +318,9 @@ pub fn write_opened<W: Write>(fd: &OwnedFd, as_name: &str, out: W) -> io::Result
     };
     let st = lstat_at(fd, c"")?;
     let fmt = st.st_mode & libc::S_IFMT;
-    // Reopened for reading through the descriptor itself (never by a path that could change).
-    let reopen = |flags: libc::c_int| -> io::Result<OwnedFd> {
-        let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)?;
-        // SAFETY: a valid C string; the result is a new descriptor that nothing else owns.
-        let r = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: open returned a new descriptor.
-        Ok(unsafe { OwnedFd::from_raw_fd(r) })
-    };
     match fmt {
         libc::S_IFDIR => {
-            let d = reopen(libc::O_RDONLY | libc::O_DIRECTORY)?;
+            let d = reopen(fd, libc::O_RDONLY | libc::O_DIRECTORY)?;
             let mut h = Walk::<W>::base(&format!("{as_name}/"), &st, Kind::Dir);
             h.xattrs = xattrs(&d);
             walk.tar.header(&h)?;
@@ -334,7 +329,7 @@ pub fn write_opened<W: Write>(fd: &OwnedFd, as_name: &str, out: W) -> io::Result
             }
         }
         libc::S_IFREG => {
-            let f = reopen(libc::O_RDONLY)?;
+            let f = reopen(fd, libc::O_RDONLY)?;
             let mut h = Walk::<W>::base(as_name, &st, Kind::File);
             h.size = st.st_size as u64;
             h.xattrs = xattrs(&f);

@@ -4,15 +4,7 @@
 
 use std::process::Command;
 
-use dray_e2e::manager::{tree_listing, Daemon, OverlayView, Registry, TempDir};
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use dray_e2e::manager::{stderr, stdout, tree_listing, Daemon, OverlayView, Registry, TempDir};
 
 #[test]
 fn pull_unpacks_what_umoci_unpacks() {

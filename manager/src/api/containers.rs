@@ -668,8 +668,6 @@ impl ContainersService for ContainersApi {
     async fn copy_from(&self, req: Request<pb::CopyFromRequest>) -> Result<Response<Self::CopyFromStream>, Status> {
         let r = req.into_inner();
         let id = self.containers.get(&r.id).map_err(status)?.id;
-        // Fails early (not mid-stream) when the path is not there.
-        self.containers.stat_path(&id, &r.path).await.map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
         let me = self.containers.clone();
         let writer = tokio::spawn(async move {

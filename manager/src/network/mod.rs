@@ -238,14 +238,6 @@ pub struct Networks {
     pub dns: Arc<dns::Resolver>,
 }
 
-fn random_id() -> Result<String> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .map_err(|e| Error::io("reading /dev/urandom", e))?;
-    Ok(hex::encode(b))
-}
-
 impl Networks {
     /// Opens the store and makes the pre-defined networks (the default bridge follows the
     /// settings).
@@ -304,7 +296,7 @@ impl Networks {
             }
             None => self.store(
                 &Network {
-                    id: random_id()?,
+                    id: crate::containers::random_hex(32)?,
                     name: "bridge".into(),
                     driver: "bridge".into(),
                     subnet: subnet.to_string(),
@@ -320,7 +312,7 @@ impl Networks {
             if !self.nets().values().any(|n| n.name == name) {
                 self.store(
                     &Network {
-                        id: random_id()?,
+                        id: crate::containers::random_hex(32)?,
                         name: name.into(),
                         driver: driver.into(),
                         created: crate::meta::now_nanos(),
@@ -444,7 +436,7 @@ impl Networks {
             }
             g
         };
-        let id = random_id()?;
+        let id = crate::containers::random_hex(32)?;
         let n = Network {
             bridge: format!("dray-{}", &id[..10]),
             id,
@@ -687,6 +679,20 @@ impl Networks {
     /// Tears down one endpoint from what its ADD cached, or from the network's current
     /// configuration when there is no cache (an ADD that failed half-way).
     pub async fn detach_one(&self, id: &str, netns: &Path, ep: &Endpoint) -> Result<()> {
+        self.del_endpoint(id, &Self::netns_arg(netns), ep).await
+    }
+
+    /// CNI_NETNS for a DEL: empty once the namespace is gone (the plugins then clean up what
+    /// lives outside it).
+    fn netns_arg(netns: &Path) -> String {
+        if netns::exists(netns) {
+            netns.display().to_string()
+        } else {
+            String::new()
+        }
+    }
+
+    async fn del_endpoint(&self, id: &str, ns: &str, ep: &Endpoint) -> Result<()> {
         let cached = self.cni.cached(&ep.network, id, &ep.ifname)?;
         let (list, mut rt) = match cached {
             Some((l, rt, _)) => (l, rt),
@@ -703,11 +709,7 @@ impl Networks {
                 _ => return Ok(()),
             },
         };
-        rt.netns = if netns::exists(netns) {
-            netns.display().to_string()
-        } else {
-            String::new()
-        };
+        rt.netns = ns.to_string();
         self.cni.del(&list, &rt).await
     }
 
@@ -715,8 +717,9 @@ impl Networks {
     /// collected.
     pub async fn detach(&self, id: &str, netns: &Path, endpoints: &[Endpoint]) -> Result<()> {
         let mut errors = Vec::new();
+        let ns = Self::netns_arg(netns);
         for ep in endpoints.iter().rev() {
-            if let Err(e) = self.detach_one(id, netns, ep).await {
+            if let Err(e) = self.del_endpoint(id, &ns, ep).await {
                 errors.push(e.to_string());
             }
         }

@@ -152,27 +152,19 @@ impl Ports {
         let mut got: Vec<(Binding, Held)> = Vec::new();
         for b in wanted {
             if b.host_port_end > b.host_port {
-                // The first free port of the range.
-                let mut last = None;
+                // The first free port of the range; the last refusal when none is.
+                let mut last = Err(Error::InvalidArgument("an empty host port range".into()));
                 for port in b.host_port..=b.host_port_end {
-                    let one = Binding {
+                    last = self.hold(&Binding {
                         host_port: port,
                         host_port_end: 0,
                         ..b.clone()
-                    };
-                    match self.hold(&one) {
-                        Ok(h) => {
-                            last = Some(Ok(h));
-                            break;
-                        }
-                        Err(e) => last = Some(Err(e)),
+                    });
+                    if last.is_ok() {
+                        break;
                     }
                 }
-                match last {
-                    Some(Ok(h)) => got.push(h),
-                    Some(Err(e)) => return Err(e),
-                    None => return Err(Error::InvalidArgument("an empty host port range".into())),
-                }
+                got.push(last?);
                 continue;
             }
             got.push(self.hold(b)?);
