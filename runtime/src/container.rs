@@ -332,6 +332,8 @@ impl Runtime {
                 .copied()
                 .chain(plan.join.iter().map(|(t, _)| *t))
                 .collect(),
+            rootfs_mount: None,
+            mount_ns_path: plan.joins(oci_spec::runtime::LinuxNamespaceType::Mount).cloned(),
         };
         self.store.save(&st)?;
         t.mark("state directory, exec.fifo, state");
@@ -402,7 +404,23 @@ impl Runtime {
             Ok(())
         };
         t.mark("seccomp, hooks set-up");
+        // Without a mount namespace of its own, the init binds the rootfs on itself in the
+        // namespace it shares or joins; the bind is told apart by its mount id.
+        let shared_mounts = !cfg.plan.creates(oci_spec::runtime::LinuxNamespaceType::Mount);
+        let mount_before = crate::sys::mount_id(&cfg.rootfs);
         let pid = process::spawn(&cfg, &mut make_cgroups, &mut run_hooks);
+        match &pid {
+            // The init's root is the bind (in the namespace it shares or joined).
+            Ok(p) if shared_mounts => st.rootfs_mount = crate::sys::mount_id(Path::new(&format!("/proc/{p}/root"))),
+            // An init that failed detached its bind itself, unless it was killed first.
+            Err(_) if shared_mounts && st.mount_ns_path.is_none() => {
+                let now = crate::sys::mount_id(&cfg.rootfs);
+                if now != mount_before {
+                    detach_rootfs(&cfg.rootfs, now);
+                }
+            }
+            _ => {}
+        }
         st.cgroup_owned = cfg
             .cgroup
             .dirs
@@ -571,6 +589,11 @@ impl Runtime {
         }
 
         t.mark("stop processes");
+        match &st.mount_ns_path {
+            Some(ns) if st.rootfs_mount.is_some() => detach_rootfs_in(ns, &st.rootfs, st.rootfs_mount),
+            None if st.rootfs_mount.is_some() => detach_rootfs(&st.rootfs, st.rootfs_mount),
+            _ => {}
+        }
         st.cgroup.remove(&st.cgroup_owned)?;
         t.mark("remove cgroups");
         let json = state_json(&st.oci(Status::Stopped))?;
@@ -924,6 +947,40 @@ pub fn state_json(s: &OciState) -> Result<String> {
 }
 
 /// Writes the pid file atomically (runc writes it without a newline).
+/// Detaches the rootfs bind of a container that shared the runtime's mount namespace (and with
+/// it every mount the container made under it), if it is still the one dray made.
+fn detach_rootfs(rootfs: &Path, id: Option<u64>) {
+    if id.is_some() && crate::sys::mount_id(rootfs) == id {
+        if let Err(e) = nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!("detaching the rootfs bind {}: {e}", rootfs.display());
+        }
+    }
+}
+
+/// [`detach_rootfs`] in the mount namespace at `ns` (one the container joined by path), from a
+/// child process: setns into a mount namespace needs a single-threaded caller, and the runtime
+/// stays where it is. A namespace that is gone took the mounts with it.
+fn detach_rootfs_in(ns: &Path, rootfs: &Path, id: Option<u64>) {
+    let Ok(f) = std::fs::File::open(ns) else {
+        return;
+    };
+    // SAFETY: the CLI is single-threaded; the child only makes syscalls and exits.
+    match unsafe { crate::sys::clone_fork(0) } {
+        Ok(0) => {
+            let ok = nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNS).is_ok();
+            if ok {
+                detach_rootfs(rootfs, id);
+            }
+            // SAFETY: _exit skips the destructors of the forked copy of the runtime.
+            unsafe { libc::_exit(i32::from(!ok)) }
+        }
+        Ok(pid) => {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        Err(e) => tracing::warn!("detaching the rootfs bind in {}: {e}", ns.display()),
+    }
+}
+
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     crate::sys::write_file_atomic(path, ".dray-tmp", pid.to_string())
         .ctx(|| format!("writing pid file {}", path.display()))

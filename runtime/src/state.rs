@@ -76,6 +76,13 @@ pub struct ContainerState {
     /// The container's seccomp profile, applied to `exec`'d processes too.
     #[serde(default)]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// Without a mount namespace of its own: the id of the rootfs bind that holds the
+    /// container's mounts in the namespace it shares, which `delete` detaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_mount: Option<u64>,
+    /// The mount namespace the container joined by path, where that bind is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_ns_path: Option<PathBuf>,
 }
 
 /// The OCI state JSON, as `runc state` prints it and hooks receive it on stdin.

@@ -143,6 +143,17 @@ fn stat(pid: libc::pid_t) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// The id of the mount at the top of `path` (statx STATX_MNT_ID, Linux 5.8), which tells a mount
+/// dray made apart from one that was there before.
+pub fn mount_id(path: &Path) -> Option<u64> {
+    let c = cstr(path.as_os_str()).ok()?;
+    // SAFETY: statx is plain data; all-zero is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx with a valid C string and a pointer to a statx buffer owned here.
+    let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MNT_ID, &mut stx) };
+    (r == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id)
+}
+
 /// The start time of a process, used to tell a live container init from an unrelated
 /// process that reused its pid.
 pub fn process_start_time(pid: libc::pid_t) -> Option<u64> {

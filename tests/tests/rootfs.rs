@@ -127,25 +127,33 @@ fn masked_paths_are_unreadable() {
 
 #[test]
 fn default_devices_and_linux_devices() {
-    let mut b = Bundle::new("devices", &["sh", "-c", "for d in null zero full random urandom tty mydev sub/other sgid; do stat -c '%n %t:%T %a %u %g' /dev/$d; done; for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c"]);
+    let mut b = Bundle::new("devices", &["sh", "-c", "for d in null zero full random urandom tty mydev sub/other sgid blk fifo unbuf; do stat -c '%n %F %t:%T %a %u %g' /dev/$d; done; for l in ptmx fd stdin stdout stderr; do readlink /dev/$l; done; head -c 4 /dev/zero | wc -c"]);
     b.config["linux"]["devices"] = json!([
         {"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 0, "gid": 0},
         {"path": "/dev/sub/other", "type": "c", "major": 1, "minor": 5, "fileMode": 0o640, "uid": 1000, "gid": 1001},
-        {"path": "/dev/sgid", "type": "c", "major": 1, "minor": 7, "fileMode": 0o2660, "uid": 0, "gid": 5}
+        {"path": "/dev/sgid", "type": "c", "major": 1, "minor": 7, "fileMode": 0o2660, "uid": 0, "gid": 5},
+        // The validation suite's set: a block node for a device that does not exist, a FIFO
+        // with a major/minor (which the kernel ignores for FIFOs), and an unbuffered char node.
+        {"path": "/dev/blk", "type": "b", "major": 8, "minor": 666, "fileMode": 0o432, "uid": 2, "gid": 3},
+        {"path": "/dev/fifo", "type": "p", "major": 8, "minor": 666, "fileMode": 0o644, "uid": 4, "gid": 5},
+        {"path": "/dev/unbuf", "type": "u", "major": 1, "minor": 9, "fileMode": 0o600}
     ]);
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     for want in [
-        "/dev/null 1:3 666 0",
-        "/dev/zero 1:5 666",
-        "/dev/full 1:7",
-        "/dev/random 1:8",
-        "/dev/urandom 1:9",
-        "/dev/tty 5:0",
-        "/dev/mydev 1:3 600 0 0",
-        "/dev/sub/other 1:5 640 1000 1001",
-        "/dev/sgid 1:7 2660 0 5",
+        "/dev/null character special file 1:3 666 0",
+        "/dev/zero character special file 1:5 666",
+        "/dev/full character special file 1:7",
+        "/dev/random character special file 1:8",
+        "/dev/urandom character special file 1:9",
+        "/dev/tty character special file 5:0",
+        "/dev/mydev character special file 1:3 600 0 0",
+        "/dev/sub/other character special file 1:5 640 1000 1001",
+        "/dev/sgid character special file 1:7 2660 0 5",
+        "/dev/blk block special file 8:29a 432 2 3",
+        "/dev/fifo fifo 0:0 644 4 5",
+        "/dev/unbuf character special file 1:9 600 0 0",
         "pts/ptmx",
         "/proc/self/fd\n",
         "/proc/self/fd/0",
@@ -336,4 +344,138 @@ fn dev_is_read_only_when_its_mount_says_ro() {
     assert!(std::fs::read_to_string(b.out().join("err"))
         .unwrap()
         .contains("Read-only"));
+}
+
+#[test]
+fn rootfs_propagation_takes_every_value_the_spec_allows() {
+    // The container's `/` line of mountinfo, then a recursive bind of `/`, which an unbindable
+    // root refuses (the runtime validation suite's check).
+    let script = "awk '$5 == \"/\"' /proc/self/mountinfo; mkdir -p /tmp/b; mount --rbind / /tmp/b 2>/dev/null && echo bound || echo refused";
+    for (value, field) in [
+        ("shared", "shared:"),
+        ("rshared", "shared:"),
+        ("slave", ""),
+        ("rslave", ""),
+        ("private", ""),
+        ("rprivate", ""),
+        ("unbindable", "unbindable"),
+        ("runbindable", "unbindable"),
+    ] {
+        let mut b = Bundle::new("rprop", &["sh", "-c", script]);
+        let caps = json!(["CAP_SYS_ADMIN"]);
+        b.config["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+        b.config["linux"]["rootfsPropagation"] = json!(value);
+        let o = b.run();
+        assert!(o.status.success(), "{value}: {}", stderr(&o));
+        let out = stdout(&o);
+        let root = out.lines().next().unwrap_or_default();
+        let optional = root.split(" - ").next().unwrap_or_default();
+        if field.is_empty() {
+            assert!(
+                !optional.contains("shared:") && !optional.contains("unbindable"),
+                "{value}: {root}"
+            );
+        } else {
+            assert!(optional.contains(field), "{value}: {root}");
+        }
+        let want = if field == "unbindable" { "refused" } else { "bound" };
+        assert!(out.ends_with(&format!("{want}\n")), "{value}: {out}");
+        assert_no_leaks(&b);
+    }
+}
+
+fn without_mount_namespace(b: &mut Bundle) {
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "mount");
+}
+
+#[test]
+fn without_a_mount_namespace_the_runtimes_is_shared() {
+    // runtime-spec: a namespace that is not listed is the runtime's. The process still gets its
+    // rootfs, mounts and masked paths (in the shared namespace, under a bind that delete
+    // detaches), and nothing stays on the host afterwards.
+    let mut b = Bundle::new(
+        "nomntns",
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/mnt; ls /bin/busybox; ls /sys/firmware | wc -l; ls /out",
+        ],
+    );
+    without_mount_namespace(&mut b);
+    std::fs::write(b.out().join("marker"), "").unwrap();
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_eq!(stdout(&o), format!("{}\n/bin/busybox\n0\nmarker\n", ours.display()));
+    assert_no_leaks(&b);
+
+    // Detached: the container is running, its mounts are visible on the host, delete
+    // removes them.
+    let mut b = Bundle::new("nomntns-d", &["sleep", "60"]);
+    without_mount_namespace(&mut b);
+    b.create();
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(mi.contains(&format!("{}/rootfs/proc ", b.dir.display())), "{mi}");
+    b.cleanup();
+
+    // Failures after the bind (a missing program, found after the chroot) and during the
+    // mounts leave nothing either.
+    let mut b = Bundle::new("nomntns-f", &["/no/such/program"]);
+    without_mount_namespace(&mut b);
+    let o = b.run();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/no/such/program"), "{}", stderr(&o));
+    assert_no_leaks(&b);
+    let mut b = Bundle::new("nomntns-m", &["true"]);
+    without_mount_namespace(&mut b);
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/data", "type": "bind", "source": "/no/such/dir", "options": ["rbind"]}));
+    let o = b.run();
+    assert!(!o.status.success());
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn a_mount_namespace_joined_by_path_gets_the_rootfs() {
+    // A namespace made by someone else (here `unshare`), joined through its path: the rootfs is
+    // set up in it and the process chrooted (pivot_root would move every process of it).
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sleep", "120"])
+        .spawn()
+        .unwrap();
+    let ns = format!("/proc/{}/ns/mnt", holder.id());
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let t = std::time::Instant::now();
+    while std::fs::read_link(&ns).map(|l| l == ours).unwrap_or(true) {
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let theirs = std::fs::read_link(&ns).unwrap();
+    let mut b = Bundle::new(
+        "joinmnt",
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/mnt; ls /bin/busybox; ls /sys/firmware | wc -l",
+        ],
+    );
+    for n in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if n["type"] == "mount" {
+            n["path"] = json!(ns);
+        }
+    }
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{}\n/bin/busybox\n0\n", theirs.display()));
+    assert_no_leaks(&b);
+    // Deleting the container detached its mounts in the joined namespace too.
+    let mi = std::fs::read_to_string(format!("/proc/{}/mountinfo", holder.id())).unwrap();
+    assert!(!mi.contains(&*b.dir.to_string_lossy()), "{mi}");
+    let _ = holder.kill();
+    let _ = holder.wait();
 }

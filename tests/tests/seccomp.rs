@@ -256,3 +256,18 @@ fn docker_default_profile_refuses_keyctl() {
     let o = b.run();
     assert_eq!(stdout(&o), "EPERM\n", "{}", stderr(&o));
 }
+
+#[test]
+fn a_profile_refusing_getcwd_still_runs() {
+    // The runtime validation suite's profile errnos getcwd, which the CVE-2024-21626 check of
+    // the working directory uses: the check runs before the filter is installed.
+    for nnp in [false, true] {
+        let mut b = Bundle::new("getcwd", &["sh", "-c", "echo ran"]);
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]});
+        let o = b.run();
+        assert!(o.status.success(), "nnp {nnp}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "ran\n");
+    }
+}

@@ -159,3 +159,52 @@ fn preserve_fds_never_passes_the_runtimes_own_fds() {
     );
     assert!(out.lines().any(|l| l.ends_with(" 3 -> /")), "fd 3 was passed: {out}");
 }
+
+#[test]
+fn proc_or_sys_as_a_symlink_in_the_rootfs_is_refused() {
+    // An image whose /proc points elsewhere would get procfs mounted there, past every masked
+    // path: refused, as runc does.
+    for dir in ["proc", "sys"] {
+        let b = Bundle::new("procsym", &["true"]);
+        let p = b.dir.join("rootfs").join(dir);
+        std::fs::remove_dir_all(&p).unwrap();
+        std::fs::create_dir_all(b.dir.join("rootfs/elsewhere")).unwrap();
+        std::os::unix::fs::symlink("/elsewhere", &p).unwrap();
+        let o = b.run();
+        assert!(!o.status.success(), "{dir}");
+        assert!(
+            stderr(&o).contains("must be mounted on an ordinary directory"),
+            "{dir}: {}",
+            stderr(&o)
+        );
+        assert_eq!(std::fs::read_dir(b.dir.join("rootfs/elsewhere")).unwrap().count(), 0);
+        assert_no_leaks(&b);
+    }
+}
+
+#[test]
+fn no_pivot_leaves_no_bare_procfs_to_mount_from() {
+    // With --no-pivot the host's mounts stay in the namespace under the moved rootfs; a whole
+    // procfs among them would let a new user namespace mount a bare /proc (runc's test).
+    let mut b = Bundle::new(
+        "nopivotproc",
+        &[
+            "unshare",
+            "-mrpf",
+            "sh",
+            "-c",
+            "mount -t proc none /proc && echo mounted",
+        ],
+    );
+    // Not uid 0: mapping uid 0 into a new user namespace needs CAP_SETFCAP (Linux 5.12).
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let o = run_with_timeout(b.cmd(&["run", "--no-pivot", &b.id]), std::time::Duration::from_secs(30));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!o.status.success(), "{all}");
+    assert!(!all.contains("mounted"), "{all}");
+    assert!(
+        all.contains("Permission denied") || all.contains("permission denied"),
+        "{all}"
+    );
+    assert_no_leaks(&b);
+}

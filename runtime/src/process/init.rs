@@ -25,6 +25,7 @@ pub fn child_main(
         Ok(never) => match never {},
         Err(e) => e,
     };
+    crate::rootfs::undo_shared_bind(&cfg.rootfs);
     // Before Ready the runtime reports the error; after it (the runtime may be gone), the
     // container's stderr is the only place left to say why the process did not start.
     if READY.load(std::sync::atomic::Ordering::Relaxed) || ch.send(&Msg::Error(err.to_string())).is_err() {
@@ -112,31 +113,28 @@ fn run(
         .as_ref()
         .ok_or_else(|| Error::msg("config.json has no process"))?;
 
-    // Root file system.
-    let states;
-    if plan.creates(Ns::Mount) {
-        crate::rootfs::prepare(&mut crate::rootfs::Setup {
-            spec: &cfg.spec,
-            rootfs: &cfg.rootfs,
-            bundle: &cfg.bundle,
-            cgroup: &cfg.cgroup,
-            cgroupns: plan.creates(Ns::Cgroup),
-            userns,
-            cgroups: &mut gate,
-        })?;
-        gate.placed()?;
-        // runc's order: the createContainer hooks run with the rootfs as their working
-        // directory (runc's own hook tests write files relative to it).
-        nix::unistd::chdir(&cfg.rootfs).ctx(|| format!("chdir {}", cfg.rootfs.display()))?;
-        states = hooks_phase(cfg, ch)?;
+    // Root file system. Without a new mount namespace (shared or joined) the set-up happens in
+    // the namespace the process is in, and it ends in a chroot (see crate::rootfs).
+    let own_mount_ns = plan.creates(Ns::Mount);
+    crate::rootfs::prepare(&mut crate::rootfs::Setup {
+        spec: &cfg.spec,
+        rootfs: &cfg.rootfs,
+        bundle: &cfg.bundle,
+        cgroup: &cfg.cgroup,
+        cgroupns: plan.creates(Ns::Cgroup),
+        userns,
+        own_mount_ns,
+        cgroups: &mut gate,
+    })?;
+    gate.placed()?;
+    // runc's order: the createContainer hooks run with the rootfs as their working directory
+    // (runc's own hook tests write files relative to it).
+    nix::unistd::chdir(&cfg.rootfs).ctx(|| format!("chdir {}", cfg.rootfs.display()))?;
+    let states = hooks_phase(cfg, ch)?;
+    if own_mount_ns {
         crate::rootfs::pivot(&cfg.rootfs, cfg.no_pivot)?;
-    } else if plan.joins(Ns::Mount).is_some() {
-        gate.placed()?;
-        states = hooks_phase(cfg, ch)?;
     } else {
-        return Err(Error::msg(
-            "the container needs a mount namespace (linux.namespaces has no \"mount\")",
-        ));
+        crate::rootfs::chroot(&cfg.rootfs)?;
     }
 
     // The console needs a writable /dev/console, so it comes before the read-only root (runc's
@@ -148,9 +146,7 @@ fn run(
             .ok_or_else(|| Error::msg("process.terminal is set but there is no console socket"))?;
         setup_console(sock, process, true)?;
     }
-    if plan.creates(Ns::Mount) {
-        crate::rootfs::finalize_root(&cfg.spec)?;
-    }
+    crate::rootfs::finalize_root(&cfg.spec)?;
     let has_uts = plan.creates(Ns::Uts) || plan.joins(Ns::Uts).is_some();
     if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !has_uts {
@@ -177,9 +173,7 @@ fn run(
     {
         crate::sysctl::write(k, v)?;
     }
-    if plan.creates(Ns::Mount) {
-        crate::rootfs::protect_paths(&cfg.spec)?;
-    }
+    crate::rootfs::protect_paths(&cfg.spec)?;
 
     let linux = cfg.spec.linux().as_ref();
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
@@ -280,14 +274,9 @@ pub fn finish_process(
     if let Some(p) = process.io_priority() {
         crate::scheduling::apply_io_priority(p)?;
     }
-    // Without noNewPrivileges, installing a filter needs CAP_SYS_ADMIN: do it before the
-    // capabilities are dropped (as runc). With it, as late as possible (below).
-    if let (Some(p), false) = (seccomp, nnp) {
-        install_seccomp(p, ch)?;
-    }
-    let caps = process.capabilities().clone().unwrap_or_else(crate::capabilities::none);
-    crate::capabilities::apply_bounding(&caps)?;
     // cwd as root first (a directory only root can enter), again after the switch on EPERM.
+    // Both come before the filter where they can: a profile may refuse getcwd (the runtime
+    // validation suite's does), which the check below needs.
     let cwd = process.cwd();
     if !cwd.is_absolute() {
         return Err(Error::msg(format!(
@@ -296,10 +285,20 @@ pub fn finish_process(
         )));
     }
     let retry_cwd = match nix::unistd::chdir(cwd) {
-        Ok(()) => false,
+        Ok(()) => {
+            verify_cwd(cwd)?;
+            false
+        }
         Err(nix::errno::Errno::EPERM) | Err(nix::errno::Errno::EACCES) => true,
         Err(e) => return Err(e).ctx(|| format!("changing to the working directory {}", cwd.display())),
     };
+    // Without noNewPrivileges, installing a filter needs CAP_SYS_ADMIN: do it before the
+    // capabilities are dropped (as runc). With it, as late as possible (below).
+    if let (Some(p), false) = (seccomp, nnp) {
+        install_seccomp(p, ch)?;
+    }
+    let caps = process.capabilities().clone().unwrap_or_else(crate::capabilities::none);
+    crate::capabilities::apply_bounding(&caps)?;
     crate::sys::set_keepcaps(true)?;
     crate::user::switch(process.user(), crate::user::setgroups_allowed())?;
     crate::sys::set_keepcaps(false)?;
@@ -307,16 +306,7 @@ pub fn finish_process(
     crate::user::apply_umask(process.user());
     if retry_cwd {
         nix::unistd::chdir(cwd).ctx(|| format!("changing to the working directory {}", cwd.display()))?;
-    }
-    // CVE-2024-21626: a cwd reached through a leaked fd lies outside the root.
-    match nix::unistd::getcwd() {
-        Ok(p) if p.is_absolute() => {}
-        _ => {
-            return Err(Error::msg(format!(
-                "the working directory {} is outside the container's root",
-                cwd.display()
-            )))
-        }
+        verify_cwd(cwd)?;
     }
 
     // The program, looked up now so that a missing binary fails `create`/`exec`.
@@ -348,6 +338,21 @@ pub fn finish_process(
         crate::sys::set_cloexec(*fd, false);
     }
     Ok(prepared)
+}
+
+/// CVE-2024-21626: a working directory reached through a leaked fd lies outside the root, which
+/// getcwd reports as ENOENT or as a path that is not absolute ("(unreachable)/..."). Another
+/// error (a seccomp profile that refuses getcwd) says nothing either way; the fds that could
+/// lead out are all closed before the exec in any case.
+fn verify_cwd(cwd: &Path) -> Result<()> {
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(_) | Err(nix::errno::Errno::ENOENT) => Err(Error::msg(format!(
+            "the working directory {} is outside the container's root",
+            cwd.display()
+        ))),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Execs the prepared program through the trampoline, with default signal handling (the

@@ -125,7 +125,10 @@ fn create(root: &OwnedFd, dir: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
     // An existing entry (from the image) is replaced.
     // SAFETY: unlinkat with a valid C string; failure (ENOENT) is fine.
     unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) };
-    if userns {
+    // A FIFO needs no privilege and has no device number (the kernel ignores a major/minor
+    // given for it), so it is made with mknod even in a user namespace.
+    let fifo = n.kind == libc::S_IFIFO;
+    if userns && !fifo {
         // The host's node of the same path is bound in; it must really be a device node.
         let host = nix::fcntl::open(
             &n.path,
@@ -155,7 +158,11 @@ fn create(root: &OwnedFd, dir: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
         )
         .ctx(step);
     }
-    let dev = libc::makedev(n.major as u32, n.minor as u32);
+    let dev = if fifo {
+        0
+    } else {
+        libc::makedev(n.major as u32, n.minor as u32)
+    };
     // SAFETY: mknodat with a valid C string.
     if unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), n.kind | n.mode, dev) } != 0 {
         return Err(std::io::Error::last_os_error()).ctx(step);

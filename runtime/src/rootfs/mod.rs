@@ -4,6 +4,12 @@
 //! Order, as runc: make `/` a slave (or `rootfsPropagation`) so nothing leaks to the host, bind
 //! the rootfs on itself, mount every entry, create /dev, then (after the createContainer hooks)
 //! pivot_root, then masked and read-only paths and a read-only root.
+//!
+//! Without a mount namespace of its own (none in `linux.namespaces`, or one joined by `path`),
+//! the container's mounts are made in the namespace it shares, under a private bind of the
+//! rootfs on itself, and the process is chrooted into it (runtime-spec: a namespace that is not
+//! listed is inherited; crun does the same). `/` of that namespace is never touched, and
+//! `delete` detaches the bind (and with it every mount under it) again.
 
 pub mod devices;
 pub mod mounts;
@@ -15,6 +21,7 @@ use nix::mount::{MntFlags, MsFlags};
 use oci_spec::runtime::Spec;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Parses `linux.rootfsPropagation`.
 pub fn propagation_flag(s: &str) -> Result<MsFlags> {
@@ -39,6 +46,8 @@ pub struct Setup<'a> {
     pub cgroup: &'a crate::cgroups::CgroupPaths,
     pub cgroupns: bool,
     pub userns: bool,
+    /// False when the container shares (or joined) a mount namespace: see the module doc.
+    pub own_mount_ns: bool,
     /// Waits for the runtime's cgroup work, which runs alongside the mounts.
     pub cgroups: &'a mut dyn CgroupGate,
 }
@@ -55,15 +64,17 @@ pub trait CgroupGate {
 /// container's new mount namespace.
 pub fn prepare(s: &mut Setup) -> Result<()> {
     let linux = s.spec.linux().as_ref();
-    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        Some(p) if !p.is_empty() => propagation_flag(p)?,
-        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    mounts::mount(None, "/", None, prop, None, Path::new("/")).ctx(|| "setting rootfs propagation".into())?;
-    // After a recursive change to anything but shared (rslave by default), no mount of this
-    // namespace is shared any more: there is nothing to look for.
-    if !prop.contains(MsFlags::MS_REC) || prop.contains(MsFlags::MS_SHARED) {
-        make_parent_private(s.rootfs)?;
+    if s.own_mount_ns {
+        let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+            Some(p) if !p.is_empty() => initial_propagation(propagation_flag(p)?),
+            _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        };
+        mounts::mount(None, "/", None, prop, None, Path::new("/")).ctx(|| "setting rootfs propagation".into())?;
+        // After a recursive change to slave or private (rslave by default), no mount of this
+        // namespace is shared any more: there is nothing to look for.
+        if !prop.contains(MsFlags::MS_REC) || prop.contains(MsFlags::MS_SHARED) {
+            make_parent_private(s.rootfs)?;
+        }
     }
     let root_s = s.rootfs.to_string_lossy();
     mounts::mount(
@@ -75,6 +86,13 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
         s.rootfs,
     )
     .ctx(|| "bind-mounting the rootfs on itself".into())?;
+    if !s.own_mount_ns {
+        SHARED_BIND.store(BOUND, Ordering::Relaxed);
+        // In a shared namespace the container's mounts stay under this bind: none of them
+        // propagates to the namespace's peers, and one detach removes them all.
+        mounts::mount(None, &root_s, None, MsFlags::MS_PRIVATE, None, s.rootfs)
+            .ctx(|| "making the rootfs bind private".into())?;
+    }
     let root = crate::sys::open_path_dir(s.rootfs).ctx(|| "opening the rootfs".into())?;
     let ctx = mounts::Ctx {
         root: &root,
@@ -142,6 +160,17 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
     Ok(())
 }
 
+/// The propagation `/` gets before the rootfs is bound: the requested one, except that an
+/// unbindable `/` (or tree) could not be bound at all; it starts private (which unbindable
+/// implies) and [`finalize_root`] makes the container's root unbindable once it is in place.
+fn initial_propagation(requested: MsFlags) -> MsFlags {
+    if requested.contains(MsFlags::MS_UNBINDABLE) {
+        (requested & MsFlags::MS_REC) | MsFlags::MS_PRIVATE
+    } else {
+        requested
+    }
+}
+
 /// pivot_root needs the rootfs's parent mount not to be shared.
 fn make_parent_private(rootfs: &Path) -> Result<()> {
     let text = crate::sys::read_text("/proc/self/mountinfo").ctx(|| "reading mountinfo".into())?;
@@ -172,6 +201,7 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
     if no_pivot {
+        hide_full_proc_and_sys(rootfs)?;
         mounts::mount(Some("."), "/", None, MsFlags::MS_MOVE, None, rootfs).ctx(|| "moving the rootfs to /".into())?;
         nix::unistd::chroot(".").ctx(|| "chroot".into())?;
     } else {
@@ -190,22 +220,84 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     nix::unistd::chdir("/").ctx(|| "chdir /".into())
 }
 
-/// After pivot_root (and the console): the read-only root and the final propagation of `/`.
-pub fn finalize_root(spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref();
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        mounts::remount_bind("/", MsFlags::MS_RDONLY, Path::new("/")).ctx(|| "making the root read-only".into())?;
-    }
-    if let Some(p) = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .filter(|p| !p.is_empty())
-    {
-        mounts::mount(None, "/", None, propagation_flag(p)?, None, Path::new("/"))?;
+/// With `--no-pivot` the host's mounts stay in the namespace, under the moved rootfs. A whole
+/// procfs or sysfs among them would let a process in a new user namespace mount a fresh, bare
+/// one (the kernel allows that when an unmasked instance is already in the namespace), so
+/// they are detached first, or covered where they cannot be (runc does the same).
+fn hide_full_proc_and_sys(rootfs: &Path) -> Result<()> {
+    let text = crate::sys::read_text("/proc/self/mountinfo").ctx(|| "reading mountinfo".into())?;
+    for mp in full_proc_and_sys(&text, rootfs) {
+        let p = Path::new(&mp);
+        // A slave first, so that the detach does not propagate to the host.
+        match mounts::mount(None, &mp, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None, p) {
+            // Gone with a parent detached before it.
+            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
+            r => r?,
+        }
+        match nix::mount::umount2(p, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::EPERM) => {
+                mounts::mount(Some("tmpfs"), &mp, Some("tmpfs"), MsFlags::empty(), None, p)?
+            }
+            Err(e) => return Err(e).ctx(|| format!("detaching {mp}")),
+        }
     }
     Ok(())
 }
 
-/// After the sysctls: `readonlyPaths`, then `maskedPaths`.
+/// The mount points of whole procfs and sysfs instances outside `rootfs`, from mountinfo text.
+fn full_proc_and_sys(mountinfo: &str, rootfs: &Path) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let fstype = post.split(' ').next()?;
+            let (root, mp) = (pre.get(3)?, pre.get(4)?);
+            let mp = mp.replace("\\040", " ");
+            let inside = Path::new(&mp).starts_with(rootfs);
+            (*root == "/" && matches!(fstype, "proc" | "sysfs") && !inside).then_some(mp)
+        })
+        .collect()
+}
+
+/// The root of a container without a mount namespace of its own (see the module doc): the
+/// namespace is shared, so pivot_root (which would move every process of it) is not an option.
+pub fn chroot(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    SHARED_BIND.store(CHROOTED, Ordering::Relaxed);
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+}
+
+/// Where the init stands with a rootfs bind in a shared mount namespace: nothing yet, bound at
+/// the rootfs path, or chrooted into it.
+static SHARED_BIND: AtomicU8 = AtomicU8::new(NONE);
+const NONE: u8 = 0;
+const BOUND: u8 = 1;
+const CHROOTED: u8 = 2;
+
+/// On a failed set-up in a shared mount namespace: detaches the rootfs bind, and every mount the
+/// init made under it, from the namespace that outlives the init.
+pub fn undo_shared_bind(rootfs: &Path) {
+    let target = match SHARED_BIND.load(Ordering::Relaxed) {
+        BOUND => rootfs,
+        CHROOTED => Path::new("/"),
+        _ => return,
+    };
+    let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
+}
+
+/// After pivot_root (and the console): the read-only root.
+pub fn finalize_root(spec: &Spec) -> Result<()> {
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        mounts::remount_bind("/", MsFlags::MS_RDONLY, Path::new("/")).ctx(|| "making the root read-only".into())?;
+    }
+    Ok(())
+}
+
+/// After the sysctls: `readonlyPaths`, then `maskedPaths`, then the final propagation of `/`
+/// (last: read-only paths are bind mounts, which an unbindable tree would refuse).
 pub fn protect_paths(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
     for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
@@ -213,6 +305,13 @@ pub fn protect_paths(spec: &Spec) -> Result<()> {
     }
     for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
         mask_path(p).ctx(|| format!("masking {p}"))?;
+    }
+    if let Some(p) = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|p| !p.is_empty())
+    {
+        mounts::mount(None, "/", None, propagation_flag(p)?, None, Path::new("/"))
+            .ctx(|| format!("setting rootfs propagation {p}"))?;
     }
     Ok(())
 }
@@ -233,5 +332,37 @@ fn mask_path(p: &str) -> Result<()> {
         Err(e) => Err(e).ctx(|| format!("stat {p}")),
         Ok(m) if m.is_dir() => mounts::mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, None, Path::new(p)),
         Ok(_) => mounts::mount(Some("/dev/null"), p, None, MsFlags::MS_BIND, None, Path::new(p)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_proc_and_sys_outside_the_rootfs_are_found() {
+        let mi = "\
+22 1 0:20 / /proc rw - proc proc rw
+23 1 0:21 / /sys rw - sysfs sysfs rw
+24 22 0:30 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw
+25 1 0:20 /sys /mnt/procsys rw - proc proc rw
+26 1 0:40 / /run/c/rootfs rw - overlay overlay rw
+27 26 0:41 / /run/c/rootfs/proc rw - proc proc rw
+28 1 0:42 / /srv/a\\040b rw - sysfs sysfs rw
+";
+        assert_eq!(
+            full_proc_and_sys(mi, Path::new("/run/c/rootfs")),
+            vec!["/proc", "/sys", "/srv/a b"]
+        );
+    }
+
+    #[test]
+    fn unbindable_starts_private() {
+        assert_eq!(initial_propagation(MsFlags::MS_UNBINDABLE), MsFlags::MS_PRIVATE);
+        assert_eq!(
+            initial_propagation(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC
+        );
+        assert_eq!(initial_propagation(MsFlags::MS_SHARED), MsFlags::MS_SHARED);
     }
 }

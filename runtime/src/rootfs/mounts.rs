@@ -366,6 +366,9 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
         apply_propagation(&tpath, &opts, dest).ctx(step)?;
         return apply_recursive(&tpath, &opts, dest).ctx(step);
     }
+    if typ == "proc" || typ == "sysfs" {
+        ordinary_directory(ctx.root, dest, typ)?;
+    }
     let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
     let tpath = fd_path(target.as_raw_fd());
     // tmpcopyup: keep a handle on the directory the tmpfs will cover, to copy it afterwards.
@@ -420,6 +423,32 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
     }
     apply_propagation(&tpath, &opts, dest).ctx(step)?;
     apply_recursive(&tpath, &opts, dest).ctx(step)
+}
+
+/// procfs and sysfs go only on a real directory of the rootfs (or where nothing is yet): an
+/// image whose /proc is a symlink would otherwise have them mounted wherever it points, which
+/// has been a way to defeat the masked paths (runc refuses the same way).
+fn ordinary_directory(root: &OwnedFd, dest: &Path, typ: &str) -> Result<()> {
+    let rel = paths::relative(dest);
+    match crate::sys::openat2_in_root(root.as_raw_fd(), &rel, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(e).ctx(|| format!("checking the mount point {}", dest.display())),
+        Ok(fd) => {
+            let st = nix::sys::stat::fstat(fd.as_raw_fd()).ctx(|| format!("stat {}", dest.display()))?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                return Ok(());
+            }
+            let what = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                "a symlink"
+            } else {
+                "not a directory"
+            };
+            Err(Error::msg(format!(
+                "filesystem {typ:?} must be mounted on an ordinary directory: {} in the rootfs is {what}",
+                dest.display()
+            )))
+        }
+    }
 }
 
 fn apply_recursive(target: &str, opts: &Options, what: &Path) -> Result<()> {
