@@ -845,8 +845,11 @@ impl Runtime {
         if matches!(st.status(&self.store.dir(id)), Status::Stopped | Status::Creating) {
             return Err(Error::msg("container not running"));
         }
-        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            tracing::warn!("update: device rules are applied at create time only; ignored");
+        // New device rules replace the old ones (followed by the defaults, as at create). On
+        // v1 the list is replayed after a deny-all, on v2 the new program is attached before
+        // the old one goes: either way nothing denied is let through meanwhile.
+        if let Some(list) = r.devices().as_deref().filter(|d| !d.is_empty()) {
+            st.cgroup.apply_devices(&crate::cgroups::devices::rules_from(list)?)?;
         }
         for w in st.cgroup.apply_resources(r, true)? {
             tracing::warn!("{w}");

@@ -47,10 +47,14 @@ pub fn run(hook: &Hook, state: &str) -> Result<()> {
     cmd.stdout(Stdio::from(output.try_clone().ctx(|| "dup".into())?));
     cmd.stderr(Stdio::from(output.try_clone().ctx(|| "dup".into())?));
     // SAFETY: pre_exec runs in the forked child before exec; it only restores the signal mask
-    // and dispositions, which is async-signal-safe.
+    // and dispositions and marks fds close-on-exec, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             crate::sys::reset_signals();
+            // A hook gets its stdio and nothing else: not the fds the container inherits
+            // (--preserve-fds), nor a seccomp listener's (runc's notify test counts them).
+            // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on this process's fds.
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
             Ok(())
         });
     }
@@ -78,12 +82,23 @@ pub fn run(hook: &Hook, state: &str) -> Result<()> {
         format!(", output: {out}")
     };
     match status.signal() {
-        Some(sig) => Err(Error::msg(format!("hook {name} was killed by signal {sig}{out}"))),
+        Some(sig) => Err(Error::msg(format!("{name}: signal: {}{out}", signal_name(sig)))),
         None => Err(Error::msg(format!(
-            "hook {name} exited with status {}{out}",
+            "{name}: exited with status {}{out}",
             status.code().unwrap_or(-1)
         ))),
     }
+}
+
+/// A signal as runc's hook errors word it (Go's names: "bad system call", "killed").
+fn signal_name(sig: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a static or thread-local string, read at once.
+    let p = unsafe { libc::strsignal(sig) };
+    if p.is_null() {
+        return format!("signal {sig}");
+    }
+    // SAFETY: a valid NUL-terminated string from strsignal.
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().to_lowercase()
 }
 
 /// An anonymous close-on-exec memory file.
@@ -99,18 +114,19 @@ fn memfd(name: &str) -> Result<std::fs::File> {
 }
 
 /// Runs hooks in order, stopping at the first failure.
+/// runc's words: `error running startContainer hook #0: ...`.
 pub fn run_all(hooks: Option<&Vec<Hook>>, state: &str, phase: &str) -> Result<()> {
-    for h in hooks.into_iter().flatten() {
-        run(h, state).ctx(|| format!("{phase} hook"))?;
+    for (i, h) in hooks.into_iter().flatten().enumerate() {
+        run(h, state).ctx(|| format!("error running {phase} hook #{i}"))?;
     }
     Ok(())
 }
 
 /// Runs hooks in order, logging failures as warnings (poststart, poststop).
 pub fn run_all_warn(hooks: Option<&Vec<Hook>>, state: &str, phase: &str) {
-    for h in hooks.into_iter().flatten() {
+    for (i, h) in hooks.into_iter().flatten().enumerate() {
         if let Err(e) = run(h, state) {
-            tracing::warn!("{phase} hook failed: {e}");
+            tracing::warn!("{phase} hook #{i} failed: {e}");
         }
     }
 }

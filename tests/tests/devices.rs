@@ -84,3 +84,85 @@ fn unsupported_fields_are_refused_not_ignored() {
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// runc's device test: /dev/kmsg is created (linux.devices) under a deny-all rule list, the
+/// process has CAP_SYSLOG; a node being created does not allow it.
+fn kmsg_bundle(name: &str) -> Bundle {
+    let mut b = Bundle::new(name, &["sleep", "60"]);
+    let caps = json!(["CAP_SYSLOG"]);
+    b.config["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+    b.config["linux"]["devices"] = json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    b
+}
+
+const READ_KMSG: &str = "head -c1 /dev/kmsg >/dev/null 2>/tmp/e && echo read || cat /tmp/e";
+
+fn rules_file(b: &Bundle, rules: serde_json::Value) -> String {
+    let p = b.dir.join("resources.json");
+    std::fs::write(&p, json!({"devices": rules}).to_string()).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn device_rules_hold_across_updates_and_can_be_replaced() {
+    let b = kmsg_bundle("kmsg");
+    let id = b.id.clone();
+    let o = b.dray(&["run", "-d", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = || stdout(&b.dray(&["exec", &id, "sh", "-c", READ_KMSG]));
+    assert!(read().contains("Operation not permitted"), "{}", read());
+    // An update of something else leaves the device rules as they are.
+    let o = b.dray(&["update", "--pids-limit", "42", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(read().contains("Operation not permitted"), "{}", read());
+    // New rules: allowed, then denied again with runc's own "rwa".
+    let allow = rules_file(
+        &b,
+        json!([{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rw"}]),
+    );
+    let o = b.dray(&["update", "-r", &allow, &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(), "read\n");
+    let deny = rules_file(
+        &b,
+        json!([{"allow": false, "access": "rwm"}, {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa"}]),
+    );
+    let o = b.dray(&["update", "-r", &deny, &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(read().contains("Operation not permitted"), "{}", read());
+    // The default devices stay usable throughout.
+    assert_eq!(
+        stdout(&b.dray(&["exec", &id, "sh", "-c", "head -c3 /dev/zero | wc -c"])),
+        "3\n"
+    );
+    b.cleanup();
+}
+
+#[test]
+fn v2_device_programs_are_replaced_without_a_gap() {
+    if !cgroup2_available() {
+        eprintln!("skipped: no cgroup2 hierarchy");
+        return;
+    }
+    let b = kmsg_bundle("kmsg2");
+    let allow = rules_file(
+        &b,
+        json!([{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rw"}]),
+    );
+    let read = format!("{{dray}} exec {{id}} sh -c '{READ_KMSG}'");
+    // The program allowing kmsg only works if the one denying it was detached.
+    let script = format!(
+        "{{dray}} run -d {{id}} </dev/null >/dev/null 2>&1 && {read} && {{dray}} update -r {allow} {{id}} && {read}; {{dray}} delete -f {{id}}"
+    );
+    let o = run_pure_v2(&b, &script);
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    assert!(
+        lines.next().unwrap_or_default().contains("Operation not permitted"),
+        "{out}{}",
+        stderr(&o)
+    );
+    assert_eq!(lines.next(), Some("read"), "{out}{}", stderr(&o));
+    assert_no_leaks(&b);
+}

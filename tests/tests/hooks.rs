@@ -140,7 +140,7 @@ fn failing_poststart_and_poststop_only_warn() {
     let o = b.run();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("poststart hook failed") && stderr(&o).contains("poststop hook failed"),
+        stderr(&o).contains("poststart hook #0 failed") && stderr(&o).contains("poststop hook #0 failed"),
         "{}",
         stderr(&o)
     );

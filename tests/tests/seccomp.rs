@@ -181,9 +181,9 @@ fn bad_profiles_fail_clearly() {
     for (name, profile, needle) in [
         ("secbadact", json!({"defaultAction": "SCMP_ACT_NOPE"}), "SCMP_ACT_NOPE"),
         (
-            "secbadarch",
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PPC64"]}),
-            "architecture",
+            "secnotifywrite",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/none.sock", "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "SCMP_ACT_NOTIFY cannot be used for the write syscall",
         ),
         (
             "secnolistener",
@@ -237,10 +237,12 @@ fn compiled_profiles_are_cached_per_profile() {
     assert_eq!(count(&b), 2, "another profile gets its own entry");
 }
 
-#[test]
-fn docker_default_profile_refuses_keyctl() {
-    // busybox has no keyctl applet: a small static probe makes the call.
-    let mut b = Bundle::new("seckeyctl", &["/probe", "keyctl"]);
+/// A bundle running the static probe (tests/fixtures/probe.c) with `args`: busybox has no
+/// applet for the calls it makes.
+fn probe_bundle(name: &str, args: &[&str]) -> Bundle {
+    let mut argv = vec!["/probe"];
+    argv.extend_from_slice(args);
+    let b = Bundle::new(name, &argv);
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/probe.c");
     let st = std::process::Command::new("gcc")
         .args(["-static", "-O2", "-o"])
@@ -249,6 +251,12 @@ fn docker_default_profile_refuses_keyctl() {
         .status()
         .unwrap();
     assert!(st.success(), "gcc -static failed");
+    b
+}
+
+#[test]
+fn docker_default_profile_refuses_keyctl() {
+    let mut b = probe_bundle("seckeyctl", &["keyctl"]);
     with_admin_caps(&mut b);
     let o = b.run();
     assert_eq!(stdout(&o), "ok\n", "without the profile keyctl works: {}", stderr(&o));
@@ -269,5 +277,144 @@ fn a_profile_refusing_getcwd_still_runs() {
         let o = b.run();
         assert!(o.status.success(), "nnp {nnp}: {}", stderr(&o));
         assert_eq!(stdout(&o), "ran\n");
+    }
+}
+
+#[test]
+fn calls_newer_than_the_profile_get_enosys_and_default_errno_ret_applies() {
+    // runc: a restrictive profile answers system calls newer than any it names with ENOSYS (a
+    // C library then falls back), not with its default action.
+    let mut b = probe_bundle("secnosys", &["nr1000"]);
+    b.config["linux"]["seccomp"] = docker_profile();
+    let o = b.run();
+    assert_eq!(stdout(&o), "Function not implemented\n", "{}", stderr(&o));
+    // Also when the default action kills.
+    let mut b = probe_bundle("secnosys-kill", &["nr1000"]);
+    let mut p = docker_profile();
+    p["defaultAction"] = json!("SCMP_ACT_KILL_PROCESS");
+    b.config["linux"]["seccomp"] = p;
+    let o = b.run();
+    assert_eq!(stdout(&o), "Function not implemented\n", "{}", stderr(&o));
+    // defaultErrnoRet is the default action's errno (runc's test: ENXIO for a chdir the
+    // profile leaves out); a known call still gets it.
+    for call in ["chdir", "nr1000"] {
+        let mut b = probe_bundle("secerrnoret", &[call]);
+        let mut p = docker_profile();
+        p["defaultErrnoRet"] = json!(6);
+        for rule in p["syscalls"].as_array_mut().unwrap() {
+            if let Some(names) = rule["names"].as_array_mut() {
+                names.retain(|n| n != "chdir");
+            }
+        }
+        b.config["linux"]["seccomp"] = p;
+        let o = b.run();
+        let want = if call == "chdir" {
+            "No such device or address\n"
+        } else {
+            "Function not implemented\n"
+        };
+        assert_eq!(stdout(&o), want, "{call}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn start_container_hooks_run_under_the_filter_with_stdio_only() {
+    // runc's test: a profile listing foreign architectures too (they cannot make calls on this
+    // kernel), and a startContainer hook that the filter kills.
+    let arches = json!([
+        "SCMP_ARCH_X86",
+        "SCMP_ARCH_X32",
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_ARM"
+    ]);
+    let mut b = Bundle::new("sechook", &["/bin/true"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": arches,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]});
+    b.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/foo"]}]});
+    let o = b.run();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("error running startContainer hook #0") && err.contains("bad system call"),
+        "{err}"
+    );
+    assert_no_leaks(&b);
+    // A hook the profile allows runs, and it gets its stdio and no other fd (runc counts
+    // them), even when the container is passed one with --preserve-fds.
+    let mut b = Bundle::new("sechook-ok", &["sh", "-c", "cat /out/fds"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": arches,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]});
+    b.config["hooks"] =
+        json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "ls /proc/self/fd | wc -l > /out/fds"]}]});
+    let extra = std::fs::File::open("/dev/null").unwrap();
+    let mut cmd = b.cmd(&["run", "--preserve-fds", "1", &b.id.clone()]);
+    inherit_fd_as(&mut cmd, extra.as_raw_fd(), &[3]);
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "4\n", "stdio and ls's own directory fd");
+}
+
+/// A seccomp agent: answers every notification on `fd` until the container is gone. mkdir is
+/// answered "done" without doing anything; every other call continues in the kernel.
+fn answer_notifications(fd: std::os::fd::OwnedFd) -> usize {
+    const RECV: libc::c_ulong = 0xc050_2100; // SECCOMP_IOCTL_NOTIF_RECV
+    const SEND: libc::c_ulong = 0xc018_2101; // SECCOMP_IOCTL_NOTIF_SEND
+    const CONTINUE: u32 = 1; // SECCOMP_USER_NOTIF_FLAG_CONTINUE
+    let mut answered = 0;
+    loop {
+        // struct seccomp_notif: id u64, pid u32, flags u32, data {nr i32, arch u32, ip u64,
+        // args [u64; 6]}.
+        let mut req = [0u8; 80];
+        // SAFETY: RECV fills the 80-byte struct seccomp_notif.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), RECV, req.as_mut_ptr()) } != 0 {
+            return answered;
+        }
+        let id = u64::from_ne_bytes(req[0..8].try_into().unwrap());
+        let nr = i32::from_ne_bytes(req[16..20].try_into().unwrap()) as libc::c_long;
+        // struct seccomp_notif_resp: id u64, val i64, error i32, flags u32.
+        let mut resp = [0u8; 24];
+        resp[0..8].copy_from_slice(&id.to_ne_bytes());
+        if nr != libc::SYS_mkdir && nr != libc::SYS_mkdirat {
+            resp[20..24].copy_from_slice(&CONTINUE.to_ne_bytes());
+        }
+        // SAFETY: SEND reads the 24-byte struct seccomp_notif_resp.
+        unsafe { libc::ioctl(fd.as_raw_fd(), SEND, resp.as_mut_ptr()) };
+        answered += 1;
+    }
+}
+
+#[test]
+fn notify_flow_end_to_end_with_the_calls_the_runtime_makes_too() {
+    // runc's notify tests: the calls the init itself makes after installing the filter
+    // (openat, read, close, execve) are notified as well; the agent lets them continue, and
+    // answers mkdir itself. With and without noNewPrivileges (the filter goes in at different
+    // points).
+    for nnp in [false, true] {
+        let mut b = Bundle::new(
+            "notifyflow",
+            &["sh", "-c", "mkdir /tmp/x && echo made; ls -d /tmp/x 2>&1"],
+        );
+        let sock = b.dir.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+            "syscalls": [{"names": ["mkdir", "mkdirat", "execve", "openat", "open", "read", "close"], "action": "SCMP_ACT_NOTIFY"}]});
+        let agent = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let (_, fd) = recv_with_fd(conn.as_raw_fd());
+            answer_notifications(fd.expect("no fd"))
+        });
+        let o = b.run();
+        let answered = agent.join().unwrap();
+        let out = stdout(&o);
+        // mkdir "succeeded" without a directory: ls fails, and so does the container.
+        assert_eq!(o.status.code(), Some(1), "nnp {nnp}: {out} {}", stderr(&o));
+        assert!(
+            out.starts_with("made\n") && out.contains("No such file"),
+            "nnp {nnp}: {out}"
+        );
+        assert!(answered > 3, "nnp {nnp}: {answered}");
+        assert_no_leaks(&b);
     }
 }

@@ -2,7 +2,7 @@
 //! v1 `devices.allow`/`devices.deny`, or on cgroup v2 an eBPF program of type
 //! BPF_PROG_TYPE_CGROUP_DEVICE attached to the container's cgroup.
 //!
-//! As runc, the rules are the spec's, then the devices of `linux.devices`, then the devices
+//! As runc, the rules are the spec's, then the devices
 //! every container may use (null, zero, full, random, urandom, tty, console, ptmx, pts, and
 //! mknod of anything). The last matching rule wins.
 
@@ -50,9 +50,17 @@ fn from_cgroup(d: &LinuxDeviceCgroup) -> Result<Rule> {
             return Err(Error::msg("device rule of type 'p' is not valid for the device cgroup"))
         }
     };
-    let access = d.access().clone().unwrap_or_else(|| "rwm".into());
-    if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
-        return Err(Error::msg(format!("invalid device access {access:?}")));
+    // runc takes access strings as given, and its own tests use "rwa": letters other than
+    // r, w and m name no access the kernel knows, and are dropped.
+    let access: String = match d.access() {
+        None => "rwm".into(),
+        Some(a) => a.chars().filter(|c| "rwm".contains(*c)).collect(),
+    };
+    if access.is_empty() {
+        return Err(Error::msg(format!(
+            "invalid device access {:?}: no r, w or m",
+            d.access().as_deref().unwrap_or_default()
+        )));
     }
     // -1 (or any negative number) is runc's wildcard, like an absent value.
     Ok(Rule::new(
@@ -84,24 +92,21 @@ pub fn default_allowed() -> Vec<Rule> {
 /// The full rule list for a spec, or None when the spec sets no device rules (no device
 /// cgroup restriction, as runc).
 pub fn rules(spec: &Spec) -> Result<Option<Vec<Rule>>> {
-    let linux = spec.linux().as_ref();
-    let Some(list) = linux
+    spec.linux()
+        .as_ref()
         .and_then(|l| l.resources().as_ref())
-        .and_then(|r| r.devices().as_ref())
-    else {
-        return Ok(None);
-    };
+        .and_then(|r| r.devices().as_deref())
+        .map(rules_from)
+        .transpose()
+}
+
+/// The spec's rules followed by the defaults. A node of `linux.devices` is not allowed by
+/// being created: as in runc 1.1, only a rule grants access to it (runc's own test creates
+/// /dev/kmsg under a deny-all list and expects EPERM).
+pub fn rules_from(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
     let mut out = list.iter().map(from_cgroup).collect::<Result<Vec<_>>>()?;
-    for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
-        let typ = match d.typ() {
-            LinuxDeviceType::B => 'b',
-            LinuxDeviceType::C | LinuxDeviceType::U => 'c',
-            _ => continue,
-        };
-        out.push(Rule::new(true, typ, Some(d.major()), Some(d.minor()), "rwm"));
-    }
     out.extend(default_allowed());
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// Applies the rules to a v1 devices cgroup: deny everything, then replay the rules in order.
@@ -245,12 +250,46 @@ fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<i64> {
     Ok(r)
 }
 
-/// Loads the device program and attaches it to a cgroup v2 directory.
+const BPF_CGROUP_DEVICE: u32 = 6;
+
+/// The ids of the device programs attached to a cgroup v2 directory (BPF_PROG_QUERY).
+fn attached(cg: &std::fs::File) -> Result<Vec<u32>> {
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    let mut ids = [0u32; 64];
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
+    attr[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
+    attr[24..28].copy_from_slice(&(ids.len() as u32).to_ne_bytes());
+    bpf(BPF_PROG_QUERY, &mut attr).ctx(|| "listing the device programs".into())?;
+    let n = u32::from_ne_bytes([attr[24], attr[25], attr[26], attr[27]]) as usize;
+    Ok(ids[..n.min(ids.len())].to_vec())
+}
+
+/// Detaches the device program `id` from a cgroup v2 directory.
+fn detach(cg: &std::fs::File, id: u32) -> Result<()> {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    const BPF_PROG_DETACH: libc::c_long = 9;
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&id.to_ne_bytes());
+    let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr).ctx(|| format!("opening device program {id}"))?;
+    // SAFETY: the kernel returned a new program fd.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
+    bpf(BPF_PROG_DETACH, &mut attr).ctx(|| format!("detaching device program {id}"))?;
+    Ok(())
+}
+
+/// Loads the device program and attaches it to a cgroup v2 directory. Programs attached before
+/// (an `update`) are detached only once the new one is in place: while both are attached an
+/// access must pass both, so no access either of them denies gets through meanwhile.
 pub fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<()> {
     const BPF_PROG_LOAD: libc::c_long = 5;
     const BPF_PROG_ATTACH: libc::c_long = 8;
     const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
-    const BPF_CGROUP_DEVICE: u32 = 6;
     const BPF_F_ALLOW_MULTI: u32 = 2;
     let prog = program(rules);
     let license = c"Apache";
@@ -263,12 +302,16 @@ pub fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<()> {
     // SAFETY: the kernel returned a new program fd.
     let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let cg = std::fs::File::open(dir).ctx(|| format!("opening {}", dir.display()))?;
+    let old = attached(&cg)?;
     let mut attr = [0u8; 128];
     attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_ne_bytes());
     attr[4..8].copy_from_slice(&(prog_fd.as_raw_fd() as u32).to_ne_bytes());
     attr[8..12].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
     attr[12..16].copy_from_slice(&BPF_F_ALLOW_MULTI.to_ne_bytes());
     bpf(BPF_PROG_ATTACH, &mut attr).ctx(|| format!("attaching the device program to {}", dir.display()))?;
+    for id in old {
+        detach(&cg, id)?;
+    }
     Ok(())
 }
 

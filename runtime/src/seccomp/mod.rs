@@ -112,16 +112,8 @@ fn finish(map: RuleMap) -> BTreeMap<i64, Vec<SeccompRule>> {
 
 /// Compiles a profile. Warnings (unknown syscalls) go to `warn`.
 pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
-    for a in s.architectures().iter().flatten() {
-        if !matches!(
-            a,
-            Arch::ScmpArchNative | Arch::ScmpArchX86_64 | Arch::ScmpArchX86 | Arch::ScmpArchX32
-        ) {
-            return Err(Error::msg(format!(
-                "seccomp architecture {a:?} is not supported on this host"
-            )));
-        }
-    }
+    // Other architectures in the list (profiles name aarch64, arm, ... for portability, as
+    // runc's own tests do) cannot make system calls on an x86-64 kernel: nothing to filter.
     if s.architectures()
         .iter()
         .flatten()
@@ -134,12 +126,14 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
     }
     for sc in s.syscalls().iter().flatten() {
         if sc.action() == LinuxSeccompAction::ScmpActNotify && sc.names().iter().any(|n| n == "write") {
+            // runc's words: the listener may write to the container's own pipes.
             return Err(Error::msg(
-                "seccomp: SCMP_ACT_NOTIFY on write would deadlock the runtime; refused as runc does",
+                "seccomp: SCMP_ACT_NOTIFY cannot be used for the write syscall",
             ));
         }
     }
     let default = action(s.default_action(), s.default_errno_ret());
+    let mut newest_known: i64 = -1;
     let mut groups: BTreeMap<u32, (SeccompAction, RuleMap)> = BTreeMap::new();
     let mut not_default: RuleMap = BTreeMap::new();
     for sc in s.syscalls().iter().flatten() {
@@ -181,6 +175,7 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
                 warn.push(format!("seccomp: unknown system call {name:?} skipped"));
                 continue;
             };
+            newest_known = newest_known.max(nr);
             let key = u32::from(act.clone());
             let g = groups.entry(key).or_insert_with(|| (act.clone(), BTreeMap::new()));
             add(&mut g.1, nr, rules.clone());
@@ -201,9 +196,13 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
         filters.push(to_filter(f, notify)?);
     }
     if default != SeccompAction::Allow {
-        let f = SeccompFilter::new(finish(not_default), default, SeccompAction::Allow, arch)
+        let f = SeccompFilter::new(finish(not_default), default.clone(), SeccompAction::Allow, arch)
             .map_err(|e| Error::msg(format!("seccomp filter: {e}")))?;
-        filters.push(to_filter(f, false)?);
+        let mut f = to_filter(f, false)?;
+        if default != SeccompAction::Errno(libc::ENOSYS as u32) && newest_known >= 0 {
+            f.insns.splice(0..0, enosys_stub(newest_known as u32));
+        }
+        filters.push(f);
     }
     // seccompiler checks the architecture but not the x32 bit of the system call number: x32
     // calls (nr | 0x40000000) would fall through to ALLOW in a deny-list profile. This first
@@ -230,6 +229,21 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
         return Err(Error::msg("seccomp: SCMP_ACT_NOTIFY needs a listenerPath"));
     }
     Ok(prog)
+}
+
+/// The start of a restrictive default filter: a system call newer than every one the profile
+/// names gets ENOSYS instead of the default action, as runc does, so that a C library probing a
+/// call the profile's author did not know (clone3, openat2, ...) falls back to an older one
+/// instead of failing with EPERM or being killed.
+fn enosys_stub(newest: u32) -> [(u16, u8, u8, u32); 5] {
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    [
+        (0x20, 0, 0, 4),                                 // ld [4]: arch
+        (0x15, 0, 3, AUDIT_ARCH_X86_64),                 // jeq x86_64 ? next : the filter
+        (0x20, 0, 0, 0),                                 // ld [0]: nr
+        (0x25, 0, 1, newest),                            // jgt newest ? next : the filter
+        (0x06, 0, 0, 0x0005_0000 | libc::ENOSYS as u32), // ret ERRNO(ENOSYS)
+    ]
 }
 
 /// `ld arch; jne X86_64 -> allow; ld nr; jge 0x40000000 -> ENOSYS; allow`.
