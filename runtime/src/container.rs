@@ -858,17 +858,17 @@ impl Runtime {
     }
 
     /// `events --stats`: one statistics event, as runc prints it.
-    pub fn stats_event(&self, id: &str) -> Result<serde_json::Value> {
+    pub fn stats_event(&self, id: &str) -> Result<Event> {
         let st = self.store.load(id)?;
         if matches!(st.status(&self.store.dir(id)), Status::Stopped) {
             return Err(Error::msg("container is not running"));
         }
-        Ok(serde_json::json!({"type": "stats", "id": id, "data": st.cgroup.stats()}))
+        Ok(Event::stats(id, st.cgroup.stats()))
     }
 
     /// `events`: calls `emit` with a stats event every `interval` and an `oom` event whenever
     /// the OOM killer kills one of the container's processes, until the container stops.
-    pub fn events(&self, id: &str, interval: Duration, emit: &mut dyn FnMut(serde_json::Value)) -> Result<()> {
+    pub fn events(&self, id: &str, interval: Duration, emit: &mut dyn FnMut(Event)) -> Result<()> {
         let st = self.store.load(id)?;
         let dir = self.store.dir(id);
         let mut ooms = st.cgroup.oom_kills();
@@ -882,10 +882,14 @@ impl Runtime {
             let n = st.cgroup.oom_kills();
             if n > ooms {
                 ooms = n;
-                emit(serde_json::json!({"type": "oom", "id": id}));
+                emit(Event {
+                    typ: "oom",
+                    id: id.to_string(),
+                    data: None,
+                });
             }
             if std::time::Instant::now() >= next {
-                emit(serde_json::json!({"type": "stats", "id": id, "data": st.cgroup.stats()}));
+                emit(Event::stats(id, st.cgroup.stats()));
                 next = next
                     .checked_add(interval)
                     .ok_or_else(|| Error::msg("events interval too large"))?;
@@ -950,6 +954,32 @@ pub fn state_json(s: &OciState) -> Result<String> {
 }
 
 /// Writes the pid file atomically (runc writes it without a newline).
+/// One line of `events`, in runc's layout: `{"type":"stats","id":"...","data":{...}}` (keys in
+/// that order), or `{"type":"oom","id":"..."}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub typ: &'static str,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl Event {
+    fn stats(id: &str, data: serde_json::Value) -> Event {
+        Event {
+            typ: "stats",
+            id: id.to_string(),
+            data: Some(data),
+        }
+    }
+
+    /// The JSON line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// Detaches the rootfs bind of a container that shared the runtime's mount namespace (and with
 /// it every mount the container made under it), if it is still the one dray made.
 fn detach_rootfs(rootfs: &Path, id: Option<u64>) {

@@ -79,14 +79,17 @@ impl<S: Subscriber> Layer<S> for Sink {
     }
 }
 
-/// Installs the logger: to `file` (appending) in `format`, or plainly to stderr, at debug level with `debug`, else
-/// warnings and errors.
+/// Installs the logger: to `file` (appending) in `format`, else to stderr, at debug level with
+/// `debug`, else warnings and errors. On stderr, lines are plain (`dray: ...`) unless `debug`
+/// asks for runc's: `--debug` output is read by tools that parse logrus lines
+/// (`level=debug msg="..."`, or JSON with `--log-format json`).
 pub fn init(file: Option<&std::path::Path>, format: Format, debug: bool) -> std::io::Result<()> {
     let (out, format): (Box<dyn Write + Send>, Format) = match file {
         Some(p) => (
             Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
             format,
         ),
+        None if debug => (Box::new(std::io::stderr()), format),
         None => (Box::new(std::io::stderr()), Format::Plain),
     };
     init_writer(out, format, if debug { Level::DEBUG } else { Level::WARN });

@@ -107,3 +107,48 @@ fn run_keep_leaves_the_stopped_container_until_delete() {
     assert_eq!(b.dray(&["state", &b.id]).status.code(), Some(1));
     assert_no_leaks(&b);
 }
+
+#[test]
+fn debug_lines_in_runcs_formats() {
+    // runc's debug tests: `--debug` alone writes logrus text lines to stderr; with `--log` they
+    // go to the file instead, as text or as JSON.
+    let b = Bundle::new("debug", &["echo", "Hello World"]);
+    let id = b.id.clone();
+    let o = b.dray(&["--debug", "run", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "Hello World\n");
+    let err = stderr(&o);
+    assert!(err.lines().count() > 3, "{err}");
+    for l in err.lines() {
+        assert!(l.starts_with("time=\"") && l.contains(" level=debug msg=\""), "{l}");
+    }
+    assert!(err.contains("timing create"), "{err}");
+    for (format, needle) in [("text", "level=debug"), ("json", "\"level\":\"debug\"")] {
+        let log = b.dir.join(format!("log.{format}"));
+        let o = b.dray(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            format,
+            "--debug",
+            "run",
+            &id,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("level=debug"), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.lines().count() > 3 && text.lines().all(|l| l.contains(needle)),
+            "{text}"
+        );
+        if format == "json" {
+            for l in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert!(v["msg"].is_string() && v["time"].is_string(), "{l}");
+            }
+        }
+    }
+    // Without --debug: no debug lines, and errors stay short on a terminal's stderr.
+    let o = b.dray(&["state", "nope"]);
+    assert_eq!(stderr(&o).trim(), "dray: state nope: container \"nope\" does not exist");
+}

@@ -186,6 +186,9 @@ fn events_stats_in_runcs_format() {
     assert!(b.dray(&["run", "-d", &b.id.clone()]).status.success());
     let o = b.dray(&["events", "--stats", &b.id]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // runc's layout, keys in this order (its tests match the text).
+    let head = format!("{{\"type\":\"stats\",\"id\":\"{}\",\"data\":{{", b.id);
+    assert!(stdout(&o).starts_with(&head), "{}", stdout(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["type"], "stats");
     assert_eq!(v["id"], b.id.as_str());
@@ -227,7 +230,7 @@ fn events_report_oom_kills() {
             let line = line.unwrap();
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             if v["type"] == "oom" {
-                return Some(v);
+                return Some(line);
             }
         }
         None
@@ -239,8 +242,64 @@ fn events_report_oom_kills() {
     let _ = child.kill();
     let _ = child.wait();
     let ev = reader.join().unwrap().expect("no oom event");
-    assert_eq!(ev["id"], b.id.as_str());
+    assert_eq!(ev, format!("{{\"type\":\"oom\",\"id\":\"{}\"}}", b.id));
     b.cleanup();
+}
+
+#[test]
+fn events_stream_at_each_interval_and_end_with_the_container() {
+    // runc's tests: `events` with the default interval (5s), 1s and 100ms prints stats lines
+    // until the container is deleted, then exits by itself.
+    for (interval, min_lines) in [(None, 1), (Some("1s"), 2), (Some("100ms"), 10)] {
+        let b = Bundle::new("evint", &["sleep", "100"]);
+        assert!(b.dray(&["run", "-d", &b.id.clone()]).status.success());
+        let mut args = vec!["events"];
+        if let Some(i) = interval {
+            args.extend(["--interval", i]);
+        }
+        args.push(&b.id);
+        let mut child = b
+            .cmd(&args)
+            .stdout(std::process::Stdio::piped())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut n = 0;
+            for line in std::io::BufReader::new(out).lines() {
+                let line = line.unwrap();
+                assert!(line.starts_with("{\"type\":\"stats\",\"id\":\""), "{line}");
+                n += 1;
+                let _ = tx.send(n);
+            }
+            n
+        });
+        // Wait for the lines this interval gives within ~1.1s (or the first one), then delete.
+        let t = std::time::Instant::now();
+        let mut seen = 0;
+        while seen < min_lines {
+            seen = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("no events line");
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(8), "{interval:?}");
+        let o = b.dray(&["delete", "-f", &b.id.clone()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let t = std::time::Instant::now();
+        while !reader.is_finished() {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(5),
+                "{interval:?}: events did not end"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(child.wait().unwrap().success());
+        assert!(reader.join().unwrap() >= min_lines);
+        assert_no_leaks(&b);
+    }
 }
 
 #[test]

@@ -569,6 +569,12 @@ pub fn main() -> i32 {
         println!("{}", Cli::command().render_help());
         return 0;
     };
+    tracing::debug!(
+        "dray {} (spec {}): {}",
+        env!("CARGO_PKG_VERSION"),
+        crate::OCI_VERSION,
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
     match dispatch(&cli, cmd, &inherited) {
         Ok(code) => code,
         Err(e) => {
@@ -660,13 +666,13 @@ fn dispatch(cli: &Cli, cmd: &Cmd, inherited: &[i32]) -> Result<i32> {
         }
         Cmd::Events { stats, interval, id } => {
             if *stats {
-                println!("{}", rt.stats_event(id)?);
+                println!("{}", rt.stats_event(id)?.to_json());
             } else {
                 let d = parse_duration(interval)?;
                 rt.events(id, d, &mut |e| {
                     use std::io::Write;
                     let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{e}");
+                    let _ = writeln!(out, "{}", e.to_json());
                     let _ = out.flush();
                 })?;
             }
