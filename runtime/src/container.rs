@@ -421,13 +421,8 @@ impl Runtime {
             }
             _ => {}
         }
-        st.cgroup_owned = cfg
-            .cgroup
-            .dirs
-            .iter()
-            .map(|d| d.path.clone())
-            .filter(|p| made_cgroups.contains(p))
-            .collect();
+        // The container's directories, and the parents made for a nested cgroupsPath.
+        st.cgroup_owned = made_cgroups.clone();
         let pid = pid?;
         t.mark("init (fork, cgroups, namespaces, mounts, pivot_root, process set-up)");
         st.pid = pid;
@@ -594,7 +589,16 @@ impl Runtime {
             None if st.rootfs_mount.is_some() => detach_rootfs(&st.rootfs, st.rootfs_mount),
             _ => {}
         }
-        st.cgroup.remove(&st.cgroup_owned)?;
+        // A cgroup that other processes still use (containers created into the same cgroup,
+        // as runc allows with a warning) stays for them; the container goes anyway.
+        if let Err(e) = st.cgroup.remove(&st.cgroup_owned) {
+            match st.cgroup.pids() {
+                Ok(p) if !p.is_empty() => {
+                    tracing::warn!("cgroup left in place, {} other process(es) use it: {e}", p.len())
+                }
+                _ => return Err(e),
+            }
+        }
         t.mark("remove cgroups");
         let json = state_json(&st.oci(Status::Stopped))?;
         if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
@@ -730,6 +734,10 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     /// As [`CreateOptions::inherited_fds`].
     pub inherited_fds: Option<Vec<i32>>,
+    /// `--ignore-paused`: exec into a paused container (the process starts frozen with it).
+    pub ignore_paused: bool,
+    /// `--cgroup [CONTROLLERS:]PATH`: sub-cgroups to run the process in.
+    pub sub_cgroups: Vec<String>,
 }
 
 impl Runtime {
@@ -748,11 +756,17 @@ impl Runtime {
         // Held until the process runs, so that a concurrent pause cannot freeze it half-way.
         let lock = self.store.lock(id)?;
         let st = self.store.load(id)?;
-        match st.status(&self.store.dir(id)) {
-            Status::Created | Status::Running => {}
+        let lock = match st.status(&self.store.dir(id)) {
+            Status::Created | Status::Running => Some(lock),
+            // The process freezes as soon as it joins the cgroup and goes on with `resume`,
+            // which needs the lock.
+            Status::Paused if o.ignore_paused => {
+                drop(lock);
+                None
+            }
             Status::Paused => return Err(Error::msg("cannot exec in a paused container")),
             s => return Err(Error::msg(format!("cannot exec in a {s} container"))),
-        }
+        };
         let p = &o.process;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::msg("exec needs a command"));
@@ -782,12 +796,13 @@ impl Runtime {
             init_start: st.pid_start,
             namespaces: st.namespaces.clone(),
             process: o.process.clone(),
-            cgroup: st.cgroup.clone(),
+            cgroup: st.cgroup.with_sub_cgroups(&o.sub_cgroups)?,
             inherited_fds: o
                 .inherited_fds
                 .clone()
                 .unwrap_or_else(|| crate::sys::open_fds(3, o.preserve_fds)),
             console: None,
+            lock_fd: lock.as_ref().map(|l| l.fd()),
         };
         if o.detach {
             if let Some(p) = &o.console_socket {

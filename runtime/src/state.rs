@@ -162,8 +162,21 @@ pub struct Store {
 
 /// An exclusive lock on one container's directory, released on drop.
 pub struct Lock {
-    _file: File,
+    file: File,
 }
+
+impl Lock {
+    /// The locked fd. A forked child that may outlive the command (an exec helper frozen in a
+    /// paused container) closes its copy, or the lock would stay taken with it.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+/// How long a command waits for another one on the same container before it gives up: locks
+/// are held for one step (a create, a start, the launch of an exec), never for a container's
+/// life, so a longer wait means the holder is stuck.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Store {
     /// A store rooted at `root`.
@@ -206,11 +219,24 @@ impl Store {
                 }
             }
         })?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error()).ctx(|| format!("locking container {id:?}"));
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Lock { file });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(e).ctx(|| format!("locking container {id:?}"));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::msg(format!(
+                    "container {id:?} is busy: another dray command has held it for {}s",
+                    LOCK_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        Ok(Lock { _file: file })
     }
 
     /// Loads the state of container `id`.

@@ -239,3 +239,91 @@ fn hierarchies_hidden_under_a_later_mount_are_not_used() {
     assert!(cg.lines().any(|l| l.starts_with("0::")), "{cg}");
     assert_no_leaks(&b);
 }
+
+/// Runs a dray command of `b` and checks that it ended within `secs` (runc's suites hung on
+/// some of these: item 24 of issue 10).
+fn prompt(b: &Bundle, args: &[&str], secs: u64) -> std::process::Output {
+    let t = std::time::Instant::now();
+    let o = run_with_timeout(b.cmd(args), std::time::Duration::from_secs(secs + 5));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(secs),
+        "{args:?} took {:?}",
+        t.elapsed()
+    );
+    o
+}
+
+#[test]
+fn no_command_waits_forever_in_runcs_hang_cases() {
+    // runc's cgroup tests: three containers in one cgroup (the later ones warned), deleted in
+    // its teardown's order; each delete ends promptly and leaves the cgroup empty (the first,
+    // which made it, leaves it to the others; it is removed here).
+    let path = format!("/dray-shared-{}", std::process::id());
+    let cts: Vec<Bundle> = (0..3)
+        .map(|i| {
+            let mut b = Bundle::new(&format!("shared{i}"), &["sleep", "100"]);
+            b.config["linux"]["cgroupsPath"] = serde_json::json!(path);
+            b
+        })
+        .collect();
+    let o = prompt(&cts[0], &["run", "-d", &cts[0].id], 10);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = prompt(&cts[1], &["--debug", "run", "-d", &cts[1].id], 10);
+    assert!(
+        o.status.success() && stderr(&o).contains("container's cgroup is not empty"),
+        "{}",
+        stderr(&o)
+    );
+    let o = prompt(&cts[2], &["create", &cts[2].id], 10);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for b in &cts {
+        let o = prompt(b, &["delete", "-f", &b.id], 15);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(prompt(b, &["state", &b.id], 5).status.code(), Some(1));
+    }
+    let left: Vec<_> = hierarchies()
+        .into_iter()
+        .map(|h| h.join(&path[1..]))
+        .filter(|d| d.exists())
+        .collect();
+    for d in &left {
+        assert!(
+            std::fs::read_to_string(d.join("cgroup.procs")).unwrap().is_empty(),
+            "{}",
+            d.display()
+        );
+        let _ = std::fs::remove_dir(d);
+    }
+
+    // runc's update tests: a paused container is updated (from a file and from stdin), stays
+    // paused, and is deleted with --force.
+    let b = Bundle::new("pausedupd", &["sleep", "100"]);
+    assert!(prompt(&b, &["run", "-d", &b.id], 10).status.success());
+    assert!(prompt(&b, &["pause", &b.id], 15).status.success());
+    assert!(prompt(&b, &["update", "--pids-limit", "30", &b.id], 10)
+        .status
+        .success());
+    let mut cmd = b.cmd(&["update", "-r", "-", &b.id.clone()]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(br#"{"pids": {"limit": 31}}"#).unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(b.status(), "paused");
+    // An exec into the paused container that is given up (killed) leaves its helper frozen
+    // in the cgroup: that must not hold the container's lock.
+    let mut exec = b
+        .cmd(&["exec", "--ignore-paused", &b.id.clone(), "true"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = exec.kill();
+    let _ = exec.wait();
+    let o = prompt(&b, &["delete", "-f", &b.id], 15);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_no_leaks(&b);
+}

@@ -274,3 +274,93 @@ fn exec_failures_exit_255_and_kill_reaches_a_paused_container() {
     b.wait_status("stopped");
     b.cleanup();
 }
+
+#[test]
+fn exec_ignore_paused_waits_for_resume() {
+    // runc's test: exec --ignore-paused into a paused container blocks until `resume` (which
+    // must not wait for the exec), then prints exactly what the process prints.
+    let b = running("execpaused");
+    assert!(b.dray(&["pause", &b.id]).status.success());
+    let resumer = {
+        let cmd = b.cmd(&["resume", &b.id.clone()]);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            run_with_timeout(cmd, Duration::from_secs(10))
+        })
+    };
+    let t = std::time::Instant::now();
+    let o = b.dray(&["exec", "--ignore-paused", &b.id, "echo", "ok"]);
+    let r = resumer.join().unwrap();
+    assert!(r.status.success(), "resume: {}", stderr(&r));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(format!("{}{}", stdout(&o), stderr(&o)), "ok\n");
+    assert!(t.elapsed() >= Duration::from_millis(1400), "it ran while paused");
+    assert_eq!(b.status(), "running");
+    b.cleanup();
+}
+
+/// The container's v1 cgroup directory of `controller` on the host.
+fn v1_dir(b: &Bundle, controller: &str) -> Option<std::path::PathBuf> {
+    cgroup_dirs(&b.id)
+        .into_iter()
+        .find(|d| d.starts_with(format!("/sys/fs/cgroup/{controller}/")))
+}
+
+#[test]
+fn exec_cgroup_runs_the_process_in_a_sub_cgroup() {
+    let b = running("execcg");
+    let pids = v1_dir(&b, "pids");
+    let cpus: Vec<_> = ["cpu", "cpuacct", "cpu,cpuacct"]
+        .iter()
+        .filter_map(|c| v1_dir(&b, c))
+        .collect();
+    let Some(pids) = pids.filter(|_| !cpus.is_empty()) else {
+        eprintln!("skipped: not a cgroup v1 host");
+        b.cleanup();
+        return;
+    };
+    let id = b.id.clone();
+    let cg = |extra: &[&str]| {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(extra);
+        args.extend([id.as_str(), "cat", "/proc/self/cgroup"]);
+        b.dray(&args)
+    };
+    // Without --cgroup, and with "/": the container's own cgroup (its namespace's root).
+    for extra in [&[][..], &["--cgroup", "/"][..]] {
+        let o = cg(extra);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).lines().all(|l| l.ends_with(":/")), "{}", stdout(&o));
+    }
+    std::fs::create_dir(pids.join("subp")).unwrap();
+    for d in &cpus {
+        std::fs::create_dir(d.join("subcpu")).unwrap();
+    }
+    let o = cg(&["--cgroup", "pids:subp", "--cgroup", "cpu,cpuacct:subcpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for l in out.lines() {
+        let ctrls = l.split(':').nth(1).unwrap_or_default();
+        let want = if ctrls == "pids" {
+            ":/subp"
+        } else if ctrls.split(',').any(|c| c == "cpu" || c == "cpuacct") {
+            ":/subcpu"
+        } else {
+            ":/"
+        };
+        assert!(l.ends_with(want), "{l} in\n{out}");
+    }
+    assert!(out.contains(":/subp\n") && out.contains(":/subcpu\n"), "{out}");
+    for (flag, msg) in [
+        ("..", "is not a sub cgroup path"),
+        ("nonexistent", "No such file"),
+        ("cpu:nonexistent", "No such file"),
+        ("whaaat:/", "unknown controller"),
+    ] {
+        let o = cg(&["--cgroup", flag]);
+        assert!(!o.status.success(), "{flag}");
+        assert!(stderr(&o).contains(msg), "{flag}: {}", stderr(&o));
+    }
+    // delete removes the sub-cgroups with the container's own.
+    b.cleanup();
+}

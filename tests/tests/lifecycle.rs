@@ -353,3 +353,57 @@ fn features_describe_what_works() {
     let o = b.run();
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn delete_force_kills_and_removes_sub_cgroups() {
+    // runc's test on cgroup v1: a process of the container moved (from inside, with a script
+    // on the exec's stdin) into sub-cgroups it made; delete --force kills it and removes all.
+    let mut b = Bundle::new("delsub", &["sleep", "1000"]);
+    // A nested path, as runc's test sets one.
+    b.config["linux"]["cgroupsPath"] = serde_json::json!(format!("/dray-delsub-test/{}", b.id));
+    // The cgroup mount writable, as runc's test makes it.
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "cgroup" {
+            m["options"] = serde_json::json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+        }
+    }
+    let id = b.id.clone();
+    assert!(b.dray(&["run", "-d", &id]).status.success());
+    if !std::path::Path::new("/sys/fs/cgroup/freezer").exists() || !std::path::Path::new("/sys/fs/cgroup/pids").exists()
+    {
+        eprintln!("skipped: not a cgroup v1 host");
+        b.cleanup();
+        return;
+    }
+    assert!(b.dray(&["exec", "-d", &id, "sleep", "1d"]).status.success());
+    let script = "pid=$(ps -o pid,args | grep '[s]leep 1d' | awk '{print $1}'); \
+                  for s in pids freezer; do cd /sys/fs/cgroup/$s && mkdir foo && echo $pid > foo/tasks && cat foo/tasks; done";
+    let mut cmd = b.cmd(&["exec", &id, "sh"]);
+    cmd.stdin(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{script}").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().all(|l| l.parse::<i32>().is_ok()), "{out}");
+    let subs: Vec<_> = cgroup_dirs(&id)
+        .into_iter()
+        .map(|d| d.join("foo"))
+        .filter(|d| d.exists())
+        .collect();
+    assert_eq!(subs.len(), 2, "{subs:?}");
+    let o = b.dray(&["delete", "--force", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!b.dray(&["state", &id]).status.success());
+    assert!(subs.iter().all(|d| !d.exists()), "{subs:?}");
+    assert_no_leaks(&b);
+    // The parent dray made for the path went with it.
+    assert!(cgroup_dirs("dray-delsub-test").is_empty());
+}

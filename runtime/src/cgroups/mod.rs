@@ -587,6 +587,43 @@ impl CgroupPaths {
         Ok(())
     }
 
+    /// The cgroup of an `exec --cgroup` process (runc 1.1): each `[CONTROLLERS:]PATH` names a
+    /// directory below the container's own, in the v1 hierarchies of those controllers, or in
+    /// every hierarchy (v2 included) without them. Nothing is created: the directory must
+    /// exist, as the container made it.
+    pub fn with_sub_cgroups(&self, subs: &[String]) -> Result<CgroupPaths> {
+        let mut out = self.clone();
+        for s in subs {
+            let (ctrls, path) = match s.split_once(':') {
+                Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
+                None => (None, s.as_str()),
+            };
+            let rel = Path::new(path.trim_start_matches('/'));
+            if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                return Err(Error::msg(format!("--cgroup {s}: {path} is not a sub cgroup path")));
+            }
+            for c in ctrls.iter().flatten() {
+                let known = self
+                    .dirs
+                    .iter()
+                    .any(|d| !d.v2 && d.controllers.split(',').any(|x| x == *c));
+                if !known {
+                    return Err(Error::msg(format!("--cgroup {s}: unknown controller {c:?}")));
+                }
+            }
+            for (d, base) in out.dirs.iter_mut().zip(&self.dirs) {
+                let applies = match &ctrls {
+                    None => true,
+                    Some(cs) => !d.v2 && d.controllers.split(',').any(|x| cs.contains(&x)),
+                };
+                if applies {
+                    d.path = base.path.join(rel);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Moves process `pid` into the container's cgroup in every hierarchy.
     pub fn add(&self, pid: i32) -> Result<()> {
         self.add_to(pid, true, true)
@@ -629,6 +666,16 @@ impl CgroupPaths {
     pub fn remove(&self, owned: &[PathBuf]) -> Result<()> {
         for d in self.dirs.iter().filter(|d| owned.contains(&d.path)) {
             remove_dir(&d.path)?;
+        }
+        // Parents dray made for a nested cgroupsPath go too, deepest first, once nothing else
+        // (another container under the same path) uses them: a plain rmdir, never recursive.
+        let mut parents: Vec<&PathBuf> = owned
+            .iter()
+            .filter(|p| !self.dirs.iter().any(|d| &d.path == *p))
+            .collect();
+        parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in parents {
+            let _ = std::fs::remove_dir(p);
         }
         Ok(())
     }
@@ -742,6 +789,36 @@ mod tests {
         assert!(p.dirs.iter().all(|d| d.path.ends_with("c1")));
         assert!(paths_for(&hs, PROC_CGROUP, Some(Path::new("/")), "c1").is_err());
         assert!(paths_for(&hs, PROC_CGROUP, Some(Path::new("/sandbox/a")), "c1").is_err());
+    }
+
+    #[test]
+    fn exec_sub_cgroups() {
+        let hs = parse_mountinfo(HYBRID);
+        let p = paths_for(&hs, PROC_CGROUP, Some(Path::new("/dray/x")), "c1").unwrap();
+        let find = |p: &CgroupPaths, c: &str| {
+            p.dirs
+                .iter()
+                .find(|d| d.controllers == c || (c.is_empty() && d.v2))
+                .unwrap()
+                .path
+                .clone()
+        };
+        let s = p
+            .with_sub_cgroups(&["memory:submem".into(), "cpu,cpuacct:subcpu".into()])
+            .unwrap();
+        assert_eq!(find(&s, "memory"), Path::new("/sys/fs/cgroup/memory/dray/x/submem"));
+        assert_eq!(
+            find(&s, "cpu,cpuacct"),
+            Path::new("/sys/fs/cgroup/cpu,cpuacct/dray/x/subcpu")
+        );
+        assert_eq!(find(&s, ""), find(&p, ""));
+        let all = p.with_sub_cgroups(&["/a/b".into()]).unwrap();
+        assert!(all.dirs.iter().all(|d| d.path.ends_with("dray/x/a/b")));
+        assert_eq!(p.with_sub_cgroups(&["/".into()]).unwrap(), p);
+        let e = p.with_sub_cgroups(&["..".into()]).unwrap_err().to_string();
+        assert!(e.contains("is not a sub cgroup path"), "{e}");
+        let e = p.with_sub_cgroups(&["whaaat:/".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown controller"), "{e}");
     }
 
     #[test]

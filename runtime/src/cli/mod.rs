@@ -203,6 +203,13 @@ pub struct ExecArgs {
     /// SELinux label (not available on this runtime: refused if set).
     #[arg(long = "process-label")]
     pub process_label: Option<String>,
+    /// Allow exec in a paused container (the process starts when it is resumed).
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Run the process in a sub-cgroup of the container: PATH, or CONTROLLER[,...]:PATH on
+    /// cgroup v1 (repeatable).
+    #[arg(long = "cgroup", value_name = "[CONTROLLERS:]PATH")]
+    pub cgroup: Vec<String>,
     /// Container id.
     pub id: String,
     /// The command and its arguments.
@@ -657,6 +664,8 @@ fn dispatch(cli: &Cli, cmd: &Cmd, inherited: &[i32]) -> Result<i32> {
                 pid_file: a.pid_file.clone(),
                 preserve_fds: a.preserve_fds,
                 inherited_fds: Some(inherited.to_vec()),
+                ignore_paused: a.ignore_paused,
+                sub_cgroups: a.cgroup.clone(),
             };
             return rt.exec(&a.id, &opts);
         }

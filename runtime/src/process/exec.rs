@@ -40,6 +40,9 @@ pub struct ExecConfig {
     pub seccomp: Option<(crate::seccomp::Program, oci_spec::runtime::LinuxSeccomp)>,
     /// The container's state JSON, for a seccomp listener.
     pub state_json: String,
+    /// The runtime's lock on the container, closed in the forked children (see
+    /// [`crate::state::Lock::fd`]).
+    pub lock_fd: Option<std::os::fd::RawFd>,
 }
 
 /// Starts the process; returns its host pid once it has exec'd.
@@ -71,6 +74,10 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
     let pid = unsafe { crate::sys::clone_fork(0) }?;
     if pid == 0 {
         drop(parent);
+        if let Some(fd) = cfg.lock_fd {
+            // SAFETY: closes this process's copy of the lock fd; the runtime keeps its own.
+            unsafe { libc::close(fd) };
+        }
         let err = match child_run(cfg, &child, &fds, tramp.as_ref(), self_move) {
             Ok(never) => match never {},
             Err(e) => e,
