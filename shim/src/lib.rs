@@ -12,3 +12,4 @@ pub mod runtime;
 pub mod server;
 pub mod stdio;
 pub mod task;
+pub mod trim;

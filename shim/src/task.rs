@@ -234,15 +234,13 @@ impl Shared {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs forever: shortly after each burst of requests, hands the heap's free pages back to
-    /// the kernel (glibc keeps them otherwise), so that an idle shim stays small. No timer
-    /// runs while the shim is idle.
+    /// Runs forever: shortly after each burst of requests, gives back what an idle shim does
+    /// not need ([`crate::trim`]). No timer runs while the shim is idle.
     pub async fn trim_loop(self: Arc<Self>) {
         loop {
             self.activity.notified().await;
             tokio::time::sleep(Duration::from_millis(100)).await;
-            // SAFETY: malloc_trim only returns free heap memory to the kernel.
-            unsafe { libc::malloc_trim(0) };
+            crate::trim::trim();
         }
     }
 
