@@ -273,6 +273,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // docker: a refused `run` or `create` exits 125 (the container never ran, so no exit
+    // status of its can be confused with it); any other command's error exits 1.
+    let daemon_code = match &cli.command {
+        Cmd::Run(_) | Cmd::Create(_) | Cmd::Container(ContainerCmd::Run(_) | ContainerCmd::Create(_)) => 125,
+        _ => 1,
+    };
     let result = rt.block_on(run(cli));
     // A read of stdin may still be pending on a blocking thread (an attached session whose
     // container ended): do not wait for it.
@@ -281,7 +287,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = if e.downcast_ref::<DaemonError>().is_some() || e.downcast_ref::<ConnectError>().is_some() {
-                125
+                daemon_code
             } else if let Some(f) = e.downcast_ref::<commands::Exit>() {
                 f.0
             } else {

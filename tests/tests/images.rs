@@ -163,9 +163,9 @@ fn platforms_shared_layers_tags_and_garbage_collection() {
     let multi = format!("{}/test/multi", reg.host());
     let zstd = format!("{}/test/zstd:latest", reg.host());
 
-    // --platform selects from the index; an absent platform is a clear error (exit 125).
+    // --platform selects from the index; an absent platform is a clear error (exit 1, as docker).
     let o = d.run(&["pull", "--platform", "linux/s390x", &multi]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("no matching manifest for linux/s390x"),
         "{}",
@@ -234,7 +234,7 @@ fn platforms_shared_layers_tags_and_garbage_collection() {
     assert!(rm.contains("Untagged:") && rm.contains("Deleted: sha256:"), "{rm}");
     assert_eq!(d.snapshot_dirs().len(), 2);
     let o = d.run(&["rmi", "does/not:exist"]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("No such image"), "{}", stderr(&o));
     d.ok(&["rmi", &zstd]);
     assert!(
@@ -274,7 +274,7 @@ fn hostile_images_are_refused_and_write_nothing_outside() {
         "sparse files",
     ]) {
         let o = d.run(&["pull", &format!("{}/test/{n}", reg.host())]);
-        assert_eq!(o.status.code(), Some(125), "{n}: {}", stdout(&o));
+        assert_eq!(o.status.code(), Some(1), "{n}: {}", stdout(&o));
         assert!(stderr(&o).contains(why), "{n}: {}", stderr(&o));
         assert!(
             d.snapshot_dirs().is_empty(),
@@ -309,7 +309,7 @@ fn a_blob_whose_digest_lies_is_never_stored() {
     bytes[last] ^= 0xff;
     std::fs::write(&data, bytes).unwrap();
     let o = d.run(&["pull", &format!("{}/test/zstd", reg.host())]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("refusing it"), "{}", stderr(&o));
     assert!(!d.blobs().contains(&layer));
     assert!(!d
@@ -331,12 +331,12 @@ fn daemon_lifecycle_and_errors() {
     assert!(v.contains("Server: drayd"), "{v}");
     let info = d.ok(&["info", "--format", "{{.Driver}} {{.DockerRootDir}}"]);
     assert_eq!(info.trim(), format!("overlayfs {}", d.data_root().display()));
-    // Bad input: a clear error and exit 125.
+    // Bad input: a clear error and exit 1 (docker's code for everything but run and create).
     let o = d.run(&["pull", "UPPERCASE"]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("invalid reference format"), "{}", stderr(&o));
     let o = d.run(&["pull", "127.0.0.1:1/none"]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     // Unknown flags exit 125 as docker's do; --help exits 0.
     assert_eq!(d.run(&["images", "--bogus"]).status.code(), Some(125));
     assert_eq!(d.run(&["pull", "--help"]).status.code(), Some(0));
@@ -347,7 +347,7 @@ fn daemon_lifecycle_and_errors() {
     assert!(st.success(), "{st:?}: {}", d.log());
     assert!(!d.socket().exists());
     let o = d.run(&["images"]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("Cannot connect to drayd"), "{}", stderr(&o));
     // It starts again on the same roots.
     d.spawn();
@@ -441,7 +441,7 @@ fn save_load_import_and_push_round_trips() {
         .unwrap()
         .success());
     let o = d.run(&["load", "-i", junk.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not an image archive"), "{}", stderr(&o));
 
     // skopeo's oci-archive of the zstd image loads (no names: dangling, as docker shows it).
@@ -503,7 +503,7 @@ fn save_load_import_and_push_round_trips() {
         std::fs::read("/bin/busybox").unwrap()
     );
     let o = d.run(&["import", "-c", "BOGUS x", rootfs.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
 
     // push: to a new repository (layers mounted from the one it came from), again (skipped),
     // and an imported image (uploaded); skopeo sees the same layers.
@@ -539,7 +539,7 @@ fn save_load_import_and_push_round_trips() {
     d2.ok(&["pull", "-q", &imported]);
     assert_eq!(d2.ok(&["images", "-q", "--no-trunc"]).trim(), new_id.trim());
     let o = d.run(&["push", "no/such:image"]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("does not exist locally"), "{}", stderr(&o));
 }
 
@@ -633,14 +633,14 @@ fn login_flow(auth: dray_e2e::manager::RegistryAuth) {
     let d = Daemon::start();
     let name = format!("{}/test/zstd:latest", reg.host());
     let o = d.run(&["pull", &name]);
-    assert_eq!(o.status.code(), Some(125), "{:?}: anonymous pull must fail", auth);
+    assert_eq!(o.status.code(), Some(1), "{:?}: anonymous pull must fail", auth);
     assert!(stderr(&o).contains("drayctl login"), "{}", stderr(&o));
     // A wrong password is refused and nothing is stored.
     let o = d
         .ctl()
         .args(["login", "-u", REGISTRY_USER.0, "--password-stdin", &reg.host()])
         .stdin_bytes(b"wrong\n");
-    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(!d.dir.path().join("docker-config/config.json").exists());
     let o = d
         .ctl()
@@ -659,7 +659,7 @@ fn login_flow(auth: dray_e2e::manager::RegistryAuth) {
     let out = d.ok(&["logout", &reg.host()]);
     assert_eq!(out.trim(), format!("Removing login credentials for {}", reg.host()));
     d.ok(&["rmi", &name, &target]);
-    assert_eq!(d.run(&["pull", &name]).status.code(), Some(125));
+    assert_eq!(d.run(&["pull", &name]).status.code(), Some(1));
 }
 
 trait StdinBytes {
@@ -758,7 +758,7 @@ fn missing_blobs_and_huge_declared_sizes_are_clear_errors() {
     };
     put("zstd", &body);
     let o = d.run(&["pull", &format!("{}/test/zstd", reg.host())]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bytes free"), "{}", stderr(&o));
     assert!(d.snapshot_dirs().is_empty());
 
@@ -772,7 +772,7 @@ fn missing_blobs_and_huge_declared_sizes_are_clear_errors() {
     let blob_dir = reg.blob_dir(&layer);
     std::fs::remove_dir_all(&blob_dir).unwrap();
     let o = d.run(&["pull", &format!("{}/test/zstd", reg.host())]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).to_lowercase().contains("unknown") || stderr(&o).contains("not found"),
         "{}",
@@ -799,7 +799,7 @@ fn tls_registries_use_the_ca_file_configured_for_their_host() {
     let name = format!("{}/test/zstd", reg.host());
     // A loopback registry is spoken to over plain HTTP unless its host has a CA file.
     let o = d.run(&["pull", &name]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     d.stop();
     let cfg = d.dir.path().join("drayd.toml");
     std::fs::write(
@@ -822,7 +822,7 @@ fn tls_registries_use_the_ca_file_configured_for_their_host() {
     .unwrap();
     d.spawn();
     let o = d.run(&["pull", &name]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).to_lowercase().contains("certificate"), "{}", stderr(&o));
 }
 

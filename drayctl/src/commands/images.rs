@@ -303,7 +303,7 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> Result<u8> {
         }
     }
     if failed {
-        return Err(Exit(125).into());
+        return Err(Exit(1).into());
     }
     Ok(0)
 }
@@ -370,7 +370,7 @@ pub async fn inspect(c: &Client, a: InspectArgs) -> Result<u8> {
     }
     super::print_documents(out, a.format.as_deref())?;
     if failed {
-        return Err(Exit(125).into());
+        return Err(Exit(1).into());
     }
     Ok(0)
 }
