@@ -1,7 +1,7 @@
 //! dray runtime: a runc-compatible OCI runtime.
 //!
-//! The library holds the whole container lifecycle so that the `dray` binary, the shim and
-//! tests can call it directly. The creation path is single-threaded by design: it forks, and
+//! The library holds the whole container lifecycle so that the `dray` binary (its command
+//! line is the `dray-cli` crate, runtime/cli), the shim and tests can call it directly. The creation path is single-threaded by design: it forks, and
 //! a fork in a multithreaded process is unsound.
 //!
 //! Module map (where each part of the OCI runtime spec is applied):
@@ -17,7 +17,6 @@
 
 pub mod capabilities;
 pub mod cgroups;
-pub mod cli;
 pub mod console;
 pub mod container;
 pub mod error;

@@ -1,12 +1,13 @@
-//! The `dray` command line: runc 1.1's commands, flags, output and exit codes, as a thin layer
-//! over [`crate::container::Runtime`].
+//! The `dray` binary: runc 1.1's commands, flags, output and exit codes, as a thin layer over
+//! [`dray_runtime::container::Runtime`]. The command line lives here, not in the library, so
+//! that the library (and the shim that links it) never compiles clap.
 
 mod fast;
 
-use crate::container::{CreateOptions, Runtime};
-use crate::error::{Error, Result};
-use crate::logging::Format;
 use clap::{Parser, Subcommand, ValueEnum};
+use dray_runtime::container::{CreateOptions, Runtime};
+use dray_runtime::error::{Error, Result};
+use dray_runtime::logging::Format;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -232,7 +233,7 @@ impl ExecArgs {
             let data = std::fs::read(path).map_err(|e| Error::msg(format!("reading {}: {e}", path.display())))?;
             let p: oci_spec::runtime::Process =
                 serde_json::from_slice(&data).map_err(|e| Error::msg(format!("parsing {}: {e}", path.display())))?;
-            crate::container::check_process(&p)?;
+            dray_runtime::container::check_process(&p)?;
             return Ok(p);
         }
         if self.command.is_empty() {
@@ -276,10 +277,13 @@ impl ExecArgs {
         if !self.cap.is_empty() {
             // runc 1.1.2+ (CVE-2022-29162): bounding, effective and permitted; ambient only when
             // the process already has inheritable capabilities; never inheritable.
-            let mut caps = p.capabilities().clone().unwrap_or_else(crate::capabilities::none);
+            let mut caps = p
+                .capabilities()
+                .clone()
+                .unwrap_or_else(dray_runtime::capabilities::none);
             let has_inheritable = caps.inheritable().as_ref().is_some_and(|i| !i.is_empty());
             for name in &self.cap {
-                let c = crate::capabilities::parse(name)?;
+                let c = dray_runtime::capabilities::parse(name)?;
                 let add = |set: &Option<oci_spec::runtime::Capabilities>| {
                     let mut s = set.clone().unwrap_or_default();
                     s.insert(c);
@@ -476,15 +480,15 @@ impl CreateArgs {
 pub fn version_text() -> String {
     format!(
         "dray version {}\ncommit: {}\nspec: {}",
-        crate::VERSION,
+        dray_runtime::VERSION,
         option_env!("DRAY_GIT_COMMIT").unwrap_or("unknown"),
-        crate::OCI_VERSION
+        dray_runtime::OCI_VERSION
     )
 }
 
 /// A line on stderr in runc's log format (what runc prints for usage errors).
 fn runc_error_line(msg: &str) -> String {
-    let now = crate::time::now();
+    let now = dray_runtime::time::now();
     format!("time=\"{now}\" level=error msg={:?}", msg)
 }
 
@@ -538,8 +542,12 @@ fn usage_error(e: &clap::Error, args: &[String]) -> i32 {
     }
 }
 
+fn main() {
+    std::process::exit(run_cli());
+}
+
 /// Runs the CLI; returns the process exit code.
-pub fn main() -> i32 {
+fn run_cli() -> i32 {
     // The common command lines take the fast path; clap parses the rest (and prints help and
     // errors).
     let args: Option<Vec<String>> = std::env::args_os().map(|a| a.into_string().ok()).collect();
@@ -557,8 +565,8 @@ pub fn main() -> i32 {
     // Which of the fds to preserve the caller really passed: looked up before dray opens any
     // fd of its own (the log file), so that none of those can be passed by mistake.
     let inherited = match &cli.cmd {
-        Some(Cmd::Create(a)) | Some(Cmd::Run { args: a, .. }) => crate::sys::open_fds(3, a.preserve_fds),
-        Some(Cmd::Exec(a)) => crate::sys::open_fds(3, a.preserve_fds),
+        Some(Cmd::Create(a)) | Some(Cmd::Run { args: a, .. }) => dray_runtime::sys::open_fds(3, a.preserve_fds),
+        Some(Cmd::Exec(a)) => dray_runtime::sys::open_fds(3, a.preserve_fds),
         _ => Vec::new(),
     };
     let format = if cli.log_format == LogFormat::Json {
@@ -566,7 +574,7 @@ pub fn main() -> i32 {
     } else {
         Format::Text
     };
-    if let Err(e) = crate::logging::init(cli.log.as_deref(), format, cli.debug) {
+    if let Err(e) = dray_runtime::logging::init(cli.log.as_deref(), format, cli.debug) {
         eprintln!("dray: opening log file: {e}");
         return 1;
     }
@@ -579,7 +587,7 @@ pub fn main() -> i32 {
     tracing::debug!(
         "dray {} (spec {}): {}",
         env!("CARGO_PKG_VERSION"),
-        crate::OCI_VERSION,
+        dray_runtime::OCI_VERSION,
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
     match dispatch(&cli, cmd, &inherited) {
@@ -651,13 +659,13 @@ fn dispatch(cli: &Cli, cmd: &Cmd, inherited: &[i32]) -> Result<i32> {
             );
         }
         Cmd::Kill { id, signal, all } => {
-            let sig = crate::signals::parse(signal.as_deref().unwrap_or("SIGTERM"))?;
+            let sig = dray_runtime::signals::parse(signal.as_deref().unwrap_or("SIGTERM"))?;
             rt.kill(id, sig, *all)?;
         }
         Cmd::Delete { id, force } => rt.delete(id, *force)?,
         Cmd::Exec(a) => {
             let process = a.process(&rt)?;
-            let opts = crate::container::ExecOptions {
+            let opts = dray_runtime::container::ExecOptions {
                 process,
                 console_socket: a.console_socket.clone(),
                 detach: a.detach,
@@ -687,7 +695,7 @@ fn dispatch(cli: &Cli, cmd: &Cmd, inherited: &[i32]) -> Result<i32> {
             }
         }
         Cmd::Features => {
-            let v = crate::features::features();
+            let v = dray_runtime::features::features();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&v).map_err(|e| Error::msg(e.to_string()))?
@@ -728,16 +736,20 @@ fn dispatch(cli: &Cli, cmd: &Cmd, inherited: &[i32]) -> Result<i32> {
             if path.exists() {
                 return Err(Error::msg(format!("{} exists; remove it first", path.display())));
             }
-            let v = crate::spec::default_spec(rootless, nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+            let v = dray_runtime::spec::default_spec(
+                rootless,
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            );
             let text = serde_json::to_string_pretty(&v).map_err(|e| Error::msg(e.to_string()))?;
-            crate::sys::write_file(&path, text + "\n")?;
+            dray_runtime::sys::write_file(&path, text + "\n")?;
         }
     }
     Ok(0)
 }
 
 /// `list` as runc prints it (Go's tabwriter: min width 12, padding 3).
-pub fn table(list: &[crate::state::OciState]) -> String {
+pub fn table(list: &[dray_runtime::state::OciState]) -> String {
     let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
         .map(String::from)
         .to_vec()];

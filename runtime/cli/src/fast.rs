@@ -8,7 +8,7 @@
 //! `--`, help and version flags. Whatever it accepts, it parses exactly as clap does (the
 //! tests compare both).
 
-use super::{Cli, Cmd, CreateArgs, LogFormat};
+use crate::{Cli, Cmd, CreateArgs, LogFormat};
 use std::path::PathBuf;
 
 /// Parses `args` (program name first) or returns None to let clap do it.
