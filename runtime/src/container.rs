@@ -334,6 +334,7 @@ impl Runtime {
                 .collect(),
             rootfs_mount: None,
             mount_ns_path: plan.joins(oci_spec::runtime::LinuxNamespaceType::Mount).cloned(),
+            pid_ns: None,
         };
         self.store.save(&st)?;
         t.mark("state directory, exec.fifo, state");
@@ -427,6 +428,9 @@ impl Runtime {
         t.mark("init (fork, cgroups, namespaces, mounts, pivot_root, process set-up)");
         st.pid = pid;
         st.pid_start = crate::sys::process_start_time(pid).unwrap_or(0);
+        if st.own_pid_ns {
+            st.pid_ns = pid_namespace(pid);
+        }
         let finish = || -> Result<()> {
             self.store.save(&st)?;
             if let Some(pf) = &o.pid_file {
@@ -436,6 +440,7 @@ impl Runtime {
         };
         if let Err(e) = finish() {
             process::kill_and_reap(pid);
+            detach_container_rootfs(&st);
             return Err(e);
         }
         t.mark("save state, pid file");
@@ -584,20 +589,20 @@ impl Runtime {
         }
 
         t.mark("stop processes");
-        match &st.mount_ns_path {
-            Some(ns) if st.rootfs_mount.is_some() => detach_rootfs_in(ns, &st.rootfs, st.rootfs_mount),
-            None if st.rootfs_mount.is_some() => detach_rootfs(&st.rootfs, st.rootfs_mount),
-            _ => {}
-        }
+        detach_container_rootfs(st);
         // A cgroup that other processes still use (containers created into the same cgroup,
         // as runc allows with a warning) stays for them; the container goes anyway.
         if let Err(e) = st.cgroup.remove(&st.cgroup_owned) {
-            match st.cgroup.pids() {
-                Ok(p) if !p.is_empty() => {
-                    tracing::warn!("cgroup left in place, {} other process(es) use it: {e}", p.len())
-                }
-                _ => return Err(e),
+            // Only processes of another pid namespace than the container's (which died with its
+            // init) count as someone else's; one of the container's own still there is an error.
+            let others = match (&st.pid_ns, st.cgroup.pids()) {
+                (Some(ours), Ok(p)) if !p.is_empty() => p.iter().all(|p| pid_namespace(*p).is_some_and(|n| n != *ours)),
+                _ => false,
+            };
+            if !others {
+                return Err(e);
             }
+            tracing::warn!("cgroup left in place for the other processes that use it: {e}");
         }
         t.mark("remove cgroups");
         let json = state_json(&st.oci(Status::Stopped))?;
@@ -803,6 +808,8 @@ impl Runtime {
                 .unwrap_or_else(|| crate::sys::open_fds(3, o.preserve_fds)),
             console: None,
             lock_fd: lock.as_ref().map(|l| l.fd()),
+            chroot: st.mount_ns_path.is_some()
+                || !st.namespaces.contains(&oci_spec::runtime::LinuxNamespaceType::Mount),
         };
         if o.detach {
             if let Some(p) = &o.console_socket {
@@ -995,11 +1002,28 @@ impl Event {
     }
 }
 
+/// The pid namespace of a process, as its /proc link reads (`pid:[4026532...]`).
+fn pid_namespace(pid: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|l| l.to_string_lossy().into_owned())
+}
+
+/// Detaches the rootfs bind of a container without a mount namespace of its own, in the
+/// namespace it shared or joined.
+fn detach_container_rootfs(st: &ContainerState) {
+    match &st.mount_ns_path {
+        Some(ns) if st.rootfs_mount.is_some() => detach_rootfs_in(ns, &st.rootfs, st.rootfs_mount),
+        None if st.rootfs_mount.is_some() => detach_rootfs(&st.rootfs, st.rootfs_mount),
+        _ => {}
+    }
+}
+
 /// Detaches the rootfs bind of a container that shared the runtime's mount namespace (and with
 /// it every mount the container made under it), if it is still the one dray made.
 fn detach_rootfs(rootfs: &Path, id: Option<u64>) {
     if id.is_some() && crate::sys::mount_id(rootfs) == id {
-        if let Err(e) = nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH) {
+        if let Err(e) = crate::rootfs::detach_shared_bind(rootfs) {
             tracing::warn!("detaching the rootfs bind {}: {e}", rootfs.display());
         }
     }

@@ -83,6 +83,10 @@ pub struct ContainerState {
     /// The mount namespace the container joined by path, where that bind is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_ns_path: Option<PathBuf>,
+    /// The container's own pid namespace (`pid:[INODE]`), which tells its processes from
+    /// others' in a cgroup it shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<String>,
 }
 
 /// The OCI state JSON, as `runc state` prints it and hooks receive it on stdin.

@@ -143,15 +143,22 @@ fn stat(pid: libc::pid_t) -> Option<(char, u64)> {
     Some((state, start))
 }
 
-/// The id of the mount at the top of `path` (statx STATX_MNT_ID, Linux 5.8), which tells a mount
-/// dray made apart from one that was there before.
+/// The id of the mount at the top of `path`, which tells a mount dray made apart from one that
+/// was there before: the 64-bit id that is never reused (STATX_MNT_ID_UNIQUE, Linux 6.8), else
+/// the classic one (STATX_MNT_ID, Linux 5.8), which a later mount may reuse.
 pub fn mount_id(path: &Path) -> Option<u64> {
+    const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
     let c = cstr(path.as_os_str()).ok()?;
-    // SAFETY: statx is plain data; all-zero is a valid value.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: statx with a valid C string and a pointer to a statx buffer owned here.
-    let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MNT_ID, &mut stx) };
-    (r == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id)
+    for want in [STATX_MNT_ID_UNIQUE, libc::STATX_MNT_ID] {
+        // SAFETY: statx is plain data; all-zero is a valid value.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: statx with a valid C string and a pointer to a statx buffer owned here.
+        let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, want, &mut stx) };
+        if r == 0 && stx.stx_mask & want != 0 {
+            return Some(stx.stx_mnt_id);
+        }
+    }
+    None
 }
 
 /// The start time of a process, used to tell a live container init from an unrelated

@@ -29,29 +29,36 @@ pub fn trim() {
     }
 }
 
-/// The `[start, end)` ranges of `exe`'s read-only mappings (`r-xp`, `r--p`) without anonymous
-/// pages, from /proc/self/smaps text. A read-only mapping with anonymous pages was written
-/// before it was made read-only (RELRO: the static C library's relocated pointers): dropping
-/// those would bring back the unrelocated file contents.
+/// The `[start, end)` ranges of `exe`'s read-only mappings (`r-xp`, `r--p`) that hold no
+/// private page, resident or swapped out (smaps `Anonymous:` and `Swap:` both 0), from
+/// /proc/self/smaps text. A read-only mapping with private pages was written before it was
+/// made read-only (RELRO: the static C library's relocated pointers): dropping those would
+/// bring back the unrelocated file contents.
 fn clean_read_only_mappings(smaps: &str, exe: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let mut current: Option<(usize, usize)> = None;
+    // The candidate mapping being read, and how many of its two counters were seen at 0.
+    let mut current: Option<((usize, usize), u8)> = None;
     for l in smaps.lines() {
         let mut f = l.split_whitespace();
         let Some(first) = f.next() else { continue };
-        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+        if !first.ends_with(':') {
             current = None;
+            let Some((a, b)) = first.split_once('-') else { continue };
             let perms = f.next().unwrap_or_default();
             let path = f.nth(3).unwrap_or_default();
             if path == exe && perms.starts_with('r') && perms.as_bytes().get(1) == Some(&b'-') {
                 if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
-                    current = Some((a, b));
+                    current = Some(((a, b), 0));
                 }
             }
-        } else if first == "Anonymous:" {
-            if let Some(r) = current.take() {
+        } else if first == "Anonymous:" || first == "Swap:" {
+            if let Some((range, clean)) = current.take() {
                 if f.next() == Some("0") {
-                    out.push(r);
+                    if clean == 1 {
+                        out.push(range);
+                    } else {
+                        current = Some((range, clean + 1));
+                    }
                 }
             }
         }
@@ -71,12 +78,19 @@ mod tests {
 00200000-00281000 r--p 00000000 fe:00 5310431  {exe}
 Rss:                 320 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 00281000-003f7000 r-xp 00080000 fe:00 5310431  {exe}
 Anonymous:             0 kB
+Swap:                  0 kB
 003f7000-003fb000 r--p 001f5000 fe:00 5310431  {exe}
 Anonymous:            16 kB
+Swap:                  0 kB
+003f7000-003fb000 r--p 001f5000 fe:00 5310431  {exe}
+Anonymous:             0 kB
+Swap:                 16 kB
 003fb000-003ff000 rw-p 001f8000 fe:00 5310431  {exe}
 Anonymous:             0 kB
+Swap:                  0 kB
 0e396000-0e3da000 rw-p 00000000 00:00 0        [heap]
 Anonymous:           264 kB
 7f0000000000-7f0000001000 r--p 00000000 fe:00 42  /usr/lib/other.so

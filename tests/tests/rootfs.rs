@@ -412,13 +412,16 @@ fn without_a_mount_namespace_the_runtimes_is_shared() {
     assert_eq!(stdout(&o), format!("{}\n/bin/busybox\n0\nmarker\n", ours.display()));
     assert_no_leaks(&b);
 
-    // Detached: the container is running, its mounts are visible on the host, delete
-    // removes them.
+    // Detached: the container is running, its mounts are visible on the host, `exec` enters
+    // its root too, delete removes them.
     let mut b = Bundle::new("nomntns-d", &["sleep", "60"]);
     without_mount_namespace(&mut b);
+    std::fs::write(b.dir.join("rootfs/only-here"), "inside\n").unwrap();
     b.create();
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(mi.contains(&format!("{}/rootfs/proc ", b.dir.display())), "{mi}");
+    let o = b.dray(&["exec", &b.id.clone(), "cat", "/only-here"]);
+    assert_eq!(stdout(&o), "inside\n", "{}", stderr(&o));
     b.cleanup();
 
     // Failures after the bind (a missing program, found after the chroot) and during the
@@ -456,26 +459,67 @@ fn a_mount_namespace_joined_by_path_gets_the_rootfs() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let theirs = std::fs::read_link(&ns).unwrap();
-    let mut b = Bundle::new(
-        "joinmnt",
-        &[
-            "sh",
-            "-c",
-            "readlink /proc/self/ns/mnt; ls /bin/busybox; ls /sys/firmware | wc -l",
-        ],
-    );
+    let mut b = Bundle::new("joinmnt", &["sleep", "60"]);
     for n in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
         if n["type"] == "mount" {
             n["path"] = json!(ns);
         }
     }
-    let o = b.run();
+    let o = b.dray(&["run", "-d", &b.id.clone()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // `exec` joins the namespace and enters the container's root in it.
+    let o = b.dray(&[
+        "exec",
+        &b.id.clone(),
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/mnt; ls /bin/busybox; ls /sys/firmware | wc -l",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("{}\n/bin/busybox\n0\n", theirs.display()));
-    assert_no_leaks(&b);
+    b.cleanup();
     // Deleting the container detached its mounts in the joined namespace too.
     let mi = std::fs::read_to_string(format!("/proc/{}/mountinfo", holder.id())).unwrap();
     assert!(!mi.contains(&*b.dir.to_string_lossy()), "{mi}");
     let _ = holder.kill();
     let _ = holder.wait();
+}
+
+#[test]
+fn a_shared_mount_namespace_never_reaches_the_hosts_mounts() {
+    // A container without a mount namespace binds a shared host tree (with a mount inside it)
+    // and mounts a tmpfs under the bind: nothing of it may appear on the host, and deleting
+    // the container must not unmount the host's own mounts (an unmount propagates to peers).
+    let host = std::env::temp_dir().join(format!("dray-shared-src-{}", std::process::id()));
+    std::fs::create_dir_all(&host).unwrap();
+    let sh = |c: &str| {
+        assert!(
+            std::process::Command::new("sh")
+                .args(["-c", c])
+                .status()
+                .unwrap()
+                .success(),
+            "{c}"
+        )
+    };
+    let h = host.display();
+    sh(&format!("mount -t tmpfs src {h} && mount --make-shared {h} && mkdir {h}/inner {h}/sub && mount -t tmpfs inner {h}/inner"));
+    let mut b = Bundle::new("sharedsrc", &["sleep", "60"]);
+    without_mount_namespace(&mut b);
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/data", "type": "bind", "source": host, "options": ["rbind"]}));
+    mounts.push(json!({"destination": "/data/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    b.create();
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let on_host = |p: &str| mi.lines().any(|l| l.split(' ').nth(4) == Some(p));
+    assert!(on_host(&format!("{h}/inner")), "{mi}");
+    assert!(
+        !on_host(&format!("{h}/sub")),
+        "the container's tmpfs reached the host: {mi}"
+    );
+    b.cleanup();
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let still = mi.lines().any(|l| l.split(' ').nth(4) == Some(&*format!("{h}/inner")));
+    sh(&format!("umount -R {h}; rmdir {h}"));
+    assert!(still, "delete unmounted the host's own mount");
 }

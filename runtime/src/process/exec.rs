@@ -22,7 +22,7 @@ use crate::error::{Context, Error, Result};
 use crate::namespaces;
 use oci_spec::runtime::{LinuxNamespaceType as Ns, Process};
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 /// What `exec` needs, prepared before the fork.
@@ -43,6 +43,9 @@ pub struct ExecConfig {
     /// The runtime's lock on the container, closed in the forked children (see
     /// [`crate::state::Lock::fd`]).
     pub lock_fd: Option<std::os::fd::RawFd>,
+    /// True when the container has no mount namespace of its own (it shares or joined one,
+    /// see [`crate::rootfs`]): its root is a chroot, which the process must enter too.
+    pub chroot: bool,
 }
 
 /// Starts the process; returns its host pid once it has exec'd.
@@ -61,6 +64,16 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
         let f = File::open(&path).ctx(|| format!("opening {path}"))?;
         fds.push((t, f));
     }
+    // Without a mount namespace of its own the container's root is the init's chroot: joining
+    // (or sharing) the namespace is not enough.
+    let root = if cfg.chroot {
+        Some(crate::sys::open_path_dir(std::path::Path::new(&format!(
+            "/proc/{}/root",
+            cfg.init_pid
+        )))?)
+    } else {
+        None
+    };
     // The namespace files were opened from the right process, not one that reused its pid.
     if !crate::sys::process_alive(cfg.init_pid, Some(cfg.init_start)) {
         return Err(Error::msg("the container's init is not running"));
@@ -78,7 +91,7 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
             // SAFETY: closes this process's copy of the lock fd; the runtime keeps its own.
             unsafe { libc::close(fd) };
         }
-        let err = match child_run(cfg, &child, &fds, tramp.as_ref(), self_move) {
+        let err = match child_run(cfg, &child, &fds, root.as_ref(), tramp.as_ref(), self_move) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -131,6 +144,7 @@ fn child_run(
     cfg: &ExecConfig,
     ch: &Channel,
     fds: &[(Ns, File)],
+    root: Option<&OwnedFd>,
     tramp: Option<&OwnedFd>,
     self_move: bool,
 ) -> Result<Never> {
@@ -139,13 +153,32 @@ fn child_run(
     if self_move {
         cfg.cgroup.enter_v1_self()?;
     }
+    // The container's chroot (no mount namespace of its own) is entered once its mount
+    // namespace is joined (that resets the root) and before its user namespace (after which
+    // chroot would need CAP_SYS_CHROOT over a namespace the container does not own).
+    let mut root = root;
+    let enter_root = |root: &mut Option<&OwnedFd>| -> Result<()> {
+        if let Some(r) = root.take() {
+            nix::unistd::fchdir(r.as_raw_fd()).ctx(|| "entering the container's root".into())?;
+            nix::unistd::chroot(".").ctx(|| "chroot to the container's root".into())?;
+            nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+        }
+        Ok(())
+    };
     for (t, f) in fds {
+        if *t == Ns::User {
+            enter_root(&mut root)?;
+        }
         nix::sched::setns(
             f.as_fd(),
             nix::sched::CloneFlags::from_bits_retain(namespaces::flag(*t)),
         )
         .ctx(|| format!("joining the container's {} namespace", namespaces::proc_name(*t)))?;
+        if *t == Ns::Mount {
+            enter_root(&mut root)?;
+        }
     }
+    enter_root(&mut root)?;
     // SAFETY: single-threaded (a fork of the single-threaded runtime).
     let pid = unsafe { crate::sys::clone_fork(0) }?;
     if pid != 0 {

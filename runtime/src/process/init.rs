@@ -341,9 +341,9 @@ pub fn finish_process(
 }
 
 /// CVE-2024-21626: a working directory reached through a leaked fd lies outside the root, which
-/// getcwd reports as ENOENT or as a path that is not absolute ("(unreachable)/..."). Another
-/// error (a seccomp profile that refuses getcwd) says nothing either way; the fds that could
-/// lead out are all closed before the exec in any case.
+/// getcwd reports as ENOENT or as a path that is not absolute ("(unreachable)/..."). Any other
+/// failure is refused too (as runc does): a path grown past PATH_MAX must not pass unchecked.
+/// The check runs before a seccomp filter is installed where it can (see finish_process).
 fn verify_cwd(cwd: &Path) -> Result<()> {
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
@@ -351,7 +351,10 @@ fn verify_cwd(cwd: &Path) -> Result<()> {
             "the working directory {} is outside the container's root",
             cwd.display()
         ))),
-        Err(_) => Ok(()),
+        Err(e) => Err(Error::msg(format!(
+            "cannot check that the working directory {} is inside the container's root: {e}",
+            cwd.display()
+        ))),
     }
 }
 

@@ -117,6 +117,17 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
                 s.cgroups.made()?;
             }
         }
+        // In a shared namespace, a bind of a shared host mount would join the host's peer
+        // group: mounts under it would appear on the host, and the final detach would unmount
+        // the host's copies. Unless the entry says otherwise, its binds are made private.
+        if !s.own_mount_ns && is_bind_without_propagation(m)? {
+            let mut m = m.clone();
+            let mut o = m.options().clone().unwrap_or_default();
+            o.push("rprivate".into());
+            m.set_options(Some(o));
+            mounts::mount_entry(&ctx, &m)?;
+            continue;
+        }
         if m.destination() == Path::new("/dev") {
             let o = mounts::parse_options(m.options().as_deref().unwrap_or(&[]))?;
             if o.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind") {
@@ -158,6 +169,28 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// A bind entry whose options set no propagation.
+fn is_bind_without_propagation(m: &oci_spec::runtime::Mount) -> Result<bool> {
+    let o = mounts::parse_options(m.options().as_deref().unwrap_or(&[]))?;
+    let bind = o.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
+    Ok(bind && o.propagation.is_empty())
+}
+
+/// Detaches a rootfs bind made in a shared namespace, with every mount under it. The tree is
+/// made private first: an unmount propagates to the peers of a mount's parent, and an rbind of
+/// a shared host tree (`/sys`, say) has peers on the host.
+pub fn detach_shared_bind(target: &Path) -> Result<()> {
+    mounts::mount(
+        None,
+        &target.to_string_lossy(),
+        None,
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        None,
+        target,
+    )?;
+    nix::mount::umount2(target, MntFlags::MNT_DETACH).ctx(|| format!("detaching {}", target.display()))
 }
 
 /// The propagation `/` gets before the rootfs is bound: the requested one, except that an
@@ -254,7 +287,7 @@ fn full_proc_and_sys(mountinfo: &str, rootfs: &Path) -> Vec<String> {
             let pre: Vec<&str> = pre.split(' ').collect();
             let fstype = post.split(' ').next()?;
             let (root, mp) = (pre.get(3)?, pre.get(4)?);
-            let mp = mp.replace("\\040", " ");
+            let mp = crate::cgroups::unescape(mp);
             let inside = Path::new(&mp).starts_with(rootfs);
             (*root == "/" && matches!(fstype, "proc" | "sysfs") && !inside).then_some(mp)
         })
@@ -285,7 +318,7 @@ pub fn undo_shared_bind(rootfs: &Path) {
         CHROOTED => Path::new("/"),
         _ => return,
     };
-    let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
+    let _ = detach_shared_bind(target);
 }
 
 /// After pivot_root (and the console): the read-only root.

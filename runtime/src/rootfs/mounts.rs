@@ -366,10 +366,16 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
         apply_propagation(&tpath, &opts, dest).ctx(step)?;
         return apply_recursive(&tpath, &opts, dest).ctx(step);
     }
-    if typ == "proc" || typ == "sysfs" {
-        ordinary_directory(ctx.root, dest, typ)?;
-    }
-    let target = paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?;
+    // procfs and sysfs: the directory that was checked is the one mounted on (no second
+    // lookup that a swapped-in symlink could win).
+    let checked = match typ {
+        "proc" | "sysfs" => ordinary_directory(ctx.root, dest, typ)?,
+        _ => None,
+    };
+    let target = match checked {
+        Some(fd) => fd,
+        None => paths::open_or_create(ctx.root, dest, Kind::Dir).ctx(step)?,
+    };
     let tpath = fd_path(target.as_raw_fd());
     // tmpcopyup: keep a handle on the directory the tmpfs will cover, to copy it afterwards.
     let covered = if opts.tmpcopyup && typ == "tmpfs" {
@@ -427,16 +433,17 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
 
 /// procfs and sysfs go only on a real directory of the rootfs (or where nothing is yet): an
 /// image whose /proc is a symlink would otherwise have them mounted wherever it points, which
-/// has been a way to defeat the masked paths (runc refuses the same way).
-fn ordinary_directory(root: &OwnedFd, dest: &Path, typ: &str) -> Result<()> {
+/// has been a way to defeat the masked paths (runc refuses the same way). Returns the opened
+/// directory, None when there is nothing there yet.
+fn ordinary_directory(root: &OwnedFd, dest: &Path, typ: &str) -> Result<Option<OwnedFd>> {
     let rel = paths::relative(dest);
     match crate::sys::openat2_in_root(root.as_raw_fd(), &rel, libc::O_PATH | libc::O_NOFOLLOW, 0) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e).ctx(|| format!("checking the mount point {}", dest.display())),
         Ok(fd) => {
             let st = nix::sys::stat::fstat(fd.as_raw_fd()).ctx(|| format!("stat {}", dest.display()))?;
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                return Ok(());
+                return Ok(Some(fd));
             }
             let what = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
                 "a symlink"
