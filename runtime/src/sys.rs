@@ -17,6 +17,11 @@ use std::time::Duration;
 /// The caller must be single-threaded: the child continues on a copy of the caller's stack
 /// and memory, with only the calling thread.
 pub unsafe fn clone_fork(flags: libc::c_ulong) -> Result<libc::pid_t> {
+    // (Unknown inside a container's mount namespace whose /proc does not show this process.)
+    debug_assert!(
+        thread_count().is_none_or(|n| n == 1),
+        "clone_fork in a multithreaded process"
+    );
     let flags = flags | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: a null child stack makes clone copy the parent's stack like fork; the caller
     // guarantees that the process is single-threaded. The unused pointer arguments are null.
@@ -44,6 +49,10 @@ pub unsafe fn clone_fork(flags: libc::c_ulong) -> Result<libc::pid_t> {
 /// # Safety
 /// As [`clone_fork`]: the caller must be single-threaded.
 pub unsafe fn clone_into_cgroup(flags: u64, cgroup_fd: RawFd) -> std::io::Result<libc::pid_t> {
+    debug_assert!(
+        thread_count().is_none_or(|n| n == 1),
+        "clone_into_cgroup in a multithreaded process"
+    );
     #[repr(C)]
     struct CloneArgs {
         flags: u64,
@@ -228,45 +237,45 @@ pub fn set_cloexec(fd: RawFd, on: bool) {
     }
 }
 
+/// One `prctl` option set to an integer value, its failure named after the option.
+fn prctl_set(option: libc::c_int, value: libc::c_ulong, name: &str) -> Result<()> {
+    // SAFETY: prctl with integer arguments only; the options used here take no pointers.
+    let r = unsafe { libc::prctl(option, value, 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| format!("prctl({name})"));
+    }
+    Ok(())
+}
+
 /// `prctl(PR_SET_DUMPABLE)`: a non-dumpable process's /proc files (exe, fd, mem) cannot be
 /// opened by container processes without CAP_SYS_PTRACE in the host user namespace.
 pub fn set_dumpable(on: bool) -> Result<()> {
-    // SAFETY: prctl with integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "prctl(PR_SET_DUMPABLE)".into());
-    }
-    Ok(())
+    prctl_set(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), "PR_SET_DUMPABLE")
 }
 
 /// `prctl(PR_SET_CHILD_SUBREAPER)`: orphaned descendants are re-parented to us.
 pub fn set_child_subreaper() -> Result<()> {
-    // SAFETY: prctl with integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "prctl(PR_SET_CHILD_SUBREAPER)".into());
-    }
-    Ok(())
+    prctl_set(libc::PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER")
 }
 
 /// `prctl(PR_SET_KEEPCAPS)`: keep permitted capabilities across the switch to a non-zero uid.
 pub fn set_keepcaps(on: bool) -> Result<()> {
-    // SAFETY: prctl with integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, libc::c_ulong::from(on), 0, 0, 0) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "prctl(PR_SET_KEEPCAPS)".into());
-    }
-    Ok(())
+    prctl_set(libc::PR_SET_KEEPCAPS, libc::c_ulong::from(on), "PR_SET_KEEPCAPS")
 }
 
 /// `prctl(PR_SET_NO_NEW_PRIVS)` (`process.noNewPrivileges`).
 pub fn set_no_new_privs() -> Result<()> {
-    // SAFETY: prctl with integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into());
-    }
-    Ok(())
+    prctl_set(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
+}
+
+/// The number of threads of this process (/proc/self/status), for the single-thread checks of
+/// the fork paths.
+pub fn thread_count() -> Option<usize> {
+    read_text("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// A path as a C string, with a clear error for an interior NUL.
