@@ -72,21 +72,23 @@ fn from_cgroup(d: &LinuxDeviceCgroup) -> Result<Rule> {
     ))
 }
 
-/// The devices every container may use, appended after the spec's rules (runc's defaults).
+/// The devices every container may use, appended after the spec's rules (runc's defaults):
+/// mknod of any node, the default nodes /dev gets
+/// ([`crate::rootfs::devices::DEFAULT_DEVICES`]), /dev/console, the pts and /dev/ptmx.
 pub fn default_allowed() -> Vec<Rule> {
-    vec![
+    let mut v = vec![
         Rule::new(true, 'c', None, None, "m"),
         Rule::new(true, 'b', None, None, "m"),
-        Rule::new(true, 'c', Some(1), Some(3), "rwm"),
-        Rule::new(true, 'c', Some(1), Some(8), "rwm"),
-        Rule::new(true, 'c', Some(1), Some(7), "rwm"),
-        Rule::new(true, 'c', Some(5), Some(0), "rwm"),
-        Rule::new(true, 'c', Some(1), Some(5), "rwm"),
-        Rule::new(true, 'c', Some(1), Some(9), "rwm"),
+    ];
+    for (_, major, minor) in crate::rootfs::devices::DEFAULT_DEVICES {
+        v.push(Rule::new(true, 'c', Some(major as i64), Some(minor as i64), "rwm"));
+    }
+    v.extend([
         Rule::new(true, 'c', Some(5), Some(1), "rwm"),
         Rule::new(true, 'c', Some(136), None, "rwm"),
         Rule::new(true, 'c', Some(5), Some(2), "rwm"),
-    ]
+    ]);
+    v
 }
 
 /// The full rule list for a spec, or None when the spec sets no device rules (no device

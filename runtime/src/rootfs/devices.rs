@@ -22,17 +22,22 @@ pub struct Node {
     pub gid: u32,
 }
 
+/// The character devices every container gets (config-linux.md "Default Devices"): name under
+/// /dev, major, minor. The device cgroup's default rules allow the same nodes
+/// ([`crate::cgroups::devices::default_allowed`]).
+pub const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
 /// The default devices every container gets.
 pub fn defaults() -> Vec<Node> {
-    [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ]
-    .iter()
+    DEFAULT_DEVICES
+        .iter()
     .map(|(n, ma, mi)| Node {
         path: PathBuf::from("/dev").join(n),
         kind: libc::S_IFCHR,
