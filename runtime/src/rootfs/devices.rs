@@ -38,16 +38,16 @@ pub const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
 pub fn defaults() -> Vec<Node> {
     DEFAULT_DEVICES
         .iter()
-    .map(|(n, ma, mi)| Node {
-        path: PathBuf::from("/dev").join(n),
-        kind: libc::S_IFCHR,
-        major: *ma,
-        minor: *mi,
-        mode: 0o666,
-        uid: 0,
-        gid: 0,
-    })
-    .collect()
+        .map(|(n, ma, mi)| Node {
+            path: PathBuf::from("/dev").join(n),
+            kind: libc::S_IFCHR,
+            major: *ma,
+            minor: *mi,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        })
+        .collect()
 }
 
 /// Converts a `linux.devices` entry.
