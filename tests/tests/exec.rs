@@ -364,3 +364,42 @@ fn exec_cgroup_runs_the_process_in_a_sub_cgroup() {
     // delete removes the sub-cgroups with the container's own.
     b.cleanup();
 }
+
+#[test]
+fn v2_exec_falls_back_to_the_inits_cgroup_when_the_containers_has_children() {
+    // runc's v2 test: once the container moved its processes into a child cgroup and enabled
+    // a controller for its children, no process may join the container's own cgroup; a plain
+    // exec goes where the init is, `--cgroup /` fails (EBUSY), `--cgroup foobar` works.
+    if !cgroup2_available() {
+        eprintln!("skipped: no cgroup2 hierarchy");
+        return;
+    }
+    let mut b = Bundle::new("execv2cg", &["sleep", "100"]);
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/sys/fs/cgroup" {
+            m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+        }
+    }
+    let setup = "read c rest < /sys/fs/cgroup/cgroup.controllers; [ -n \"$c\" ] || { echo nocontroller; exit 0; }; \
+                 mkdir /sys/fs/cgroup/foobar && echo 1 > /sys/fs/cgroup/foobar/cgroup.procs && \
+                 echo $$ > /sys/fs/cgroup/foobar/cgroup.procs && echo +$c > /sys/fs/cgroup/cgroup.subtree_control";
+    let script = format!(
+        "{{dray}} run -d {{id}} </dev/null >/dev/null 2>&1 && {{dray}} exec {{id}} sh -c '{setup}' && \
+         {{dray}} exec {{id}} cat /proc/self/cgroup && \
+         ({{dray}} exec --cgroup / {{id}} true 2>/dev/null && echo joined || echo busy) && \
+         {{dray}} exec --cgroup foobar {{id}} cat /proc/self/cgroup; {{dray}} delete -f {{id}}"
+    );
+    let o = run_pure_v2(&b, &script);
+    let out = stdout(&o);
+    if out.starts_with("nocontroller") {
+        eprintln!("skipped: no v2 controller to enable for the container's children here");
+        return;
+    }
+    // (The v1 lines of /proc/self/cgroup are the host's hierarchies, hidden in this namespace.)
+    let v2: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("0::") || *l == "busy" || *l == "joined")
+        .collect();
+    assert_eq!(v2, ["0::/foobar", "busy", "0::/foobar"], "{out}{}", stderr(&o));
+    assert_no_leaks(&b);
+}

@@ -624,6 +624,19 @@ impl CgroupPaths {
         Ok(out)
     }
 
+    /// The v2 directory process `pid` is in (the `0::` line of /proc/PID/cgroup, under the
+    /// v2 mount point), if the container has a v2 cgroup.
+    pub fn v2_dir_of(&self, pid: i32) -> Option<PathBuf> {
+        let d = self.dirs.iter().find(|d| d.v2)?;
+        let text = crate::sys::read_text(format!("/proc/{pid}/cgroup")).ok()?;
+        let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let rel = Path::new(rel.trim_start_matches('/'));
+        if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return None;
+        }
+        Some(d.mountpoint.join(rel))
+    }
+
     /// Moves process `pid` into the container's cgroup in every hierarchy.
     pub fn add(&self, pid: i32) -> Result<()> {
         self.add_to(pid, true, true)

@@ -65,6 +65,7 @@ impl Runtime {
                 .unwrap_or_else(|| crate::sys::open_fds(3, o.preserve_fds)),
             console: None,
             lock_fd: lock.as_ref().map(|l| l.fd()),
+            explicit_cgroup: !o.sub_cgroups.is_empty(),
             chroot: st.mount_ns_path.is_some()
                 || !st.namespaces.contains(&oci_spec::runtime::LinuxNamespaceType::Mount),
         };

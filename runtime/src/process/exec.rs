@@ -46,6 +46,8 @@ pub struct ExecConfig {
     /// True when the container has no mount namespace of its own (it shares or joined one,
     /// see [`crate::rootfs`]): its root is a chroot, which the process must enter too.
     pub chroot: bool,
+    /// True when `--cgroup` chose the cgroup: no fallback then (see [`spawn`]).
+    pub explicit_cgroup: bool,
 }
 
 /// Starts the process; returns its host pid once it has exec'd.
@@ -103,8 +105,21 @@ pub fn spawn(cfg: &ExecConfig) -> Result<i32> {
     let mut proc_pid = 0;
     let res = (|| -> Result<i32> {
         cfg.cgroup
-            .add_to(pid, !self_move, true)
+            .add_to(pid, !self_move, false)
             .ctx(|| "joining the container's cgroup".into())?;
+        if let Err(e) = cfg.cgroup.add_to(pid, false, true) {
+            // runc on cgroup v2: once the container's cgroup has controllers enabled for its
+            // children, no process may join it (EBUSY); the process then goes where the init
+            // is, unless --cgroup named the place.
+            let fallback = (e.errno() == Some(libc::EBUSY) && !cfg.explicit_cgroup)
+                .then(|| cfg.cgroup.v2_dir_of(cfg.init_pid))
+                .flatten();
+            match fallback {
+                Some(dir) => crate::sys::write_file(dir.join("cgroup.procs"), pid.to_string())
+                    .ctx(|| "joining the init's cgroup".into())?,
+                None => return Err(e).ctx(|| "joining the container's cgroup".into()),
+            }
+        }
         if let Some(adj) = cfg.process.oom_score_adj() {
             super::write_oom_score_adj(pid, adj)?;
         }
