@@ -4,14 +4,24 @@
 //! Works on cgroup v1, pure v2 and "hybrid" hosts (v1 controllers plus a cgroup2 mount, often
 //! at /sys/fs/cgroup/unified): the hierarchies are read from /proc/self/mountinfo, and the
 //! container gets a directory in each of them. Version-specific details live in [`v1`] and
-//! [`v2`].
+//! [`v2`]. One file per job: `discovery` (the hierarchies and the container's paths), this
+//! file (creating and removing the directories, applying resources), `procs` (placing,
+//! listing and signalling processes), `freezer` (pause/resume), [`devices`], [`resources`]
+//! (the values written), [`stats`].
 
 pub mod devices;
+mod discovery;
+mod freezer;
+mod procs;
 pub mod resources;
 pub mod stats;
 pub mod v1;
 pub mod v2;
 
+pub(crate) use discovery::unescape;
+pub use discovery::{hierarchies, own_cgroup, parse_mountinfo, paths_for};
+
+// What the files of this module share: each starts with `use super::*`.
 use crate::error::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -49,203 +59,7 @@ pub struct CgroupPaths {
     pub dirs: Vec<CgroupDir>,
 }
 
-/// Parses /proc/self/mountinfo text into the cgroup hierarchies, first visible mount of each
-/// kept. A mount that a later mount covers (at its mountpoint or above it, such as a tmpfs
-/// mounted over /sys/fs/cgroup inside a sandbox) is not visible and does not count.
-pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
-    let mountpoints: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|l| l.split_once(" - ").and_then(|(pre, _)| pre.split(' ').nth(4)))
-        .map(|m| PathBuf::from(unescape(m)))
-        .collect();
-    let mut out: Vec<Hierarchy> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let (root, mountpoint) = (unescape(pre[3]), PathBuf::from(unescape(pre[4])));
-        if !matches!(post[0], "cgroup" | "cgroup2") {
-            continue;
-        }
-        if mountpoints
-            .iter()
-            .skip(i + 1)
-            .any(|later| mountpoint.starts_with(later))
-        {
-            continue;
-        }
-        let h = match post[0] {
-            "cgroup2" => Hierarchy {
-                mountpoint,
-                root,
-                controllers: Vec::new(),
-                v2: true,
-            },
-            "cgroup" => {
-                let controllers: Vec<String> = post[2]
-                    .split(',')
-                    .filter(|o| v1::is_controller_option(o))
-                    .map(String::from)
-                    .collect();
-                if controllers.is_empty() {
-                    continue;
-                }
-                Hierarchy {
-                    mountpoint,
-                    root,
-                    controllers,
-                    v2: false,
-                }
-            }
-            _ => continue,
-        };
-        if !out.iter().any(|o| o.v2 == h.v2 && o.controllers == h.controllers) {
-            out.push(h);
-        }
-    }
-    out
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-pub(crate) fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The hierarchies mounted on this host.
-pub fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let text = crate::sys::read_text("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo".into())?;
-    Ok(parse_mountinfo(&text))
-}
-
-/// Our own cgroup in the hierarchy with these controllers, from /proc/self/cgroup text.
-pub fn own_cgroup(proc_cgroup: &str, h: &Hierarchy) -> Option<String> {
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (id, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        if h.v2 {
-            if id == "0" && ctrls.is_empty() {
-                return Some(path.to_string());
-            }
-        } else {
-            let mut a: Vec<&str> = ctrls.split(',').collect();
-            let mut b: Vec<&str> = h.controllers.iter().map(String::as_str).collect();
-            a.sort_unstable();
-            b.sort_unstable();
-            if a == b {
-                return Some(path.to_string());
-            }
-        }
-    }
-    None
-}
-
-/// A cgroup path relative to a hierarchy's mount: a mount whose root is not "/" (inside a
-/// cgroup namespace or a bind) shows only part of the tree, so that prefix goes.
-fn under_root<'a>(cg: &'a Path, h: &Hierarchy) -> &'a Path {
-    let rel = cg.strip_prefix(&h.root).unwrap_or(cg);
-    rel.strip_prefix("/").unwrap_or(rel)
-}
-
-/// Computes the container's cgroup directories, with runc's `cgroupsPath` semantics: an
-/// absolute path is taken from the root of each hierarchy; a relative one (and the default,
-/// the container id) from the cgroup of the runtime itself.
-pub fn paths_for(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path>, id: &str) -> Result<CgroupPaths> {
-    // An empty cgroupsPath means "not set", as in runc: never the runtime's own cgroup.
-    let inner = cgroups_path
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(id));
-    if inner.to_string_lossy().contains(':') {
-        return Err(Error::msg(format!(
-            "cgroupsPath {:?} is in the systemd slice:prefix:name form, which needs --systemd-cgroup (not supported)",
-            inner
-        )));
-    }
-    if inner.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(Error::msg(format!("cgroupsPath {:?} must not contain '..'", inner)));
-    }
-    let mut dirs = Vec::new();
-    for h in hs {
-        let own = own_cgroup(proc_cgroup, h).unwrap_or_else(|| "/".into());
-        let cg = if inner.is_absolute() {
-            inner.clone()
-        } else {
-            Path::new(&own).join(&inner)
-        };
-        let rel = under_root(&cg, h);
-        // The container must get a cgroup of its own: never a hierarchy's root, and never the
-        // runtime's own cgroup (deleting the container would kill the caller).
-        let own_rel = under_root(Path::new(&own), h);
-        if rel.as_os_str().is_empty() || rel == own_rel {
-            return Err(Error::msg(format!(
-                "cgroupsPath {:?} names the root or the runtime's own cgroup in {}",
-                inner,
-                h.mountpoint.display()
-            )));
-        }
-        dirs.push(CgroupDir {
-            mountpoint: h.mountpoint.clone(),
-            path: h.mountpoint.join(rel),
-            controllers: h.controllers.join(","),
-            v2: h.v2,
-        });
-    }
-    Ok(CgroupPaths { dirs })
-}
-
 impl CgroupPaths {
-    /// Computes the paths for a container on this host.
-    pub fn for_container(cgroups_path: Option<&Path>, id: &str) -> Result<Self> {
-        let hs = hierarchies()?;
-        if hs.is_empty() {
-            return Err(Error::msg("no cgroup hierarchy is mounted on this host"));
-        }
-        let own = crate::sys::read_text("/proc/self/cgroup").ctx(|| "reading /proc/self/cgroup".into())?;
-        paths_for(&hs, &own, cgroups_path, id)
-    }
-
-    /// The cgroup directories process `pid` is in now, one per hierarchy (how a shim finds a
-    /// running container's memory cgroup).
-    pub fn of_process(pid: i32) -> Result<Self> {
-        let text =
-            crate::sys::read_text(format!("/proc/{pid}/cgroup")).ctx(|| format!("reading /proc/{pid}/cgroup"))?;
-        let dirs = hierarchies()?
-            .into_iter()
-            .filter_map(|h| {
-                let cg = own_cgroup(&text, &h)?;
-                Some(CgroupDir {
-                    path: h.mountpoint.join(under_root(Path::new(&cg), &h)),
-                    mountpoint: h.mountpoint,
-                    controllers: h.controllers.join(","),
-                    v2: h.v2,
-                })
-            })
-            .collect();
-        Ok(CgroupPaths { dirs })
-    }
-
     /// Creates the directories (and initialises v1 cpuset ones). Every directory that did not
     /// exist before is pushed to `created` as soon as it is made, so that a failure halfway
     /// still lets the caller remove all of them.
@@ -318,77 +132,6 @@ impl CgroupPaths {
         Err(Error::msg(
             "no device controller on this host: cannot enforce linux.resources.devices",
         ))
-    }
-
-    /// The directory that freezes the container: the v1 freezer, else the v2 cgroup (which has
-    /// cgroup.freeze).
-    fn freezer(&self) -> Option<&CgroupDir> {
-        self.dirs
-            .iter()
-            .find(|d| !d.v2 && d.controllers.split(',').any(|c| c == "freezer"))
-            .or_else(|| self.dirs.iter().find(|d| d.v2 && d.path.join("cgroup.freeze").exists()))
-    }
-
-    /// True when the container's cgroup is frozen or being frozen (`pause`): a half-frozen
-    /// container counts as paused, so that `resume` and `delete` still thaw it.
-    pub fn frozen(&self) -> bool {
-        match self.freezer() {
-            Some(d) if d.v2 => crate::sys::read_text(d.path.join("cgroup.freeze"))
-                .map(|t| t.trim() == "1")
-                .unwrap_or(false),
-            Some(d) => crate::sys::read_text(d.path.join("freezer.state"))
-                .map(|t| matches!(t.trim(), "FROZEN" | "FREEZING"))
-                .unwrap_or(false),
-            None => false,
-        }
-    }
-
-    /// True when every process of the container is frozen (not merely asked to be).
-    fn fully_frozen(&self) -> bool {
-        match self.freezer() {
-            Some(d) if d.v2 => crate::sys::read_text(d.path.join("cgroup.events"))
-                .map(|t| t.lines().any(|l| l == "frozen 1"))
-                .unwrap_or(false),
-            Some(d) => crate::sys::read_text(d.path.join("freezer.state"))
-                .map(|t| t.trim() == "FROZEN")
-                .unwrap_or(false),
-            None => false,
-        }
-    }
-
-    /// Freezes (`pause`) or thaws (`resume`) the container and waits until the kernel reports
-    /// the new state (v1 passes through FREEZING; v2 reports it in cgroup.events).
-    pub fn set_frozen(&self, freeze: bool) -> Result<()> {
-        let d = self
-            .freezer()
-            .ok_or_else(|| Error::msg("no freezer on this host (v1 freezer or cgroup v2 cgroup.freeze)"))?;
-        let (file, value) = match (d.v2, freeze) {
-            (true, f) => ("cgroup.freeze", if f { "1" } else { "0" }),
-            (false, true) => ("freezer.state", "FROZEN"),
-            (false, false) => ("freezer.state", "THAWED"),
-        };
-        let mut delay = Duration::from_micros(100);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            // v1 may need the write repeated while tasks are still freezing.
-            crate::sys::write_file(d.path.join(file), value)?;
-            let done = if freeze { self.fully_frozen() } else { !self.frozen() };
-            if done {
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                if freeze {
-                    // Never leave a container half-frozen (runc thaws on failure too).
-                    let _ = self.set_frozen(false);
-                }
-                return Err(Error::msg(format!(
-                    "the container did not {} within 10s",
-                    if freeze { "freeze" } else { "thaw" }
-                )));
-            }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(10));
-        }
     }
 
     /// Where the host has a controller: its v1 hierarchy, else the v2 directory when the
@@ -553,127 +296,6 @@ impl CgroupPaths {
         matches!(self.dirs.as_slice(), [d] if d.v2)
     }
 
-    /// Moves the calling thread into the container's v1 cgroups, by writing "0" to each
-    /// hierarchy's `tasks` file: for a single-threaded process, the whole process.
-    ///
-    /// Why not `cgroup.procs`: a write there takes the kernel's global threadgroup rwsem for
-    /// writing, whose first writer after a quiet period waits for an RCU grace period (several
-    /// milliseconds on an idle host); moving the writing thread itself through `tasks` is the
-    /// one migration the kernel does without that lock. Only the process itself can do this,
-    /// so the init calls it (the runtime still moves processes it cannot move this way).
-    ///
-    /// The kernel's lock-free path for this exists since Linux 5.17 ("cgroup: Optimize single
-    /// thread migration"); older kernels move the thread the same way, with the lock.
-    pub fn enter_v1_self(&self) -> Result<()> {
-        use std::io::Write;
-        for d in self.dirs.iter().filter(|d| !d.v2) {
-            // Never created or truncated: only the kernel's own file is written.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(d.path.join("tasks"))
-                .and_then(|mut f| f.write_all(b"0"))
-                .ctx(|| format!("entering cgroup {}", d.path.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Moves process `pid` into the container's cgroup in the v1 hierarchies, the v2 one, or
-    /// both (a process may have entered some itself, or have been born in the v2 one).
-    pub fn add_to(&self, pid: i32, v1: bool, v2: bool) -> Result<()> {
-        for d in self.dirs.iter().filter(|d| if d.v2 { v2 } else { v1 }) {
-            crate::sys::write_file(d.path.join("cgroup.procs"), pid.to_string())
-                .ctx(|| format!("placing pid {pid} in cgroup {}", d.path.display()))?;
-        }
-        Ok(())
-    }
-
-    /// The cgroup of an `exec --cgroup` process (runc 1.1): each `[CONTROLLERS:]PATH` names a
-    /// directory below the container's own, in the v1 hierarchies of those controllers, or in
-    /// every hierarchy (v2 included) without them. Nothing is created: the directory must
-    /// exist, as the container made it.
-    pub fn with_sub_cgroups(&self, subs: &[String]) -> Result<CgroupPaths> {
-        let mut out = self.clone();
-        for s in subs {
-            let (ctrls, path) = match s.split_once(':') {
-                Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
-                None => (None, s.as_str()),
-            };
-            let rel = Path::new(path.trim_start_matches('/'));
-            if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-                return Err(Error::msg(format!("--cgroup {s}: {path} is not a sub cgroup path")));
-            }
-            for c in ctrls.iter().flatten() {
-                let known = self
-                    .dirs
-                    .iter()
-                    .any(|d| !d.v2 && d.controllers.split(',').any(|x| x == *c));
-                if !known {
-                    return Err(Error::msg(format!("--cgroup {s}: unknown controller {c:?}")));
-                }
-            }
-            for (d, base) in out.dirs.iter_mut().zip(&self.dirs) {
-                let applies = match &ctrls {
-                    None => true,
-                    Some(cs) => !d.v2 && d.controllers.split(',').any(|x| cs.contains(&x)),
-                };
-                if applies {
-                    d.path = base.path.join(rel);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The v2 directory process `pid` is in (the `0::` line of /proc/PID/cgroup, under the
-    /// v2 mount point), if the container has a v2 cgroup.
-    pub fn v2_dir_of(&self, pid: i32) -> Option<PathBuf> {
-        let d = self.dirs.iter().find(|d| d.v2)?;
-        let text = crate::sys::read_text(format!("/proc/{pid}/cgroup")).ok()?;
-        let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-        let rel = Path::new(rel.trim_start_matches('/'));
-        if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-            return None;
-        }
-        Some(d.mountpoint.join(rel))
-    }
-
-    /// Moves process `pid` into the container's cgroup in every hierarchy.
-    pub fn add(&self, pid: i32) -> Result<()> {
-        self.add_to(pid, true, true)
-    }
-
-    /// Pids of every process in the container's cgroup.
-    pub fn pids(&self) -> Result<Vec<i32>> {
-        // Any hierarchy holds every process of the container (sub-cgroups included).
-        let Some(d) = self.dirs.iter().find(|d| d.path.exists()) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        collect_pids(&d.path, &mut out)?;
-        Ok(out)
-    }
-
-    /// Sends `sig` to every process in the cgroup. With SIGKILL, repeats until the cgroup is
-    /// empty, so that processes forked meanwhile are caught too.
-    pub fn signal_all(&self, sig: i32) -> Result<()> {
-        for _ in 0..100 {
-            let pids = self.pids()?;
-            if pids.is_empty() {
-                return Ok(());
-            }
-            for p in &pids {
-                let _ = crate::sys::kill(*p, sig);
-            }
-            if sig != libc::SIGKILL {
-                return Ok(());
-            }
-            for p in &pids {
-                crate::sys::wait_exit(*p, Some(Duration::from_millis(100)));
-            }
-        }
-        Ok(())
-    }
-
     /// Removes the container's cgroup directories that `owned` lists (those dray created).
     /// Retries while the kernel still reports a cgroup busy (killed processes still exiting).
     pub fn remove(&self, owned: &[PathBuf]) -> Result<()> {
@@ -692,22 +314,6 @@ impl CgroupPaths {
         }
         Ok(())
     }
-}
-
-fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    match crate::sys::read_text(dir.join("cgroup.procs")) {
-        Ok(t) => out.extend(t.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).ctx(|| format!("reading {}/cgroup.procs", dir.display())),
-    }
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                collect_pids(&e.path(), out)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Removes one cgroup directory, with its child cgroups, retrying EBUSY for up to a second.

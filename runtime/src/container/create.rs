@@ -315,7 +315,11 @@ impl Runtime {
         // Without a mount namespace of its own, the init binds the rootfs on itself in the
         // namespace it shares or joins; the bind is told apart by its mount id.
         let shared_mounts = !cfg.plan.creates(oci_spec::runtime::LinuxNamespaceType::Mount);
-        let mount_before = crate::sys::mount_id(&cfg.rootfs);
+        let mount_before = if shared_mounts {
+            crate::sys::mount_id(&cfg.rootfs)
+        } else {
+            None
+        };
         let pid = process::spawn(&cfg, &mut make_cgroups, &mut run_hooks);
         match &pid {
             // The init's root is the bind (in the namespace it shares or joined).
