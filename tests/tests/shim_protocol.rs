@@ -509,8 +509,10 @@ async fn binary_log_uri() {
     assert_eq!(s.wait_proc("").await, 0);
     s.delete_proc("").await.unwrap();
     let env = base.with_extension("env");
+    // The logger writes the file after its copies end: wait for the whole line, not for the
+    // file (`>` creates it empty before echo writes).
     for _ in 0..100 {
-        if env.exists() {
+        if std::fs::read_to_string(&env).is_ok_and(|t| t.ends_with('\n')) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
