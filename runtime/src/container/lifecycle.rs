@@ -10,26 +10,9 @@ use std::os::unix::fs::OpenOptionsExt;
 /// the init's executable is no longer the trampoline's memfd. Without a poststart hook nothing
 /// waits.
 fn wait_for_exec(fifo: &std::fs::File, pid: i32, pid_start: u64, deadline: std::time::Instant) -> Result<()> {
-    loop {
-        if std::time::Instant::now() > deadline {
-            return Err(Error::msg(
-                "the container's init did not execute its process within 60s",
-            ));
-        }
-        if crate::sys::poll_readable(fifo.as_raw_fd(), Some(Duration::from_millis(100)))
-            .ctx(|| "waiting on exec.fifo".into())?
-        {
-            let mut b = [0u8; 16];
-            match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
-                Ok(0) => break,
-                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
-                Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
-            }
-        }
-        if !crate::sys::process_alive(pid, Some(pid_start)) {
-            return Ok(());
-        }
-    }
+    // An init that is gone has nothing left to execute.
+    let late = "the container's init did not execute its process within 60s";
+    poll_fifo(fifo, pid, pid_start, deadline, FifoEvent::Eof, late)?;
     for _ in 0..1000 {
         match std::fs::read_link(format!("/proc/{pid}/exe")) {
             Ok(exe) if exe.to_string_lossy().contains("memfd:") => {
@@ -39,6 +22,46 @@ fn wait_for_exec(fifo: &std::fs::File, pid: i32, pid_start: u64, deadline: std::
         }
     }
     Ok(())
+}
+
+/// What [`poll_fifo`] waits for on exec.fifo: the init's byte (it waits for `start`), or its
+/// end of file (it executed, closing its close-on-exec end).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FifoEvent {
+    Byte,
+    Eof,
+}
+
+/// Polls exec.fifo (opened non-blocking) until `want` happens (true), or the init is gone
+/// (false), checking that it is alive between polls: no fixed sleeps. Past `deadline` it fails
+/// with `late`.
+fn poll_fifo(
+    fifo: &std::fs::File,
+    pid: i32,
+    pid_start: u64,
+    deadline: std::time::Instant,
+    want: FifoEvent,
+    late: &str,
+) -> Result<bool> {
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::msg(late));
+        }
+        if crate::sys::poll_readable(fifo.as_raw_fd(), Some(Duration::from_millis(100)))
+            .ctx(|| "waiting on exec.fifo".into())?
+        {
+            let mut b = [0u8; 16];
+            match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
+                Ok(0) if want == FifoEvent::Eof => return Ok(true),
+                Ok(n) if n > 0 && want == FifoEvent::Byte => return Ok(true),
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
+            }
+        }
+        if !crate::sys::process_alive(pid, Some(pid_start)) {
+            return Ok(false);
+        }
+    }
 }
 
 /// `list`'s OWNER: the name of the user owning the container's state directory (as runc;
@@ -76,25 +99,9 @@ impl Runtime {
         // The init opens the fifo for writing as soon as we hold it for reading, and writes one
         // byte; until then poll, checking that the init is still alive (no fixed sleeps).
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if std::time::Instant::now() > deadline {
-                return Err(Error::msg(
-                    "the container's init did not take the start signal within 60s",
-                ));
-            }
-            if crate::sys::poll_readable(fifo.as_raw_fd(), Some(Duration::from_millis(100)))
-                .ctx(|| "waiting on exec.fifo".into())?
-            {
-                let mut b = [0u8; 1];
-                match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
-                    Ok(1) => break,
-                    Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
-                    Err(e) => return Err(e).ctx(|| "reading exec.fifo".into()),
-                }
-            }
-            if !crate::sys::process_alive(st.pid, Some(st.pid_start)) {
-                return Err(Error::msg("the container's init exited before start"));
-            }
+        let late = "the container's init did not take the start signal within 60s";
+        if !poll_fifo(&fifo, st.pid, st.pid_start, deadline, FifoEvent::Byte, late)? {
+            return Err(Error::msg("the container's init exited before start"));
         }
         t.mark("fifo handshake");
         let _ = std::fs::remove_file(&fifo_path);
