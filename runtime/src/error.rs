@@ -13,9 +13,31 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Invalid input or state, described in words.
+    /// Anything else, described in words.
     #[error("{0}")]
     Msg(String),
+    /// The config.json (or an exec's process) is invalid, or asks for what dray does not
+    /// support: found by [`crate::validate`] before anything is forked.
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// No container of that id.
+    #[error("{0}")]
+    NotFound(String),
+    /// The container is not in a state the operation can work from (runtime.md "Operations").
+    #[error("{0}")]
+    InvalidState(String),
+}
+
+/// What kind of failure an [`Error`] is, for callers that act on it (a shim maps these to
+/// ttrpc codes; `delete --force` ignores a missing container) without reading message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A system call failed (see [`Error::errno`]).
+    Os,
+    InvalidSpec,
+    NotFound,
+    InvalidState,
+    Other,
 }
 
 /// Result alias for the runtime library.
@@ -27,11 +49,37 @@ impl Error {
         Error::Msg(m.to_string())
     }
 
+    /// An invalid or unsupported spec.
+    pub fn spec(m: impl fmt::Display) -> Self {
+        Error::InvalidSpec(m.to_string())
+    }
+
+    /// A container that does not exist.
+    pub fn not_found(m: impl fmt::Display) -> Self {
+        Error::NotFound(m.to_string())
+    }
+
+    /// An operation the container's state does not allow.
+    pub fn state(m: impl fmt::Display) -> Self {
+        Error::InvalidState(m.to_string())
+    }
+
     /// The errno behind this error, if any.
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Os { source, .. } => source.raw_os_error(),
-            Error::Msg(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Os { .. } => ErrorKind::Os,
+            Error::Msg(_) => ErrorKind::Other,
+            Error::InvalidSpec(_) => ErrorKind::InvalidSpec,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::InvalidState(_) => ErrorKind::InvalidState,
         }
     }
 }
@@ -74,6 +122,9 @@ impl<T> Context<T> for Result<T> {
                 source,
             },
             Error::Msg(m) => Error::Msg(format!("{}: {}", step(), m)),
+            Error::InvalidSpec(m) => Error::InvalidSpec(format!("{}: {}", step(), m)),
+            Error::NotFound(m) => Error::NotFound(format!("{}: {}", step(), m)),
+            Error::InvalidState(m) => Error::InvalidState(format!("{}: {}", step(), m)),
         })
     }
 }

@@ -13,6 +13,8 @@
 //! - [`capabilities`], [`rlimits`], [`user`]: `process.capabilities`, `process.rlimits`,
 //!   `process.user`.
 //! - [`hooks`]: `hooks.*`; [`console`]: `process.terminal`; [`sysctl`]: `linux.sysctl`.
+//! - [`validate`]: the checks of a spec before anything is forked, and the parsed plan the
+//!   init consumes.
 //! - [`state`]: the state directory, state JSON and locking.
 
 pub mod capabilities;
@@ -38,8 +40,9 @@ pub mod sysctl;
 pub mod time;
 pub mod timing;
 pub mod user;
+pub mod validate;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 
 /// Version reported by `dray --version` and in state files.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -523,3 +523,140 @@ fn a_shared_mount_namespace_never_reaches_the_hosts_mounts() {
     sh(&format!("umount -R {h}; rmdir {h}"));
     assert!(still, "delete unmounted the host's own mount");
 }
+
+#[test]
+fn a_read_only_tmpfs_is_filled_before_it_is_made_read_only() {
+    // One mechanism (issue 11, item 2): a read-only tmpfs gets its tmpcopyup contents and the
+    // mount points of mounts nested in it first; /dev its device nodes. The remount keeps the
+    // entry's other flags (nosuid on /dev was lost before).
+    let mut b = Bundle::new(
+        "rolater",
+        &[
+            "sh",
+            "-c",
+            "grep -E ' /(dev|srv|srv/inner) ' /proc/self/mounts > /out/mounts; cat /srv/hello > /out/hello; \
+             touch /srv/new 2> /out/err; echo $? > /out/rc; touch /srv/inner/ok && echo writable > /out/inner",
+        ],
+    );
+    std::fs::create_dir_all(b.dir.join("rootfs/srv")).unwrap();
+    std::fs::write(b.dir.join("rootfs/srv/hello"), "from-image\n").unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    for m in mounts.iter_mut() {
+        if m["destination"] == "/dev" {
+            m["options"].as_array_mut().unwrap().push(json!("ro"));
+        }
+    }
+    mounts.push(
+        json!({"destination": "/srv", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nodev", "tmpcopyup"]}),
+    );
+    mounts.push(json!({"destination": "/srv/inner", "type": "tmpfs", "source": "tmpfs"}));
+    let o = b.run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(b.out().join("mounts")).unwrap();
+    let opts = |mp: &str| -> Vec<String> {
+        let l = text
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(mp))
+            .unwrap_or_else(|| panic!("{mp} not mounted: {text}"));
+        l.split(' ').nth(3).unwrap().split(',').map(String::from).collect()
+    };
+    let dev = opts("/dev");
+    assert!(
+        dev.iter().any(|o| o == "ro") && dev.iter().any(|o| o == "nosuid"),
+        "{dev:?}"
+    );
+    let srv = opts("/srv");
+    assert!(
+        srv.iter().any(|o| o == "ro") && srv.iter().any(|o| o == "nodev"),
+        "{srv:?}"
+    );
+    assert!(opts("/srv/inner").iter().any(|o| o == "rw"));
+    assert_eq!(std::fs::read_to_string(b.out().join("hello")).unwrap(), "from-image\n");
+    assert_ne!(std::fs::read_to_string(b.out().join("rc")).unwrap().trim(), "0");
+    assert!(std::fs::read_to_string(b.out().join("err"))
+        .unwrap()
+        .contains("Read-only"));
+    assert_eq!(std::fs::read_to_string(b.out().join("inner")).unwrap(), "writable\n");
+    assert!(!b.dir.join("rootfs/srv/new").exists());
+}
+
+#[test]
+fn an_invalid_spec_is_refused_before_anything_is_made() {
+    // crate::validate (issue 11, item 1): each of these is found before the fork, so create
+    // fails with the field named and leaves no process, cgroup, mount or state behind.
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 8] = [
+        (
+            "relative destination",
+            |c| {
+                c["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"destination": "data", "type": "tmpfs", "source": "tmpfs"}))
+            },
+            "mount data: the destination is not absolute",
+        ),
+        (
+            "bind without source",
+            |c| {
+                c["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"destination": "/data", "type": "bind", "options": ["rbind"]}))
+            },
+            "mount /data: a bind mount needs a source",
+        ),
+        (
+            "idmap",
+            |c| {
+                c["mounts"].as_array_mut().unwrap().push(
+                    json!({"destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}),
+                )
+            },
+            "idmapped mounts",
+        ),
+        (
+            "env without =",
+            |c| c["process"]["env"] = json!(["PATH=/bin", "NOEQUALS"]),
+            "missing '='",
+        ),
+        (
+            "NUL in args",
+            |c| c["process"]["args"] = json!(["true", "a\u{0}b"]),
+            "process.args[1] contains a NUL byte",
+        ),
+        (
+            "hostname without UTS",
+            |c| {
+                c["hostname"] = json!("box");
+                let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.retain(|n| n["type"] != "uts");
+            },
+            "setting the hostname needs a private UTS namespace",
+        ),
+        (
+            "time offsets clock",
+            |c| {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": "time"}));
+                c["linux"]["timeOffsets"] = json!({"realtime": {"secs": 1}});
+            },
+            "unknown clock \"realtime\"",
+        ),
+        (
+            "device outside /dev",
+            |c| c["linux"]["devices"] = json!([{"path": "/etc/x", "type": "c", "major": 1, "minor": 3}]),
+            "is not a path under /dev",
+        ),
+    ];
+    for (i, (what, edit, needle)) in cases.iter().enumerate() {
+        let mut b = Bundle::new(&format!("invalid{i}"), &["true"]);
+        edit(&mut b.config);
+        let o = b.dray(&["create", &b.id.clone()]);
+        assert_eq!(o.status.code(), Some(1), "{what}");
+        assert!(stderr(&o).contains(needle), "{what}: {}", stderr(&o));
+        assert_no_leaks(&b);
+    }
+}

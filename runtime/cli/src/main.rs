@@ -233,7 +233,7 @@ impl ExecArgs {
             let data = std::fs::read(path).map_err(|e| Error::msg(format!("reading {}: {e}", path.display())))?;
             let p: oci_spec::runtime::Process =
                 serde_json::from_slice(&data).map_err(|e| Error::msg(format!("parsing {}: {e}", path.display())))?;
-            dray_runtime::container::check_process(&p)?;
+            dray_runtime::validate::process(&p)?;
             return Ok(p);
         }
         if self.command.is_empty() {

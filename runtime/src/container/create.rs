@@ -1,17 +1,19 @@
-//! `create`: the bundle's checks, then the container's set-up (see [`crate::process`]).
+//! `create`: the bundle's checks ([`crate::validate`]), then the container's set-up (see
+//! [`crate::process`]).
 
 use super::*;
 
-/// Loads and checks a bundle's config.json. Returns the spec and the absolute rootfs path.
+/// Loads a bundle's config.json and checks its root (the rest is checked by `create`, with
+/// [`crate::validate::spec`]). Returns the spec and the absolute rootfs path.
 pub fn load_bundle(bundle: &Path) -> Result<(Spec, PathBuf)> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
     let spec: Spec =
-        serde_json::from_slice(&data).map_err(|e| Error::msg(format!("parsing {}: {e}", path.display())))?;
+        serde_json::from_slice(&data).map_err(|e| Error::spec(format!("parsing {}: {e}", path.display())))?;
     let root = spec
         .root()
         .as_ref()
-        .ok_or_else(|| Error::msg("config.json has no root"))?;
+        .ok_or_else(|| Error::spec("config.json has no root"))?;
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
     } else {
@@ -19,101 +21,12 @@ pub fn load_bundle(bundle: &Path) -> Result<(Spec, PathBuf)> {
     };
     let meta = std::fs::metadata(&rootfs).ctx(|| format!("rootfs {}", rootfs.display()))?;
     if !meta.is_dir() {
-        return Err(Error::msg(format!("rootfs {} is not a directory", rootfs.display())));
+        return Err(Error::spec(format!("rootfs {} is not a directory", rootfs.display())));
     }
     let rootfs = rootfs
         .canonicalize()
         .ctx(|| format!("resolving rootfs {}", rootfs.display()))?;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::msg("config.json has no process"))?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::msg("process.args must not be empty"));
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Error::msg(format!(
-            "process.cwd {} must be an absolute path",
-            process.cwd().display()
-        )));
-    }
-    if spec.linux().is_none() {
-        return Err(Error::msg("config.json has no linux section"));
-    }
-    check_supported(&spec)?;
     Ok((spec, rootfs))
-}
-
-/// Refuses spec fields that dray does not apply yet: silently ignoring a resource limit, a
-/// seccomp profile or an LSM label would run the container with less isolation than asked.
-pub fn check_supported(spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref();
-    if let Some(l) = linux {
-        if l.time_offsets().as_ref().is_some_and(|m| !m.is_empty())
-            && !l
-                .namespaces()
-                .iter()
-                .flatten()
-                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Time && n.path().is_none())
-        {
-            return Err(Error::msg("linux.timeOffsets needs a new time namespace"));
-        }
-        let no_resctrl = || !std::path::Path::new("/sys/fs/resctrl/info").exists();
-        for (name, present) in [
-            (
-                if l.intel_rdt().is_some() && no_resctrl() {
-                    "linux.intelRdt (this host has no resctrl file system)"
-                } else {
-                    "linux.intelRdt"
-                },
-                l.intel_rdt().is_some(),
-            ),
-            (
-                "linux.mountLabel (SELinux is enabled on this host and dray cannot apply labels)",
-                selinux_enabled() && l.mount_label().as_ref().is_some_and(|m| !m.is_empty()),
-            ),
-        ] {
-            if present {
-                return unsupported(name);
-            }
-        }
-    }
-    match spec.process() {
-        Some(p) => check_process(p),
-        None => Ok(()),
-    }
-}
-
-/// Whether SELinux is enabled here (its file system is mounted, as libselinux's
-/// `is_selinux_enabled` checks). Where it is not, nothing could enforce a label: SELinux labels
-/// are ignored, as crun and runc do; where it is, a label dray cannot apply is refused.
-fn selinux_enabled() -> bool {
-    std::path::Path::new("/sys/fs/selinux/enforce").exists()
-}
-
-/// Refuses process fields dray does not apply (for the container's process and for `exec
-/// --process`).
-pub fn check_process(p: &oci_spec::runtime::Process) -> Result<()> {
-    for (name, present) in [
-        (
-            "process.apparmorProfile (AppArmor)",
-            p.apparmor_profile().as_ref().is_some_and(|m| !m.is_empty()),
-        ),
-        (
-            "process.selinuxLabel (SELinux is enabled on this host and dray cannot apply labels)",
-            selinux_enabled() && p.selinux_label().as_ref().is_some_and(|m| !m.is_empty()),
-        ),
-        ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
-    ] {
-        if present {
-            return unsupported(name);
-        }
-    }
-    Ok(())
-}
-
-fn unsupported(what: &str) -> Result<()> {
-    Err(Error::msg(format!("{what} is not supported by dray yet")))
 }
 
 impl Runtime {
@@ -141,14 +54,11 @@ impl Runtime {
             Some(l) => l,
             None => load_bundle(&bundle)?,
         };
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| Error::msg("config.json has no process"))?;
-        let linux = spec
-            .linux()
-            .as_ref()
-            .ok_or_else(|| Error::msg("config.json has no linux section"))?;
+        // Everything the init will do is checked and parsed here, before any fork.
+        let checked = crate::validate::spec(&spec)?;
+        let (Some(process), Some(linux)) = (spec.process(), spec.linux()) else {
+            return Err(Error::spec("config.json needs process and linux"));
+        };
         let terminal = process.terminal().unwrap_or(false);
         let has_console = o.console_socket.is_some() || console.is_some();
         if terminal && !has_console {
@@ -158,10 +68,6 @@ impl Runtime {
         }
         if !terminal && has_console {
             return Err(Error::msg("--console-socket given but process.terminal is false"));
-        }
-        let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
-        for k in linux.sysctl().iter().flat_map(|m| m.keys()) {
-            crate::sysctl::validate(k, &plan)?;
         }
         let cgroup = CgroupPaths::for_container(linux.cgroups_path().as_deref(), &o.id)?;
         // runc 1.1: a cgroup that already holds processes is used, with a warning; a frozen
@@ -183,7 +89,7 @@ impl Runtime {
             &bundle,
             spec,
             rootfs,
-            plan,
+            checked,
             cgroup,
             console,
             &mut made_cgroups,
@@ -206,7 +112,7 @@ impl Runtime {
         bundle: &Path,
         spec: Spec,
         rootfs: PathBuf,
-        plan: Plan,
+        checked: crate::validate::Checked,
         cgroup: CgroupPaths,
         console: Option<UnixStream>,
         made_cgroups: &mut Vec<PathBuf>,
@@ -229,18 +135,22 @@ impl Runtime {
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroup.clone(),
             cgroup_owned: Vec::new(),
-            own_pid_ns: plan.own_pid_ns(),
+            own_pid_ns: checked.namespaces.own_pid_ns(),
             hooks: spec.hooks().clone(),
             process: spec.process().clone(),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-            namespaces: plan
+            namespaces: checked
+                .namespaces
                 .new
                 .iter()
                 .copied()
-                .chain(plan.join.iter().map(|(t, _)| *t))
+                .chain(checked.namespaces.join.iter().map(|(t, _)| *t))
                 .collect(),
             rootfs_mount: None,
-            mount_ns_path: plan.joins(oci_spec::runtime::LinuxNamespaceType::Mount).cloned(),
+            mount_ns_path: checked
+                .namespaces
+                .joins(oci_spec::runtime::LinuxNamespaceType::Mount)
+                .cloned(),
             pid_ns: None,
         };
         self.store.save(&st)?;
@@ -262,7 +172,7 @@ impl Runtime {
             spec,
             bundle: bundle.to_path_buf(),
             rootfs,
-            plan,
+            checked,
             cgroup,
             state_dir: dir.to_path_buf(),
             no_pivot: o.no_pivot,
@@ -280,9 +190,6 @@ impl Runtime {
             .as_ref()
             .and_then(|l| l.net_devices().clone())
             .filter(|d| !d.is_empty());
-        if netdevs.is_some() && !cfg.plan.creates(oci_spec::runtime::LinuxNamespaceType::Network) {
-            return Err(Error::msg("linux.netDevices needs a new network namespace"));
-        }
         let mut run_hooks = |pid: i32| -> Result<(String, String)> {
             let mut s = st.clone();
             s.pid = pid;
@@ -314,7 +221,10 @@ impl Runtime {
         t.mark("seccomp, hooks set-up");
         // Without a mount namespace of its own, the init binds the rootfs on itself in the
         // namespace it shares or joins; the bind is told apart by its mount id.
-        let shared_mounts = !cfg.plan.creates(oci_spec::runtime::LinuxNamespaceType::Mount);
+        let shared_mounts = !cfg
+            .checked
+            .namespaces
+            .creates(oci_spec::runtime::LinuxNamespaceType::Mount);
         let mount_before = if shared_mounts {
             crate::sys::mount_id(&cfg.rootfs)
         } else {

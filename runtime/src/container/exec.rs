@@ -31,8 +31,9 @@ impl Runtime {
         };
         let p = &o.process;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-            return Err(Error::msg("exec needs a command"));
+            return Err(Error::spec("exec needs a command"));
         }
+        crate::validate::process(p)?;
         let terminal = p.terminal().unwrap_or(false);
         if terminal && o.detach && o.console_socket.is_none() {
             return Err(Error::msg(

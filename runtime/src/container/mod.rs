@@ -15,14 +15,13 @@ mod manage;
 mod run;
 mod shared_root;
 
-pub use create::{check_process, check_supported, load_bundle};
+pub use create::load_bundle;
 pub use manage::Event;
 use shared_root::{detach_container_rootfs, detach_rootfs};
 
 // What the job files share: each starts with `use super::*`.
 use crate::cgroups::CgroupPaths;
 use crate::error::{Context, Error, Result};
-use crate::namespaces::Plan;
 use crate::process::{self, InitConfig};
 use crate::state::{ContainerState, OciState, Status, Store, EXEC_FIFO};
 use nix::sys::signal::Signal;

@@ -52,7 +52,7 @@ fn run(
     // container (CVE-2019-5736).
     crate::sys::set_dumpable(false)?;
     ch.expect(&Msg::Go)?;
-    let plan = &cfg.plan;
+    let plan = &cfg.checked.namespaces;
     if intermediate {
         if let Some(p) = plan.joins(Ns::User) {
             namespaces::join(Ns::User, p)?;
@@ -117,7 +117,7 @@ fn run(
     // the namespace the process is in, and it ends in a chroot (see crate::rootfs).
     let own_mount_ns = plan.creates(Ns::Mount);
     crate::rootfs::prepare(&mut crate::rootfs::Setup {
-        spec: &cfg.spec,
+        checked: &cfg.checked,
         rootfs: &cfg.rootfs,
         bundle: &cfg.bundle,
         cgroup: &cfg.cgroup,
@@ -147,17 +147,11 @@ fn run(
         setup_console(sock, process, true)?;
     }
     crate::rootfs::finalize_root(&cfg.spec)?;
-    let has_uts = plan.creates(Ns::Uts) || plan.joins(Ns::Uts).is_some();
+    // Both need a UTS namespace, checked before the fork (crate::validate).
     if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
-        if !has_uts {
-            return Err(Error::msg("setting the hostname needs a private UTS namespace"));
-        }
         nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
     }
     if let Some(d) = cfg.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
-        if !has_uts {
-            return Err(Error::msg("setting the domainname needs a private UTS namespace"));
-        }
         // SAFETY: setdomainname with a valid buffer and its length.
         if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
             return Err(std::io::Error::last_os_error()).ctx(|| format!("setting domainname {d:?}"));
@@ -173,7 +167,7 @@ fn run(
     {
         crate::sysctl::write(k, v)?;
     }
-    crate::rootfs::protect_paths(&cfg.spec)?;
+    crate::rootfs::protect_paths(&cfg.spec, &cfg.checked)?;
 
     let linux = cfg.spec.linux().as_ref();
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {

@@ -49,7 +49,7 @@ pub mod trampoline;
 
 use crate::cgroups::CgroupPaths;
 use crate::error::{Context, Error, Result};
-use crate::namespaces::{self, Plan};
+use crate::namespaces;
 use message::{Channel, Msg};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -66,7 +66,8 @@ pub struct InitConfig {
     pub spec: Spec,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
-    pub plan: Plan,
+    /// The checked spec: namespaces, mounts, devices (see [`crate::validate`]).
+    pub checked: crate::validate::Checked,
     pub cgroup: CgroupPaths,
     /// The container's state directory (holds exec.fifo).
     pub state_dir: PathBuf,
@@ -112,7 +113,7 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     let state_dir = crate::sys::open_path_dir(&cfg.state_dir)?;
     // Read from the host's /proc, for the init (see capabilities::supported).
     crate::capabilities::supported();
-    let single = cfg.plan.single_clone();
+    let single = cfg.checked.namespaces.single_clone();
     // The init is born in its v2 cgroup (clone3 with CLONE_INTO_CGROUP), which saves that
     // migration: on a pure v2 host the whole cgroup is made first; on a hybrid host only the v2
     // directory (the v1 ones follow while the init works). Elsewhere, or on kernels without
@@ -133,11 +134,11 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     if single {
         // Namespaces that only apply to children are entered by the runtime itself around the
         // clone, then left again: the pid namespace to join, and a new time namespace.
-        if let Some(p) = cfg.plan.joins(LinuxNamespaceType::Pid) {
+        if let Some(p) = cfg.checked.namespaces.joins(LinuxNamespaceType::Pid) {
             saved_ns.push((LinuxNamespaceType::Pid, open_path_dir_or_file("/proc/self/ns/pid")?));
             namespaces::join(LinuxNamespaceType::Pid, p)?;
         }
-        if cfg.plan.creates(LinuxNamespaceType::Time) {
+        if cfg.checked.namespaces.creates(LinuxNamespaceType::Time) {
             saved_ns.push((LinuxNamespaceType::Time, open_path_dir_or_file("/proc/self/ns/time")?));
             namespaces::unshare(namespaces::CLONE_NEWTIME)?;
             if let Some(o) = cfg.spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) {
@@ -145,7 +146,11 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
             }
         }
     }
-    let flags = if single { cfg.plan.clone_flags() } else { 0 };
+    let flags = if single {
+        cfg.checked.namespaces.clone_flags()
+    } else {
+        0
+    };
     let mut placed = false;
     let mut pid = None;
     if let Some(fd) = &v2_dir {
@@ -187,8 +192,8 @@ pub fn spawn(cfg: &InitConfig, make_cgroups: &mut CgroupMaker, hooks: &mut HookR
     // user namespace it may not write the host's cgroup files, and in a mount namespace joined
     // by path the paths would be another's: there the runtime moves it.
     let self_move = single
-        && !cfg.plan.creates(LinuxNamespaceType::User)
-        && cfg.plan.creates(LinuxNamespaceType::Mount)
+        && !cfg.checked.namespaces.creates(LinuxNamespaceType::User)
+        && cfg.checked.namespaces.creates(LinuxNamespaceType::Mount)
         && cfg.cgroup.dirs.iter().any(|d| !d.v2);
     let pid = match pid {
         Ok(0) => {
@@ -245,7 +250,7 @@ fn drive(
     let mut init_pid = pid;
     let mut t = crate::timing::Phases::new("create/init");
     let r = (|| -> Result<()> {
-        if single && cfg.plan.creates(LinuxNamespaceType::User) {
+        if single && cfg.checked.namespaces.creates(LinuxNamespaceType::User) {
             write_maps(cfg, pid)?;
         }
         t.mark("uid/gid maps");

@@ -18,7 +18,6 @@ pub mod paths;
 use crate::error::{Context, Error, Result};
 use crate::sys::fd_path;
 use nix::mount::{MntFlags, MsFlags};
-use oci_spec::runtime::Spec;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -40,7 +39,8 @@ pub fn propagation_flag(s: &str) -> Result<MsFlags> {
 
 /// What the init needs to set up the rootfs.
 pub struct Setup<'a> {
-    pub spec: &'a Spec,
+    /// The checked spec: its mounts, devices and rootfs propagation ([`crate::validate`]).
+    pub checked: &'a crate::validate::Checked,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     pub cgroup: &'a crate::cgroups::CgroupPaths,
@@ -62,12 +62,14 @@ pub trait CgroupGate {
 
 /// Everything before pivot_root: propagation, the rootfs bind, mounts, /dev. Runs in the
 /// container's new mount namespace.
+///
+/// Read-only tmpfs mounts (and a read-only `/dev`) are mounted read-write and made read-only
+/// only once every mount and device node under them is in place ([`ReadOnlyLater`]).
 pub fn prepare(s: &mut Setup) -> Result<()> {
-    let linux = s.spec.linux().as_ref();
     if s.own_mount_ns {
-        let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-            Some(p) if !p.is_empty() => initial_propagation(propagation_flag(p)?),
-            _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        let prop = match s.checked.rootfs_propagation {
+            Some(p) => initial_propagation(p),
+            None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         };
         mounts::mount(None, "/", None, prop, None, Path::new("/")).ctx(|| "setting rootfs propagation".into())?;
         // After a recursive change to slave or private (rslave by default), no mount of this
@@ -101,14 +103,13 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
         cgroupns: s.cgroupns,
         userns: s.userns,
     };
-    let mut dev_ro = false;
-    let mut dev_bound = false;
-    for m in s.spec.mounts().iter().flatten() {
+    let mut later = ReadOnlyLater::default();
+    for m in &s.checked.mounts {
         // Copying image data into a tmpfs is charged to whoever copies: the container.
-        if m.options().iter().flatten().any(|o| o == "tmpcopyup") {
+        if m.options.tmpcopyup {
             s.cgroups.placed()?;
         }
-        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+        if matches!(m.typ(), "cgroup" | "cgroup2") {
             // v1 and hybrid: the container's directories are bound, so they must exist; a fresh
             // cgroup2 (pure v2 with a cgroup namespace) shows the namespace's root.
             if s.cgroupns && s.cgroup.is_pure_v2() {
@@ -117,65 +118,76 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
                 s.cgroups.made()?;
             }
         }
-        // In a shared namespace, a bind of a shared host mount would join the host's peer
-        // group: mounts under it would appear on the host, and the final detach would unmount
-        // the host's copies. Unless the entry says otherwise, its binds are made private.
-        if !s.own_mount_ns && is_bind_without_propagation(m)? {
-            let mut m = m.clone();
-            let mut o = m.options().clone().unwrap_or_default();
-            o.push("rprivate".into());
-            m.set_options(Some(o));
-            mounts::mount_entry(&ctx, &m)?;
-            continue;
+        if m.read_only_later {
+            let mut rw = m.options.clone();
+            rw.flags.remove(MsFlags::MS_RDONLY);
+            mounts::mount_entry(&ctx, m, &rw)?;
+            later.push(m);
+        } else {
+            mounts::mount_entry(&ctx, m, &m.options)?;
         }
-        if m.destination() == Path::new("/dev") {
-            let o = mounts::parse_options(m.options().as_deref().unwrap_or(&[]))?;
-            if o.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind") {
-                dev_bound = true;
-            } else if o.flags.contains(MsFlags::MS_RDONLY) {
-                // /dev is made read-only only after the device nodes were created in it.
-                dev_ro = true;
-                let mut m = m.clone();
-                m.set_options(
-                    m.options()
-                        .as_ref()
-                        .map(|v| v.iter().filter(|x| *x != "ro").cloned().collect()),
-                );
-                mounts::mount_entry(&ctx, &m)?;
-                continue;
-            }
-        }
-        mounts::mount_entry(&ctx, m)?;
     }
-    if !dev_bound {
+    if !s.checked.dev_bound() {
         let mut nodes = devices::defaults();
-        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
-            let n = devices::from_spec(d)?;
+        for n in &s.checked.devices {
             nodes.retain(|x| x.path != n.path);
-            nodes.push(n);
+            nodes.push(n.clone());
         }
         devices::create_all(&root, &nodes, s.userns)?;
         devices::symlinks(&root)?;
     }
-    if dev_ro {
-        let d = paths::mkdir_all(&root, Path::new("/dev"))?;
-        mounts::mount(
-            None,
-            &fd_path(d.as_raw_fd()),
-            None,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None,
-            Path::new("/dev"),
-        )?;
-    }
-    Ok(())
+    later.apply(&root)
 }
 
-/// A bind entry whose options set no propagation.
-fn is_bind_without_propagation(m: &oci_spec::runtime::Mount) -> Result<bool> {
-    let o = mounts::parse_options(m.options().as_deref().unwrap_or(&[]))?;
-    let bind = o.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
-    Ok(bind && o.propagation.is_empty())
+/// The mounts made read-write so that they could be filled, to be made read-only at the end of
+/// [`prepare`]. One mechanism for every such mount: a read-only `/dev` gets its device nodes
+/// first, a read-only tmpfs its nested mount points and tmpcopyup contents.
+#[derive(Debug, Default)]
+struct ReadOnlyLater {
+    /// Destination, and the flags the entry asked for (read-only among them).
+    mounts: Vec<(std::path::PathBuf, MsFlags)>,
+}
+
+impl ReadOnlyLater {
+    fn push(&mut self, m: &crate::validate::PlannedMount) {
+        self.mounts.push((m.destination().to_path_buf(), m.options.flags));
+    }
+
+    /// Remounts each read-only, keeping its other per-mount flags (a remount sets nosuid,
+    /// nodev, noexec and the atime flags anew: left out, they would be cleared). The deepest
+    /// first, though the order does not matter to the kernel.
+    fn apply(self, root: &std::os::fd::OwnedFd) -> Result<()> {
+        for (dest, flags) in self.mounts.iter().rev() {
+            let d = paths::mkdir_all(root, dest)?;
+            mounts::mount(
+                None,
+                &fd_path(d.as_raw_fd()),
+                None,
+                remount_read_only_flags(*flags),
+                None,
+                dest,
+            )
+            .ctx(|| "making it read-only".into())?;
+        }
+        Ok(())
+    }
+}
+
+/// The flags of the remount that makes a filled mount read-only: its own per-mount flags, plus
+/// MS_REMOUNT and MS_RDONLY.
+fn remount_read_only_flags(flags: MsFlags) -> MsFlags {
+    let per_mount = MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC
+        | MsFlags::MS_NOATIME
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_STRICTATIME
+        | MsFlags::MS_SYNCHRONOUS
+        | MsFlags::MS_DIRSYNC
+        | MsFlags::MS_LAZYTIME
+        | MsFlags::MS_MANDLOCK;
+    (flags & per_mount) | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY
 }
 
 /// Detaches a rootfs bind made in a shared namespace, with every mount under it. The tree is
@@ -322,7 +334,7 @@ pub fn undo_shared_bind(rootfs: &Path) {
 }
 
 /// After pivot_root (and the console): the read-only root.
-pub fn finalize_root(spec: &Spec) -> Result<()> {
+pub fn finalize_root(spec: &oci_spec::runtime::Spec) -> Result<()> {
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
         mounts::remount_bind("/", MsFlags::MS_RDONLY, Path::new("/")).ctx(|| "making the root read-only".into())?;
     }
@@ -331,7 +343,7 @@ pub fn finalize_root(spec: &Spec) -> Result<()> {
 
 /// After the sysctls: `readonlyPaths`, then `maskedPaths`, then the final propagation of `/`
 /// (last: read-only paths are bind mounts, which an unbindable tree would refuse).
-pub fn protect_paths(spec: &Spec) -> Result<()> {
+pub fn protect_paths(spec: &oci_spec::runtime::Spec, checked: &crate::validate::Checked) -> Result<()> {
     let linux = spec.linux().as_ref();
     for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
         readonly_path(p).ctx(|| format!("making {p} read-only"))?;
@@ -339,12 +351,8 @@ pub fn protect_paths(spec: &Spec) -> Result<()> {
     for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
         mask_path(p).ctx(|| format!("masking {p}"))?;
     }
-    if let Some(p) = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .filter(|p| !p.is_empty())
-    {
-        mounts::mount(None, "/", None, propagation_flag(p)?, None, Path::new("/"))
-            .ctx(|| format!("setting rootfs propagation {p}"))?;
+    if let Some(p) = checked.rootfs_propagation {
+        mounts::mount(None, "/", None, p, None, Path::new("/")).ctx(|| format!("setting rootfs propagation {p:?}"))?;
     }
     Ok(())
 }
@@ -387,6 +395,19 @@ mod tests {
             full_proc_and_sys(mi, Path::new("/run/c/rootfs")),
             vec!["/proc", "/sys", "/srv/a b"]
         );
+    }
+
+    #[test]
+    fn read_only_later_keeps_the_mounts_own_flags() {
+        let f =
+            remount_read_only_flags(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME);
+        assert_eq!(
+            f,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME
+        );
+        // Never a bind, recursive or propagation flag.
+        let f = remount_read_only_flags(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_SHARED);
+        assert_eq!(f, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY);
     }
 
     #[test]

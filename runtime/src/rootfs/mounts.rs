@@ -5,10 +5,10 @@ use super::paths::{self, Kind};
 use crate::cgroups::CgroupPaths;
 use crate::error::{Context, Error, Result};
 use crate::sys::fd_path;
+use crate::validate::PlannedMount;
 use nix::mount::MsFlags;
-use oci_spec::runtime::Mount;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A mount's options, split as mount(2) wants them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,31 +322,21 @@ pub struct Ctx<'a> {
     pub userns: bool,
 }
 
-/// Mounts one `mounts` entry.
-pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
-    let dest = m.destination();
-    if !dest.is_absolute() {
-        return Err(Error::msg(format!(
-            "mount destination {} is not absolute",
-            dest.display()
-        )));
-    }
-    let opts = parse_options(m.options().as_deref().unwrap_or(&[]))?;
-    let typ = m.typ().as_deref().unwrap_or("");
-    let is_bind = opts.flags.contains(MsFlags::MS_BIND) || typ == "bind";
-    let step = || {
-        format!(
-            "mount {} ({})",
-            dest.display(),
-            if typ.is_empty() { "bind" } else { typ }
-        )
-    };
+/// Mounts one checked `mounts` entry with `opts` (its own options, or those with read-only
+/// deferred: see [`crate::rootfs::prepare`]).
+pub fn mount_entry(ctx: &Ctx, pm: &PlannedMount, opts: &Options) -> Result<()> {
+    let m = &pm.mount;
+    let dest = pm.destination();
+    let typ = pm.typ();
+    let is_bind = pm.bind;
+    let step = || format!("mount {} ({typ})", dest.display());
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(ctx, dest, &opts).ctx(step);
+        return mount_cgroup(ctx, dest, opts).ctx(step);
     }
     let data = opts.data.join(",");
     if is_bind {
-        let src = source_path(ctx.bundle, m)?;
+        let src = crate::validate::bind_source(ctx.bundle, m)
+            .ok_or_else(|| Error::spec(format!("bind mount {} has no source", dest.display())))?;
         let meta = std::fs::metadata(&src)
             .ctx(|| format!("bind source {}", src.display()))
             .ctx(step)?;
@@ -363,8 +353,8 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
         if !(opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)).is_empty() {
             remount_bind(&tpath, opts.flags, dest).ctx(step)?;
         }
-        apply_propagation(&tpath, &opts, dest).ctx(step)?;
-        return apply_recursive(&tpath, &opts, dest).ctx(step);
+        apply_propagation(&tpath, opts, dest).ctx(step)?;
+        return apply_recursive(&tpath, opts, dest).ctx(step);
     }
     // procfs and sysfs: the directory that was checked is the one mounted on (no second
     // lookup that a swapped-in symlink could win).
@@ -427,8 +417,8 @@ pub fn mount_entry(ctx: &Ctx, m: &Mount) -> Result<()> {
             .ctx(|| "tmpcopyup".into())
             .ctx(step)?;
     }
-    apply_propagation(&tpath, &opts, dest).ctx(step)?;
-    apply_recursive(&tpath, &opts, dest).ctx(step)
+    apply_propagation(&tpath, opts, dest).ctx(step)?;
+    apply_recursive(&tpath, opts, dest).ctx(step)
 }
 
 /// procfs and sysfs go only on a real directory of the rootfs (or where nothing is yet): an
@@ -513,19 +503,6 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid())).ctx(|| format!("chown {}", to.display()))?;
     }
     Ok(())
-}
-
-/// The host path of a bind source (relative sources are relative to the bundle, as in runc).
-fn source_path(bundle: &Path, m: &Mount) -> Result<PathBuf> {
-    let src = m
-        .source()
-        .as_ref()
-        .ok_or_else(|| Error::msg(format!("bind mount {} has no source", m.destination().display())))?;
-    Ok(if src.is_absolute() {
-        src.clone()
-    } else {
-        bundle.join(src)
-    })
 }
 
 fn apply_propagation(target: &str, opts: &Options, what: &Path) -> Result<()> {
