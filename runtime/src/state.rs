@@ -215,7 +215,7 @@ impl Store {
         let dir = self.dir(id);
         let file = File::open(&dir).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::msg(format!("container {id:?} does not exist"))
+                Error::not_found(format!("container {id:?} does not exist"))
             } else {
                 Error::Os {
                     step: format!("opening {}", dir.display()),
@@ -249,7 +249,7 @@ impl Store {
         let path = self.dir(id).join(STATE_FILE);
         let data = std::fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::msg(format!("container {id:?} does not exist"))
+                Error::not_found(format!("container {id:?} does not exist"))
             } else {
                 Error::Os {
                     step: format!("reading {}", path.display()),
@@ -306,5 +306,14 @@ mod tests {
         for bad in ["", ".", "..", "../x", "a/b", "a b", "x\0"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_missing_container_is_not_found_by_kind() {
+        let root = std::env::temp_dir().join(format!("dray-state-test-{}", std::process::id()));
+        let store = Store::new(&root);
+        let e = store.load("nosuch").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{e}");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -3,10 +3,12 @@
 
 pub mod args;
 pub mod bootstrap;
+pub mod errors;
 pub mod events;
 pub mod metrics;
 pub mod mount;
 pub mod oom;
+pub mod options;
 pub mod reaper;
 pub mod runtime;
 pub mod server;

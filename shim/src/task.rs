@@ -12,11 +12,13 @@
 //! * TaskOOM precedes the TaskExit it caused: the OOM counter is read before init's exit.
 //! * Init's TaskExit comes after the exits of its exec processes (they die with it).
 
+use crate::errors::{not_found, runtime_err, status};
 use crate::events::{self, timestamp, Publisher};
 use crate::mount;
 use crate::oom::{self, OomCounter};
+pub use crate::options::RuntimeOptions;
 use crate::reaper::{Exit, Reaper};
-use crate::runtime::{RuntimeCli, RuntimeError};
+use crate::runtime::RuntimeCli;
 use crate::stdio::{self, ProcessIo, StdioSpec};
 use async_trait::async_trait;
 use containerd_shim_protos::api;
@@ -24,7 +26,7 @@ use containerd_shim_protos::events::task as ev;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::{EnumOrUnknown, Message, MessageField};
-use containerd_shim_protos::shim::oci::{Options, ProcessDetails};
+use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::types::task::{ProcessInfo, Status};
 use std::collections::{HashMap, HashSet};
@@ -35,80 +37,6 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use ttrpc::r#async::TtrpcContext;
 use ttrpc::{Code, Error as TtrpcError};
-
-/// Where the runtime keeps state when the options name no root (per namespace below it).
-pub const DEFAULT_ROOT: &str = "/run/containerd/dray";
-/// The runtime when the options name none.
-pub const DEFAULT_BINARY: &str = "dray";
-
-fn status(code: Code, msg: impl ToString) -> TtrpcError {
-    TtrpcError::RpcStatus(ttrpc::get_status(code, msg))
-}
-
-fn not_found(what: impl std::fmt::Display) -> TtrpcError {
-    status(Code::NOT_FOUND, format!("{what}: not found"))
-}
-
-fn runtime_err(e: RuntimeError) -> TtrpcError {
-    status(Code::UNKNOWN, e.to_string())
-}
-
-/// The options containerd passes for the runtime (`containerd.runc.v1.Options`), kept in
-/// `options.json` in the bundle for the `delete` action after a crash.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct RuntimeOptions {
-    pub binary_name: String,
-    pub root: String,
-    pub systemd_cgroup: bool,
-    pub no_pivot_root: bool,
-    pub no_new_keyring: bool,
-    pub io_uid: u32,
-    pub io_gid: u32,
-    #[serde(default)]
-    pub shim_cgroup: String,
-}
-
-impl RuntimeOptions {
-    /// Decodes the task options; other option types (CRI's runtimeoptions) leave defaults.
-    pub fn from_any(a: Option<&Any>) -> Result<RuntimeOptions, TtrpcError> {
-        let mut o = RuntimeOptions::default();
-        if let Some(a) = a.filter(|a| a.type_url.ends_with("containerd.runc.v1.Options")) {
-            let p = Options::parse_from_bytes(&a.value)
-                .map_err(|e| status(Code::INVALID_ARGUMENT, format!("runtime options: {e}")))?;
-            o = RuntimeOptions {
-                binary_name: p.binary_name,
-                root: p.root,
-                systemd_cgroup: p.systemd_cgroup,
-                no_pivot_root: p.no_pivot_root,
-                no_new_keyring: p.no_new_keyring,
-                io_uid: p.io_uid,
-                io_gid: p.io_gid,
-                shim_cgroup: p.shim_cgroup,
-            };
-        }
-        Ok(o)
-    }
-
-    pub fn binary(&self) -> &str {
-        if self.binary_name.is_empty() {
-            DEFAULT_BINARY
-        } else {
-            &self.binary_name
-        }
-    }
-
-    pub fn root_for(&self, ns: &str) -> PathBuf {
-        let r = if self.root.is_empty() { DEFAULT_ROOT } else { &self.root };
-        Path::new(r).join(ns)
-    }
-
-    pub fn load(bundle: &Path) -> RuntimeOptions {
-        std::fs::read(bundle.join("options.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -826,8 +754,7 @@ impl Service {
                 .run(&["delete", "--force", id], crate::runtime::Stdio3::null(), None)
                 .await
             {
-                let msg = e2.to_string();
-                if !msg.contains("not exist") && !msg.contains("not found") {
+                if !crate::errors::container_is_gone(&e2) {
                     if let Some(c) = self.0.lock().containers.get_mut(id) {
                         c.busy = false;
                         // Still there: its stdio goes on.

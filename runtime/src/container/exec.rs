@@ -26,8 +26,8 @@ impl Runtime {
                 drop(lock);
                 None
             }
-            Status::Paused => return Err(Error::msg("cannot exec in a paused container")),
-            s => return Err(Error::msg(format!("cannot exec in a {s} container"))),
+            Status::Paused => return Err(Error::state("cannot exec in a paused container")),
+            s => return Err(Error::state(format!("cannot exec in a {s} container"))),
         };
         let p = &o.process;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {

@@ -88,7 +88,7 @@ impl Runtime {
         let dir = self.store.dir(id);
         match st.status(&dir) {
             Status::Created => {}
-            s => return Err(Error::msg(format!("cannot start a container in the {s} state"))),
+            s => return Err(Error::state(format!("cannot start a container in the {s} state"))),
         }
         let fifo_path = dir.join(EXEC_FIFO);
         let fifo = std::fs::OpenOptions::new()
@@ -140,7 +140,7 @@ impl Runtime {
             return st.cgroup.signal_all(sig);
         }
         if !matches!(status, Status::Created | Status::Running | Status::Paused) {
-            return Err(Error::msg("container not running"));
+            return Err(Error::state("container not running"));
         }
         crate::sys::kill(st.pid, sig).ctx(|| format!("sending signal {sig} to pid {}", st.pid))?;
         // A frozen process cannot act on SIGKILL until it is thawed (runc thaws too).
@@ -171,26 +171,28 @@ impl Runtime {
             }
         };
         let _lock = lock?;
-        match st.status(&self.store.dir(id)) {
+        let status = st.status(&self.store.dir(id));
+        match status {
             Status::Stopped | Status::Created => {}
             s if !force => {
-                return Err(Error::msg(format!(
+                return Err(Error::state(format!(
                     "cannot delete container {id:?} that is not stopped: {s}"
                 )))
             }
             _ => {}
         }
-        self.destroy(&st)
+        self.destroy(&st, status)
     }
 
     /// Kills whatever is left of a container and removes it: processes, cgroup, state; then
-    /// runs the poststop hooks.
-    fn destroy(&self, st: &ContainerState) -> Result<()> {
+    /// runs the poststop hooks. `status` is what `delete` found under the container's lock (a
+    /// stopped init cannot come back, and nothing can pause the container meanwhile).
+    fn destroy(&self, st: &ContainerState, status: Status) -> Result<()> {
         let mut t = crate::timing::Phases::new("delete");
-        if crate::sys::process_alive(st.pid, Some(st.pid_start)) {
+        if matches!(status, Status::Created | Status::Running | Status::Paused) {
             let _ = crate::sys::kill(st.pid, libc::SIGKILL);
             // A frozen container cannot die until it is thawed.
-            if st.cgroup.frozen() {
+            if status == Status::Paused {
                 let _ = st.cgroup.set_frozen(false);
             }
             crate::sys::wait_exit(st.pid, Some(Duration::from_secs(10)));

@@ -8,7 +8,7 @@ impl Runtime {
         let _lock = self.store.lock(id)?;
         let st = self.store.load(id)?;
         if matches!(st.status(&self.store.dir(id)), Status::Stopped | Status::Creating) {
-            return Err(Error::msg("container not running"));
+            return Err(Error::state("container not running"));
         }
         // New device rules replace the old ones (followed by the defaults, as at create). On
         // v1 the list is replayed after a deny-all, on v2 the new program is attached before
@@ -26,7 +26,7 @@ impl Runtime {
     pub fn stats_event(&self, id: &str) -> Result<Event> {
         let st = self.store.load(id)?;
         if matches!(st.status(&self.store.dir(id)), Status::Stopped) {
-            return Err(Error::msg("container is not running"));
+            return Err(Error::state("container is not running"));
         }
         Ok(Event::stats(id, st.cgroup.stats()))
     }
@@ -69,7 +69,7 @@ impl Runtime {
         let st = self.store.load(id)?;
         match st.status(&self.store.dir(id)) {
             Status::Running | Status::Created => st.cgroup.set_frozen(true),
-            s => Err(Error::msg(format!("cannot pause a {s} container"))),
+            s => Err(Error::state(format!("cannot pause a {s} container"))),
         }
     }
 
@@ -79,7 +79,7 @@ impl Runtime {
         let st = self.store.load(id)?;
         match st.status(&self.store.dir(id)) {
             Status::Paused => st.cgroup.set_frozen(false),
-            s => Err(Error::msg(format!("cannot resume a {s} container: it is not paused"))),
+            s => Err(Error::state(format!("cannot resume a {s} container: it is not paused"))),
         }
     }
 

@@ -195,12 +195,7 @@ fn child_run(
     }
     enter_root(&mut root)?;
     // SAFETY: single-threaded (a fork of the single-threaded runtime).
-    let pid = unsafe { crate::sys::clone_fork(0) }?;
-    if pid != 0 {
-        ch.send(&Msg::InitPid(pid))?;
-        // SAFETY: see spawn.
-        unsafe { libc::_exit(0) }
-    }
+    unsafe { super::fork_and_report(ch) }?;
     // The helper and this process share the channel: without this wait, this process's
     // messages could overtake the helper's InitPid.
     ch.expect(&Msg::Go)?;

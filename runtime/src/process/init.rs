@@ -77,14 +77,7 @@ fn run(
             }
         }
         // SAFETY: this process is single-threaded (a fork of the single-threaded runtime).
-        match unsafe { crate::sys::clone_fork(0) }? {
-            0 => {}
-            pid => {
-                ch.send(&Msg::InitPid(pid))?;
-                // SAFETY: see child_main.
-                unsafe { libc::_exit(0) }
-            }
-        }
+        unsafe { super::fork_and_report(ch) }?;
     } else {
         for (t, p) in plan.join.iter().filter(|(t, _)| *t != Ns::Pid) {
             namespaces::join(*t, p)?;

@@ -57,6 +57,25 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 /// Everything the init needs, prepared by the runtime before the fork.
+/// The last fork of an intermediate process (the init's slow path, an exec helper): a pid
+/// namespace it created or joined applies to its children only. The intermediate reports the
+/// child's host pid on `ch` and exits; the child returns and goes on to become the process.
+///
+/// # Safety
+/// The caller must be single-threaded (it is a fork of the single-threaded runtime).
+pub(crate) unsafe fn fork_and_report(ch: &Channel) -> Result<()> {
+    // SAFETY: the caller is single-threaded.
+    let pid = unsafe { crate::sys::clone_fork(0) }?;
+    if pid != 0 {
+        // A failed report leaves the child waiting for a message that never comes; the
+        // runtime sees the channel close and fails the operation.
+        let code = i32::from(ch.send(&Msg::InitPid(pid)).is_err());
+        // SAFETY: _exit skips destructors and atexit handlers of this forked copy of the runtime.
+        unsafe { libc::_exit(code) }
+    }
+    Ok(())
+}
+
 /// Runs the runtime-side create hooks for an init pid; returns the state JSON for the
 /// container-side hooks (status `creating`, status `created`).
 pub type HookRunner<'a> = dyn FnMut(i32) -> Result<(String, String)> + 'a;
