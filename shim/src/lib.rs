@@ -5,6 +5,7 @@ pub mod args;
 pub mod bootstrap;
 pub mod errors;
 pub mod events;
+pub mod exits;
 pub mod metrics;
 pub mod mount;
 pub mod oom;

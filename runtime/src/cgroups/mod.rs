@@ -5,10 +5,12 @@
 //! at /sys/fs/cgroup/unified): the hierarchies are read from /proc/self/mountinfo, and the
 //! container gets a directory in each of them. Version-specific details live in [`v1`] and
 //! [`v2`]. One file per job: `discovery` (the hierarchies and the container's paths), this
-//! file (creating and removing the directories, applying resources), `procs` (placing,
+//! file (creating and removing the directories), `apply` (applying resources, one function
+//! per controller), `procs` (placing,
 //! listing and signalling processes), `freezer` (pause/resume), [`devices`], [`resources`]
 //! (the values written), [`stats`].
 
+mod apply;
 pub mod devices;
 mod discovery;
 mod freezer;
@@ -148,147 +150,6 @@ impl CgroupPaths {
         let d = self.dirs.iter().find(|d| d.v2)?;
         let avail = crate::sys::read_text(d.path.join("cgroup.controllers")).unwrap_or_default();
         avail.split_whitespace().any(|c| c == v2).then_some(d)
-    }
-
-    /// Applies `linux.resources` (all but devices, see [`Self::apply_devices`]) to the
-    /// container's cgroup, at create time or for `update`. Returns warnings about fields the
-    /// host cannot honour but runc ignores too.
-    pub fn apply_resources(&self, r: &oci_spec::runtime::LinuxResources, update: bool) -> Result<Vec<String>> {
-        use resources as res;
-        let mut warn = Vec::new();
-        let mut todo: Vec<(&CgroupDir, res::Writes)> = Vec::new();
-        let missing = |name: &str| Error::msg(format!("the {name} controller is not available on this host"));
-        // Each category: v1 controller name, v2 name, and the writes for each version.
-        if let Some(m) = r.memory() {
-            let any = m.limit().is_some()
-                || m.reservation().is_some()
-                || m.swap().is_some()
-                || m.kernel_tcp().is_some()
-                || m.swappiness().is_some()
-                || m.disable_oom_killer() == Some(true)
-                || m.use_hierarchy() == Some(true);
-            if any {
-                let d = self.host("memory", Some("memory")).ok_or_else(|| missing("memory"))?;
-                if update && m.check_before_update() == Some(true) {
-                    if let Some(limit) = m.limit().filter(|l| *l >= 0) {
-                        let f = if d.v2 {
-                            "memory.current"
-                        } else {
-                            "memory.usage_in_bytes"
-                        };
-                        let usage: i64 = crate::sys::read_text(d.path.join(f))
-                            .ok()
-                            .and_then(|s| s.trim().parse().ok())
-                            .unwrap_or(0);
-                        if limit < usage {
-                            return Err(Error::msg(format!(
-                                "memory.limit {limit} is below the current usage {usage} (checkBeforeUpdate)"
-                            )));
-                        }
-                    }
-                }
-                let w = if d.v2 {
-                    res::memory_v2(m, &mut warn)?
-                } else {
-                    res::memory_v1(
-                        m,
-                        d.path.join("memory.memsw.limit_in_bytes").exists(),
-                        crate::sys::read_text(d.path.join("memory.limit_in_bytes"))
-                            .ok()
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(u64::MAX),
-                        &mut warn,
-                    )?
-                };
-                todo.push((d, w));
-            } else if m.kernel().is_some() {
-                warn.push("memory.kernel ignored: kernel memory limits are gone from current kernels".into());
-            }
-        }
-        if let Some(c) = r.cpu() {
-            let probe = res::cpu_v1(c);
-            if !probe.is_empty() {
-                let d = self.host("cpu", Some("cpu")).ok_or_else(|| missing("cpu"))?;
-                todo.push((d, if d.v2 { res::cpu_v2(c)? } else { probe }));
-            }
-            let sets = res::cpuset(c);
-            if !sets.is_empty() {
-                let d = self.host("cpuset", Some("cpuset")).ok_or_else(|| missing("cpuset"))?;
-                todo.push((d, sets));
-            }
-        }
-        if let Some(p) = r.pids() {
-            let d = self.host("pids", Some("pids")).ok_or_else(|| missing("pids"))?;
-            todo.push((d, res::pids(p.limit())));
-        }
-        if let Some(b) = r.block_io() {
-            if !res::blkio_v1(b, false).is_empty() {
-                let d = self.host("blkio", Some("io")).ok_or_else(|| missing("blkio/io"))?;
-                let w = if d.v2 {
-                    res::io_v2(b, d.path.join("io.bfq.weight").exists())
-                } else {
-                    res::blkio_v1(
-                        b,
-                        !d.path.join("blkio.weight").exists() && d.path.join("blkio.bfq.weight").exists(),
-                    )
-                };
-                todo.push((d, w));
-            }
-        }
-        if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
-            let d = self
-                .host("hugetlb", Some("hugetlb"))
-                .ok_or_else(|| missing("hugetlb"))?;
-            todo.push((d, res::hugetlb(r, d.v2)?));
-        }
-        if let Some(n) = r.network() {
-            if let Some(id) = n.class_id() {
-                let d = self.host("net_cls", None).ok_or_else(|| missing("net_cls"))?;
-                todo.push((d, vec![("net_cls.classid".into(), id.to_string())]));
-            }
-            let prios: res::Writes = n
-                .priorities()
-                .iter()
-                .flatten()
-                .map(|p| ("net_prio.ifpriomap".into(), format!("{} {}", p.name(), p.priority())))
-                .collect();
-            if !prios.is_empty() {
-                let d = self.host("net_prio", None).ok_or_else(|| missing("net_prio"))?;
-                todo.push((d, prios));
-            }
-        }
-        let rd = res::rdma(r);
-        if !rd.is_empty() {
-            let d = self.host("rdma", Some("rdma")).ok_or_else(|| missing("rdma"))?;
-            todo.push((d, rd));
-        }
-        if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
-            let d = self
-                .dirs
-                .iter()
-                .find(|d| d.v2)
-                .ok_or_else(|| Error::msg("linux.resources.unified needs cgroup v2"))?;
-            let mut keys: Vec<_> = u.iter().collect();
-            keys.sort();
-            let mut w = res::Writes::new();
-            for (k, v) in keys {
-                res::unified_key(k)?;
-                if !d.path.join(k).exists() {
-                    return Err(Error::msg(format!(
-                        "unified resource {k:?}: no such file in the container's cgroup (controller not enabled?)"
-                    )));
-                }
-                w.push((k.clone(), v.clone()));
-            }
-            todo.push((d, w));
-        }
-        for (d, writes) in todo {
-            for (file, value) in writes {
-                std::fs::write(d.path.join(&file), &value)
-                    .map_err(|e| Error::msg(format!("setting {file} to {value:?} in {}: {e}", d.path.display())))?;
-            }
-        }
-        Ok(warn)
     }
 
     /// True on a pure cgroup v2 host: one cgroup2 hierarchy and nothing else.
