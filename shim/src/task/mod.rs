@@ -165,19 +165,7 @@ impl Shared {
     fn apply(&self, t: &mut Tasks, releases: Vec<Release>) {
         for r in releases {
             match r {
-                Release::CheckOom { container } => {
-                    let fired = t
-                        .containers
-                        .get_mut(&container)
-                        .and_then(|c| c.oom.as_mut())
-                        .is_some_and(|o| o.take_new());
-                    if fired {
-                        self.publisher.publish(events::task_oom(ev::TaskOOM {
-                            container_id: container,
-                            ..Default::default()
-                        }));
-                    }
-                }
+                Release::CheckOom { container } => self.publish_new_oom(t, &container),
                 Release::Exit {
                     container,
                     exec_id,
@@ -223,6 +211,21 @@ impl Shared {
         }
     }
 
+    /// Publishes TaskOOM if the container's OOM counter moved since it was last read.
+    fn publish_new_oom(&self, t: &mut Tasks, container: &str) {
+        let fired = t
+            .containers
+            .get_mut(container)
+            .and_then(|c| c.oom.as_mut())
+            .is_some_and(|o| o.take_new());
+        if fired {
+            self.publisher.publish(events::task_oom(ev::TaskOOM {
+                container_id: container.to_string(),
+                ..Default::default()
+            }));
+        }
+    }
+
     fn answer_wait(t: &mut Tasks, container: &str, exec_id: &str, exit: Exit) {
         if let Some(p) = t.containers.get_mut(container).and_then(|c| c.proc_io(exec_id)) {
             p.waiters.send_replace(Some(exit));
@@ -242,17 +245,7 @@ impl Shared {
                             // The exit path reports an OOM that killed init.
                             continue;
                         }
-                        let fired = t
-                            .containers
-                            .get_mut(&cid)
-                            .and_then(|c| c.oom.as_mut())
-                            .is_some_and(|o| o.take_new());
-                        if fired {
-                            me.publisher.publish(events::task_oom(ev::TaskOOM {
-                                container_id: cid.clone(),
-                                ..Default::default()
-                            }));
-                        }
+                        me.publish_new_oom(t, &cid);
                     }
                 });
                 (Some(counter), Some(task))
