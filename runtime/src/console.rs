@@ -96,6 +96,7 @@ pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
 
 /// Relays a pty master to this process's stdin/stdout (foreground `run` with a terminal). Puts
 /// stdin in raw mode when it is a terminal and restores it on drop.
+#[derive(Debug)]
 pub struct Relay {
     master: OwnedFd,
     saved: Option<nix::sys::termios::Termios>,
@@ -205,17 +206,19 @@ impl Drop for Relay {
 fn copy(from: RawFd, to: RawFd, buf: &mut [u8]) -> bool {
     // SAFETY: buf is a valid writable buffer of buf.len() bytes.
     let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 {
-        return false;
-    }
+    // Negative (an error) or 0 (end of file) ends the relay.
+    let n = match usize::try_from(n) {
+        Ok(n) if n > 0 => n,
+        _ => return false,
+    };
     let mut off = 0usize;
-    while off < n as usize {
+    while off < n {
         // SAFETY: the slice buf[off..n] is valid and initialised.
-        let w = unsafe { libc::write(to, buf[off..].as_ptr().cast(), n as usize - off) };
-        if w <= 0 {
-            return false;
+        let w = unsafe { libc::write(to, buf[off..].as_ptr().cast(), n - off) };
+        match usize::try_from(w) {
+            Ok(w) if w > 0 => off += w,
+            _ => return false,
         }
-        off += w as usize;
     }
     true
 }

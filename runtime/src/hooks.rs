@@ -60,7 +60,11 @@ pub fn run(hook: &Hook, state: &str) -> Result<()> {
     }
     let mut child = cmd.spawn().ctx(|| format!("running hook {name}"))?;
     drop(cmd);
-    let timeout = hook.timeout().filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64));
+    let timeout = hook
+        .timeout()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .map(Duration::from_secs);
     if let Some(t) = timeout {
         if !crate::sys::wait_exit(child.id() as i32, Some(t)) {
             let _ = child.kill();

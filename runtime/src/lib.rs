@@ -17,6 +17,14 @@
 //!   init consumes.
 //! - [`state`]: the state directory, state JSON and locking.
 
+// Casts that truncate or lose the sign, and public types without Debug, are errors here (as
+// firecracker has them): a pid, an fd or a size that silently wraps is a bug.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    missing_debug_implementations
+)]
+
 pub mod capabilities;
 pub mod cgroups;
 pub mod console;

@@ -116,7 +116,8 @@ impl Plan {
         self.new
             .iter()
             .filter(|t| !matches!(t, LinuxNamespaceType::Cgroup | LinuxNamespaceType::Time))
-            .fold(0, |acc, t| acc | flag(*t) as libc::c_ulong)
+            // Clone flags are positive bits.
+            .fold(0, |acc, t| acc | libc::c_ulong::from(flag(*t).unsigned_abs()))
     }
 }
 

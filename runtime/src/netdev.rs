@@ -18,7 +18,8 @@ const IFLA_NET_NS_FD: u16 = 28;
 
 fn push_attr(buf: &mut Vec<u8>, typ: u16, data: &[u8]) {
     let len = 4 + data.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    // Attributes here are a name or an fd: a few bytes.
+    buf.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
     buf.extend_from_slice(&typ.to_ne_bytes());
     buf.extend_from_slice(data);
     while !buf.len().is_multiple_of(4) {
@@ -36,13 +37,13 @@ pub fn move_request(index: i32, ns_fd: i32, new_name: Option<&str>, seq: u32) ->
     m.extend_from_slice(&index.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
-    push_attr(&mut m, IFLA_NET_NS_FD, &(ns_fd as u32).to_ne_bytes());
+    push_attr(&mut m, IFLA_NET_NS_FD, &crate::sys::fd_u32(ns_fd).to_ne_bytes());
     if let Some(n) = new_name {
         let mut name = n.as_bytes().to_vec();
         name.push(0);
         push_attr(&mut m, IFLA_IFNAME, &name);
     }
-    let len = m.len() as u32;
+    let len = u32::try_from(m.len()).unwrap_or(u32::MAX);
     m[0..4].copy_from_slice(&len.to_ne_bytes());
     m[4..6].copy_from_slice(&RTM_NEWLINK.to_ne_bytes());
     m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
@@ -96,7 +97,8 @@ pub fn move_all(devices: &HashMap<String, LinuxNetDevice>, pid: i32) -> Result<(
                 "network device {host:?} does not exist on the host"
             )));
         }
-        let req = move_request(index as i32, ns.as_raw_fd(), dev.name().as_deref(), seq as u32 + 1);
+        let seq = u32::try_from(seq + 1).unwrap_or(u32::MAX);
+        let req = move_request(index as i32, ns.as_raw_fd(), dev.name().as_deref(), seq);
         // SAFETY: send of a valid buffer on our socket (the kernel is the default destination).
         if unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
             return Err(std::io::Error::last_os_error()).ctx(|| format!("moving network device {host}"));

@@ -23,6 +23,9 @@ pub fn apply_scheduler(s: &Scheduler) -> Result<()> {
         util_min: u32,
         util_max: u32,
     }
+    // The kernel's sched_attr (SCHED_ATTR_SIZE_VER1): 56 bytes.
+    const SCHED_ATTR_SIZE: u32 = 56;
+    const _: () = assert!(std::mem::size_of::<SchedAttr>() == SCHED_ATTR_SIZE as usize);
     let policy = match s.policy() {
         LinuxSchedulerPolicy::SchedOther => 0,
         LinuxSchedulerPolicy::SchedFifo => 1,
@@ -44,11 +47,12 @@ pub fn apply_scheduler(s: &Scheduler) -> Result<()> {
         }
     });
     let attr = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
+        size: SCHED_ATTR_SIZE,
         policy,
         flags,
         nice: s.nice().unwrap_or(0),
-        priority: s.priority().unwrap_or(0) as u32,
+        priority: u32::try_from(s.priority().unwrap_or(0))
+            .map_err(|_| Error::msg(format!("scheduler priority {:?} is negative", s.priority())))?,
         runtime: s.runtime().unwrap_or(0),
         deadline: s.deadline().unwrap_or(0),
         period: s.period().unwrap_or(0),
@@ -76,7 +80,8 @@ pub fn apply_io_priority(p: &LinuxIOPriority) -> Result<()> {
             p.priority()
         )));
     }
-    let value = (class << 13) | p.priority() as i32;
+    // 0..=7, checked above.
+    let value = (class << 13) | i32::try_from(p.priority()).unwrap_or(0);
     // SAFETY: ioprio_set with integer arguments (IOPRIO_WHO_PROCESS = 1, 0 = ourselves).
     let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, value) };
     if r != 0 {

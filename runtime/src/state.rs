@@ -165,6 +165,7 @@ pub struct Store {
 }
 
 /// An exclusive lock on one container's directory, released on drop.
+#[derive(Debug)]
 pub struct Lock {
     file: File,
 }

@@ -38,7 +38,7 @@ pub unsafe fn clone_fork(flags: libc::c_ulong) -> Result<libc::pid_t> {
     if r < 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "clone".into());
     }
-    Ok(r as libc::pid_t)
+    syscall_int(r).ctx(|| "clone".into())
 }
 
 /// `clone3(2)` with CLONE_INTO_CGROUP: like [`clone_fork`], but the child is born in the cgroup
@@ -79,7 +79,7 @@ pub unsafe fn clone_into_cgroup(flags: u64, cgroup_fd: RawFd) -> std::io::Result
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: cgroup_fd as u64,
+        cgroup: u64::from(fd_u32(cgroup_fd)),
     };
     // SAFETY: clone3 with a valid clone_args of the size passed; no stack means the child runs on
     // a copy of ours, like fork; the caller guarantees a single thread.
@@ -93,7 +93,19 @@ pub unsafe fn clone_into_cgroup(flags: u64, cgroup_fd: RawFd) -> std::io::Result
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(r as libc::pid_t)
+    syscall_int(r)
+}
+
+/// A raw system call's result that is a pid or an fd, as the `int` it is: the kernel returns
+/// it in a long, never above INT_MAX.
+pub fn syscall_int(r: libc::c_long) -> std::io::Result<i32> {
+    i32::try_from(r).map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))
+}
+
+/// An fd for kernel structures that take it unsigned. An open fd is never negative; a negative
+/// one becomes u32::MAX, which the kernel refuses as a bad fd.
+pub fn fd_u32(fd: RawFd) -> u32 {
+    u32::try_from(fd).unwrap_or(u32::MAX)
 }
 
 /// `pidfd_open(2)`: a file descriptor that becomes readable when the process exits, which lets
@@ -105,12 +117,12 @@ pub fn pidfd_open(pid: libc::pid_t) -> std::io::Result<OwnedFd> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: the kernel returned a new, owned file descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(syscall_int(fd)?) })
 }
 
 /// Waits until `fd` is readable, at most `timeout` (None: forever). Returns false on timeout.
 pub fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> std::io::Result<bool> {
-    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    let ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -195,7 +207,7 @@ pub fn cloexec_from(first: RawFd) -> Result<()> {
     let r = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            first as libc::c_uint,
+            libc::c_uint::try_from(first).map_err(|_| Error::msg(format!("bad fd {first}")))?,
             libc::c_uint::MAX,
             CLOSE_RANGE_CLOEXEC,
         )
@@ -298,7 +310,8 @@ pub fn openat2_in_root(dirfd: RawFd, path: &Path, flags: i32, mode: u32) -> std:
     const RESOLVE_IN_ROOT: u64 = 0x10;
     let c = cstr(path).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
+        // Open flags are positive bits.
+        flags: u64::from((flags | libc::O_CLOEXEC).unsigned_abs()),
         mode: u64::from(mode),
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
@@ -315,7 +328,7 @@ pub fn openat2_in_root(dirfd: RawFd, path: &Path, flags: i32, mode: u32) -> std:
         };
         if fd >= 0 {
             // SAFETY: the kernel returned a new, owned file descriptor.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+            return Ok(unsafe { OwnedFd::from_raw_fd(syscall_int(fd)?) });
         }
         let e = std::io::Error::last_os_error();
         // EAGAIN: a concurrent rename raced the lookup; the kernel asks us to retry.

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 /// A stopwatch that logs (at debug level) the time since the previous mark.
+#[derive(Debug)]
 pub struct Phases {
     last: Instant,
     what: &'static str,

@@ -71,7 +71,7 @@ enum Msg {
 }
 
 /// Where events go.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Publisher {
     tx: mpsc::UnboundedSender<Msg>,
 }
@@ -155,7 +155,8 @@ async fn forward(mut rx: mpsc::UnboundedReceiver<Msg>, ns: String, ttrpc_address
                 client = connect(addr).await;
             }
             if let Some(c) = &client {
-                let ctx = ttrpc::context::with_timeout(Duration::from_secs(5).as_nanos() as i64);
+                let ctx =
+                    ttrpc::context::with_timeout(i64::try_from(Duration::from_secs(5).as_nanos()).unwrap_or(i64::MAX));
                 match c.forward(ctx, &req).await {
                     Ok(_) => break,
                     Err(err) => {

@@ -1,5 +1,13 @@
 //! `containerd-shim-dray-v2`: `start`, `delete`, `-v`, or (no action) the shim server.
 
+// Casts that truncate or lose the sign, and public types without Debug, are errors here (as
+// firecracker has them): a pid, an fd or a size that silently wraps is a bug.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    missing_debug_implementations
+)]
+
 use dray_shim::{args::Flags, bootstrap, server};
 use std::io::Write;
 

@@ -42,6 +42,7 @@ impl OomCounter {
 }
 
 /// The fd that becomes readable when the cgroup's OOM state may have changed.
+#[derive(Debug)]
 pub struct OomNotifier {
     fd: AsyncFd<File>,
     _keep: Option<File>,

@@ -21,7 +21,7 @@ pub struct Exit {
     pub at: std::time::SystemTime,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Reaper {
     waiters: Mutex<HashMap<i32, oneshot::Sender<Exit>>>,
 }

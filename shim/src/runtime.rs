@@ -27,7 +27,7 @@ pub enum RuntimeError {
 }
 
 /// Which runtime, with which global flags (runc's `--root`, `--systemd-cgroup`).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RuntimeCli {
     pub binary: String,
     pub root: PathBuf,
@@ -43,6 +43,7 @@ pub struct RuntimeCli {
 
 /// The three standard streams of a runtime invocation (for `create` and `exec` they become
 /// the container process's own).
+#[derive(Debug)]
 pub struct Stdio3 {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,

@@ -189,6 +189,7 @@ async fn write_all(fd: &AsyncFd<File>, mut buf: &[u8]) -> std::io::Result<()> {
 }
 
 /// The destination side of an output pump.
+#[derive(Debug)]
 enum Sink {
     /// Regular files never block: written in place.
     File(File),
@@ -196,7 +197,7 @@ enum Sink {
 }
 
 /// A json-file log written by the shim; stdout and stderr of a process share one writer.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LogSink {
     writer: Arc<std::sync::Mutex<dray_logfile::Writer>>,
     stream: dray_logfile::Stream,
@@ -345,7 +346,7 @@ async fn pump_in(src: AsyncFd<File>, dst: AsyncFd<File>, mut close: oneshot::Rec
 }
 
 /// What the shim keeps of a process's I/O once it runs.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ProcessIo {
     stdin_close: Option<oneshot::Sender<()>>,
     /// The pty master (terminal processes), for ResizePty.
@@ -403,6 +404,7 @@ pub struct StdioSpec {
 
 /// Set up before the runtime runs: the runtime's stdio and, for a terminal, the console
 /// socket it sends the pty master to.
+#[derive(Debug)]
 pub struct Prepared {
     pub child: Stdio3,
     pub console_socket: Option<ConsoleSocket>,
@@ -518,7 +520,9 @@ async fn start_logger(bin: &Path, args: &[String], id: &str, ns: &str) -> Result
                 }
             }
             for (i, fd) in high.iter().enumerate() {
-                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                // A handful of extra fds (runc's --preserve-fds).
+                let target = 3 + i32::try_from(i).unwrap_or(i32::MAX - 3);
+                if libc::dup2(*fd, target) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -644,6 +648,7 @@ impl Prepared {
 }
 
 /// A listening unix socket the runtime sends the pty master to (runc's `--console-socket`).
+#[derive(Debug)]
 pub struct ConsoleSocket {
     pub path: PathBuf,
     listener: UnixListener,
@@ -710,8 +715,8 @@ impl Drop for ConsoleSocket {
 /// ResizePty: sets the terminal's window size.
 pub fn resize(console: &File, width: u32, height: u32) -> Result<(), IoError> {
     let ws = libc::winsize {
-        ws_row: height as u16,
-        ws_col: width as u16,
+        ws_row: u16::try_from(height).unwrap_or(u16::MAX),
+        ws_col: u16::try_from(width).unwrap_or(u16::MAX),
         ws_xpixel: 0,
         ws_ypixel: 0,
     };

@@ -2,6 +2,14 @@
 //! [`dray_runtime::container::Runtime`]. The command line lives here, not in the library, so
 //! that the library (and the shim that links it) never compiles clap.
 
+// Casts that truncate or lose the sign, and public types without Debug, are errors here (as
+// firecracker has them): a pid, an fd or a size that silently wraps is a bug.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    missing_debug_implementations
+)]
+
 mod fast;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -368,11 +376,29 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = digits.parse().map_err(|_| Error::msg(format!("invalid size {s:?}")))?;
-    if n < 0.0 {
-        return Err(Error::msg(format!("invalid size {s:?}")));
+    // Whole and fractional digits in integers ("1.5g"), so that no float is cast.
+    let bad = || Error::msg(format!("invalid size {s:?}"));
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty()) || !all_digits(whole) || !all_digits(frac) || frac.len() > 18 {
+        return Err(bad());
     }
-    Ok((n * mult as f64) as i64)
+    let whole: i128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let frac_value: i128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| bad())?
+    };
+    let scale = 10i128.pow(u32::try_from(frac.len()).map_err(|_| bad())?);
+    let bytes = whole
+        .checked_mul(i128::from(mult))
+        .and_then(|w| w.checked_add(frac_value * i128::from(mult) / scale))
+        .ok_or_else(bad)?;
+    i64::try_from(bytes).map_err(|_| bad())
 }
 
 impl UpdateArgs {
@@ -841,4 +867,28 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
         return Err(bad());
     }
     std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_sizes_parse_like_runc() {
+        for (s, want) in [
+            ("1024", 1024),
+            ("512k", 512 << 10),
+            ("64M", 64 << 20),
+            ("2gb", 2 << 30),
+            ("1.5g", 3 << 29),
+            (".5k", 512),
+            ("1t", 1 << 40),
+            ("-1", -1),
+        ] {
+            assert_eq!(parse_bytes(s).unwrap(), want, "{s}");
+        }
+        for s in ["", "k", "abc", "1.2.3", "-5", "1e3", "99999999999999999999t"] {
+            assert!(parse_bytes(s).is_err(), "{s:?}");
+        }
+    }
 }

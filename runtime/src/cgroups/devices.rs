@@ -17,14 +17,14 @@ pub struct Rule {
     pub allow: bool,
     /// 'a' (all), 'c' or 'b'.
     pub typ: char,
-    pub major: Option<i64>,
-    pub minor: Option<i64>,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
     /// Subset of "rwm".
     pub access: String,
 }
 
 impl Rule {
-    fn new(allow: bool, typ: char, major: Option<i64>, minor: Option<i64>, access: &str) -> Rule {
+    fn new(allow: bool, typ: char, major: Option<u32>, minor: Option<u32>, access: &str) -> Rule {
         Rule {
             allow,
             typ,
@@ -36,7 +36,7 @@ impl Rule {
 
     /// The v1 text: `c 1:3 rwm`, `a *:* rwm`.
     pub fn v1_text(&self) -> String {
-        let n = |v: Option<i64>| v.map_or("*".to_string(), |x| x.to_string());
+        let n = |v: Option<u32>| v.map_or("*".to_string(), |x| x.to_string());
         format!("{} {}:{} {}", self.typ, n(self.major), n(self.minor), self.access)
     }
 }
@@ -62,12 +62,21 @@ fn from_cgroup(d: &LinuxDeviceCgroup) -> Result<Rule> {
             d.access().as_deref().unwrap_or_default()
         )));
     }
-    // -1 (or any negative number) is runc's wildcard, like an absent value.
+    // -1 (or any negative number) is runc's wildcard, like an absent value. Device numbers
+    // are 32 bits (12 for the major, 20 for the minor): anything larger names no device.
+    let number = |v: Option<i64>, what: &str| -> Result<Option<u32>> {
+        match v.filter(|n| *n >= 0) {
+            None => Ok(None),
+            Some(n) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| Error::msg(format!("device rule {what} {n} is out of range"))),
+        }
+    };
     Ok(Rule::new(
         d.allow(),
         typ,
-        d.major().filter(|m| *m >= 0),
-        d.minor().filter(|m| *m >= 0),
+        number(d.major(), "major")?,
+        number(d.minor(), "minor")?,
         &access,
     ))
 }
@@ -81,7 +90,7 @@ pub fn default_allowed() -> Vec<Rule> {
         Rule::new(true, 'b', None, None, "m"),
     ];
     for (_, major, minor) in crate::rootfs::devices::DEFAULT_DEVICES {
-        v.push(Rule::new(true, 'c', Some(major as i64), Some(minor as i64), "rwm"));
+        v.push(Rule::new(true, 'c', Some(major), Some(minor), "rwm"));
     }
     v.extend([
         Rule::new(true, 'c', Some(5), Some(1), "rwm"),
@@ -218,6 +227,7 @@ fn program(rules: &[Rule]) -> Vec<Insn> {
         }
         if let Some(m) = r.major {
             checks.push(block.len());
+            // The immediate is the number's bit pattern.
             block.push(insn(BPF_JMP_JNE_K, 5, 0, 0, m as i32));
         }
         if let Some(m) = r.minor {
@@ -229,7 +239,8 @@ fn program(rules: &[Rule]) -> Vec<Insn> {
         let len = block.len();
         let unconditional = checks.is_empty();
         for i in checks {
-            block[i].off = (len - i - 1) as i16;
+            // A program of a few hundred instructions (one block per rule).
+            block[i].off = i16::try_from(len - i - 1).unwrap_or(i16::MAX);
         }
         p.extend(block);
         // A rule that matches everything ends the program: the verifier refuses unreachable
@@ -257,12 +268,13 @@ const BPF_CGROUP_DEVICE: u32 = 6;
 /// The ids of the device programs attached to a cgroup v2 directory (BPF_PROG_QUERY).
 fn attached(cg: &std::fs::File) -> Result<Vec<u32>> {
     const BPF_PROG_QUERY: libc::c_long = 16;
-    let mut ids = [0u32; 64];
+    const IDS: u32 = 64;
+    let mut ids = [0u32; IDS as usize];
     let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_ne_bytes());
+    attr[0..4].copy_from_slice(&crate::sys::fd_u32(cg.as_raw_fd()).to_ne_bytes());
     attr[4..8].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
     attr[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
-    attr[24..28].copy_from_slice(&(ids.len() as u32).to_ne_bytes());
+    attr[24..28].copy_from_slice(&IDS.to_ne_bytes());
     bpf(BPF_PROG_QUERY, &mut attr).ctx(|| "listing the device programs".into())?;
     let n = u32::from_ne_bytes([attr[24], attr[25], attr[26], attr[27]]) as usize;
     Ok(ids[..n.min(ids.len())].to_vec())
@@ -276,10 +288,10 @@ fn detach(cg: &std::fs::File, id: u32) -> Result<()> {
     attr[0..4].copy_from_slice(&id.to_ne_bytes());
     let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr).ctx(|| format!("opening device program {id}"))?;
     // SAFETY: the kernel returned a new program fd.
-    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let prog = unsafe { OwnedFd::from_raw_fd(crate::sys::syscall_int(fd).ctx(|| "opening a device program".into())?) };
     let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_ne_bytes());
-    attr[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
+    attr[0..4].copy_from_slice(&crate::sys::fd_u32(cg.as_raw_fd()).to_ne_bytes());
+    attr[4..8].copy_from_slice(&crate::sys::fd_u32(prog.as_raw_fd()).to_ne_bytes());
     attr[8..12].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
     bpf(BPF_PROG_DETACH, &mut attr).ctx(|| format!("detaching device program {id}"))?;
     Ok(())
@@ -297,17 +309,19 @@ pub fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<()> {
     let license = c"Apache";
     let mut attr = [0u8; 128];
     attr[0..4].copy_from_slice(&BPF_PROG_TYPE_CGROUP_DEVICE.to_ne_bytes());
-    attr[4..8].copy_from_slice(&(prog.len() as u32).to_ne_bytes());
+    let insns = u32::try_from(prog.len()).map_err(|_| Error::msg("too many device rules"))?;
+    attr[4..8].copy_from_slice(&insns.to_ne_bytes());
     attr[8..16].copy_from_slice(&(prog.as_ptr() as u64).to_ne_bytes());
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
     let fd = bpf(BPF_PROG_LOAD, &mut attr).ctx(|| "loading the device cgroup eBPF program".into())?;
     // SAFETY: the kernel returned a new program fd.
-    let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let prog_fd =
+        unsafe { OwnedFd::from_raw_fd(crate::sys::syscall_int(fd).ctx(|| "loading the device program".into())?) };
     let cg = std::fs::File::open(dir).ctx(|| format!("opening {}", dir.display()))?;
     let old = attached(&cg)?;
     let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_ne_bytes());
-    attr[4..8].copy_from_slice(&(prog_fd.as_raw_fd() as u32).to_ne_bytes());
+    attr[0..4].copy_from_slice(&crate::sys::fd_u32(cg.as_raw_fd()).to_ne_bytes());
+    attr[4..8].copy_from_slice(&crate::sys::fd_u32(prog_fd.as_raw_fd()).to_ne_bytes());
     attr[8..12].copy_from_slice(&BPF_CGROUP_DEVICE.to_ne_bytes());
     attr[12..16].copy_from_slice(&BPF_F_ALLOW_MULTI.to_ne_bytes());
     bpf(BPF_PROG_ATTACH, &mut attr).ctx(|| format!("attaching the device program to {}", dir.display()))?;

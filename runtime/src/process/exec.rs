@@ -26,6 +26,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 /// What `exec` needs, prepared before the fork.
+#[derive(Debug)]
 pub struct ExecConfig {
     pub id: String,
     pub init_pid: i32,

@@ -200,6 +200,7 @@ fn run(
 
 /// The init's side of the runtime's cgroup work, which runs while the init sets up its
 /// mounts: `CgroupsMade`, then `InCgroup` (see [`crate::process`]).
+#[derive(Debug)]
 struct Gate<'a> {
     ch: &'a Channel,
     made: bool,
@@ -237,6 +238,7 @@ impl crate::rootfs::CgroupGate for Gate<'_> {
 }
 
 /// The program to exec, resolved and converted before the point of no return.
+#[derive(Debug)]
 pub struct Prepared {
     path: CString,
     argv: Vec<CString>,
@@ -382,7 +384,8 @@ pub fn setup_console(sock: &UnixStream, process: &Process, dev_console: bool) ->
     )
     .ctx(|| format!("chown of the terminal {name} to uid {}", process.user().uid()))?;
     if let Some(sz) = process.console_size() {
-        crate::console::set_size(master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
+        let cells = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+        crate::console::set_size(master.as_raw_fd(), cells(sz.height()), cells(sz.width()))?;
     }
     if dev_console {
         // /dev/console must exist as a file to be a bind target; create it if the image lacks it.
@@ -477,7 +480,8 @@ fn join_session_keyring(id: &str) -> Result<()> {
     // SAFETY: keyctl writes at most buf.len() bytes into buf.
     let n = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_DESCRIBE, key, buf.as_mut_ptr(), buf.len()) };
     if n > 0 {
-        let desc = String::from_utf8_lossy(&buf[..(n as usize).min(buf.len())]).into_owned();
+        let n = usize::try_from(n).unwrap_or(0).min(buf.len());
+        let desc = String::from_utf8_lossy(&buf[..n]).into_owned();
         if let Some(perm) = desc.split(';').nth(3).and_then(|p| u32::from_str_radix(p, 16).ok()) {
             // SAFETY: keyctl with integer arguments.
             unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, key, perm | 0x0008_0000) };

@@ -38,6 +38,7 @@ pub enum Msg {
 }
 
 /// One end of the socket pair.
+#[derive(Debug)]
 pub struct Channel {
     fd: OwnedFd,
     /// An fd that arrived with the last message, if any.
@@ -149,7 +150,9 @@ impl Channel {
                         c = libc::CMSG_NXTHDR(&hdr, c);
                     }
                 }
-                let msg = serde_json::from_slice(&buf[..r as usize])
+                // r > 0 here.
+                let len = r.unsigned_abs().min(buf.len());
+                let msg = serde_json::from_slice(&buf[..len])
                     .map_err(|e| Error::msg(format!("bad message on the init channel: {e}")))?;
                 return Ok(Some(msg));
             }

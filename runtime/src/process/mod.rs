@@ -80,6 +80,7 @@ pub(crate) unsafe fn fork_and_report(ch: &Channel) -> Result<()> {
 /// container-side hooks (status `creating`, status `created`).
 pub type HookRunner<'a> = dyn FnMut(i32) -> Result<(String, String)> + 'a;
 
+#[derive(Debug)]
 pub struct InitConfig {
     pub id: String,
     pub spec: Spec,

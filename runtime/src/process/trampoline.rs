@@ -42,7 +42,7 @@ pub fn elf_image() -> Vec<u8> {
     const BASE: u64 = 0x40_0000;
     const HDR: u64 = 64 + 56;
     let total = HDR + CODE.len() as u64;
-    let mut v = Vec::with_capacity(total as usize);
+    let mut v = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     v.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     v.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
     v.extend_from_slice(&MACHINE.to_le_bytes());

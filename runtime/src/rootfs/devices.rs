@@ -15,8 +15,8 @@ pub struct Node {
     pub path: PathBuf,
     /// S_IFCHR, S_IFBLK or S_IFIFO.
     pub kind: libc::mode_t,
-    pub major: u64,
-    pub minor: u64,
+    pub major: u32,
+    pub minor: u32,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
@@ -25,7 +25,7 @@ pub struct Node {
 /// The character devices every container gets (config-linux.md "Default Devices"): name under
 /// /dev, major, minor. The device cgroup's default rules allow the same nodes
 /// ([`crate::cgroups::devices::default_allowed`]).
-pub const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+pub const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
     ("null", 1, 3),
     ("zero", 1, 5),
     ("full", 1, 7),
@@ -77,12 +77,17 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Node> {
     Ok(Node {
         path: d.path().clone(),
         kind,
-        major: d.major() as u64,
-        minor: d.minor() as u64,
+        major: device_number(d, d.major(), "major")?,
+        minor: device_number(d, d.minor(), "minor")?,
         mode: d.file_mode().unwrap_or(0o666) & 0o7777,
         uid: d.uid().unwrap_or(0),
         gid: d.gid().unwrap_or(0),
     })
+}
+
+/// A device number of `linux.devices`: 32 bits (12 for the major, 20 for the minor).
+fn device_number(d: &LinuxDevice, n: i64, what: &str) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::msg(format!("device {}: {what} {n} is out of range", d.path().display())))
 }
 
 /// Creates the device nodes inside the rootfs (see [`create`]). The umask is cleared meanwhile
@@ -163,11 +168,7 @@ fn create(root: &OwnedFd, dir: &OwnedFd, n: &Node, userns: bool) -> Result<()> {
         )
         .ctx(step);
     }
-    let dev = if fifo {
-        0
-    } else {
-        libc::makedev(n.major as u32, n.minor as u32)
-    };
+    let dev = if fifo { 0 } else { libc::makedev(n.major, n.minor) };
     // SAFETY: mknodat with a valid C string.
     if unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), n.kind | n.mode, dev) } != 0 {
         return Err(std::io::Error::last_os_error()).ctx(step);

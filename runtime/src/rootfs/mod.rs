@@ -2,8 +2,10 @@
 //! "Rootfs Mount Propagation", "Masked Paths", "Readonly Paths", "Devices").
 //!
 //! Order, as runc: make `/` a slave (or `rootfsPropagation`) so nothing leaks to the host, bind
-//! the rootfs on itself, mount every entry, create /dev, then (after the createContainer hooks)
-//! pivot_root, then masked and read-only paths and a read-only root.
+//! the rootfs on itself, mount every entry (checked and parsed before the fork, see
+//! [`crate::validate`]), create /dev, make the read-only tmpfs mounts read-only now that they
+//! are filled, then (after the createContainer hooks) pivot_root, then masked and read-only
+//! paths and a read-only root.
 //!
 //! Without a mount namespace of its own (none in `linux.namespaces`, or one joined by `path`),
 //! the container's mounts are made in the namespace it shares, under a private bind of the
@@ -38,6 +40,7 @@ pub fn propagation_flag(s: &str) -> Result<MsFlags> {
 }
 
 /// What the init needs to set up the rootfs.
+#[derive(Debug)]
 pub struct Setup<'a> {
     /// The checked spec: its mounts, devices and rootfs propagation ([`crate::validate`]).
     pub checked: &'a crate::validate::Checked,
@@ -53,7 +56,7 @@ pub struct Setup<'a> {
 }
 
 /// How the mount set-up waits for the runtime's cgroup work (see [`crate::process`]).
-pub trait CgroupGate {
+pub trait CgroupGate: std::fmt::Debug {
     /// Returns once the container's cgroup directories exist.
     fn made(&mut self) -> Result<()>;
     /// Returns once the process is in them, and in its new cgroup namespace if it has one.

@@ -310,6 +310,7 @@ pub fn remount_bind(target: &str, flags: MsFlags, what: &Path) -> Result<()> {
 }
 
 /// Mount set-up context shared by every entry.
+#[derive(Debug)]
 pub struct Ctx<'a> {
     /// O_PATH fd of the rootfs (after it was bind-mounted on itself).
     pub root: &'a OwnedFd,

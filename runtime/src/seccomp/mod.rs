@@ -151,7 +151,9 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
                     return Err(Error::msg(format!("seccomp argument index {} is above 5", a.index())));
                 }
                 let (o, value) = op(a);
-                SeccompCondition::new(a.index() as u8, SeccompCmpArgLen::Qword, o, value)
+                // 0..=5, checked above.
+                let index = u8::try_from(a.index()).unwrap_or(u8::MAX);
+                SeccompCondition::new(index, SeccompCmpArgLen::Qword, o, value)
                     .map_err(|e| Error::msg(format!("seccomp condition: {e}")))
             })
             .collect::<Result<_>>()?;
@@ -199,8 +201,11 @@ pub fn compile(s: &LinuxSeccomp, warn: &mut Vec<String>) -> Result<Program> {
         let f = SeccompFilter::new(finish(not_default), default.clone(), SeccompAction::Allow, arch)
             .map_err(|e| Error::msg(format!("seccomp filter: {e}")))?;
         let mut f = to_filter(f, false)?;
-        if default != SeccompAction::Errno(libc::ENOSYS as u32) && newest_known >= 0 {
-            f.insns.splice(0..0, enosys_stub(newest_known as u32));
+        if let (true, Ok(newest)) = (
+            default != SeccompAction::Errno(libc::ENOSYS as u32),
+            u32::try_from(newest_known),
+        ) {
+            f.insns.splice(0..0, enosys_stub(newest));
         }
         filters.push(f);
     }
@@ -332,7 +337,8 @@ pub fn install(p: &Program) -> Result<Option<OwnedFd>> {
             })
             .collect();
         let prog = libc::sock_fprog {
-            len: insns.len() as u16,
+            len: u16::try_from(insns.len())
+                .map_err(|_| Error::msg("seccomp: the filter is longer than the kernel allows"))?,
             filter: insns.as_ptr() as *mut libc::sock_filter,
         };
         // A listener cannot be combined with TSYNC (and the init is single-threaded anyway);
@@ -357,7 +363,8 @@ pub fn install(p: &Program) -> Result<Option<OwnedFd>> {
         }
         if f.notify {
             // SAFETY: with NEW_LISTENER the kernel returns a new fd.
-            listener = Some(unsafe { OwnedFd::from_raw_fd(r as i32) });
+            listener =
+                Some(unsafe { OwnedFd::from_raw_fd(crate::sys::syscall_int(r).ctx(|| "seccomp listener".into())?) });
         }
     }
     Ok(listener)

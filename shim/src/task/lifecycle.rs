@@ -58,7 +58,7 @@ impl Service {
                 ..Default::default()
             }),
             checkpoint: req.checkpoint.clone(),
-            pid: pid as u32,
+            pid: wire(pid),
             ..Default::default()
         }));
         if let Some(e) = early {
@@ -66,7 +66,7 @@ impl Service {
             self.0.apply(t, r);
         }
         Ok(api::CreateTaskResponse {
-            pid: pid as u32,
+            pid: wire(pid),
             ..Default::default()
         })
     }
@@ -171,13 +171,13 @@ impl Service {
         }
         self.0.publisher.publish(events::task_start(ev::TaskStart {
             container_id: id.to_string(),
-            pid: pid as u32,
+            pid: wire(pid),
             ..Default::default()
         }));
         let rel = t.order.start_done(id, "", Some(pid), None, SystemTime::now());
         self.0.apply(t, rel);
         Ok(api::StartResponse {
-            pid: pid as u32,
+            pid: wire(pid),
             ..Default::default()
         })
     }
@@ -222,13 +222,13 @@ impl Service {
         self.0.publisher.publish(events::task_exec_started(ev::TaskExecStarted {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
-            pid: pid as u32,
+            pid: wire(pid),
             ..Default::default()
         }));
         let rel = t.order.start_done(id, exec_id, Some(pid), early, SystemTime::now());
         self.0.apply(t, rel);
         Ok(api::StartResponse {
-            pid: pid as u32,
+            pid: wire(pid),
             ..Default::default()
         })
     }
@@ -343,7 +343,7 @@ impl Service {
             }
             let (exit_status, exited_at) = exit_fields(p.exit);
             return Ok(api::DeleteResponse {
-                pid: p.pid as u32,
+                pid: wire(p.pid),
                 exit_status,
                 exited_at,
                 ..Default::default()
@@ -411,14 +411,14 @@ impl Service {
         let (exit_status, exited_at) = exit_fields(g.init.exit);
         self.0.publisher.publish(events::task_delete(ev::TaskDelete {
             container_id: id.to_string(),
-            pid: g.init.pid as u32,
+            pid: wire(g.init.pid),
             exit_status,
             exited_at: exited_at.clone(),
             id: id.to_string(),
             ..Default::default()
         }));
         Ok(api::DeleteResponse {
-            pid: g.init.pid as u32,
+            pid: wire(g.init.pid),
             exit_status,
             exited_at,
             ..Default::default()

@@ -36,6 +36,7 @@ pub use crate::options::RuntimeOptions;
 
 /// What the service keeps of a process besides the order of its events: its I/O, its spec
 /// (an exec's, until it starts) and the Wait callers.
+#[derive(Debug)]
 struct ProcIo {
     stdio: StdioSpec,
     io: ProcessIo,
@@ -54,14 +55,21 @@ impl ProcIo {
     }
 }
 
+/// A pid or an exit status as the API carries it (unsigned). Neither is ever negative; a
+/// negative one would be a bug, shown as 0 rather than as a huge number.
+fn wire(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
 /// An exit as the API carries it: status and time, or zero and none while running.
 fn exit_fields(exit: Option<Exit>) -> (u32, MessageField<Timestamp>) {
     match exit {
-        Some(e) => (e.status as u32, MessageField::some(timestamp(e.at))),
+        Some(e) => (wire(e.status), MessageField::some(timestamp(e.at))),
         None => (0, MessageField::none()),
     }
 }
 
+#[derive(Debug)]
 struct Container {
     bundle: PathBuf,
     runtime: RuntimeCli,
@@ -92,7 +100,7 @@ impl Drop for Container {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Tasks {
     /// The order of every process's events.
     order: Order,
@@ -101,6 +109,7 @@ struct Tasks {
 }
 
 /// State shared by the service, the exit loop and the OOM watchers.
+#[derive(Debug)]
 pub struct Shared {
     tasks: Mutex<Tasks>,
     publisher: Publisher,
@@ -114,7 +123,7 @@ pub struct Shared {
 }
 
 /// The ttrpc task service.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Service(pub Arc<Shared>);
 
 impl Shared {
@@ -178,8 +187,8 @@ impl Shared {
                         } else {
                             exec_id.clone()
                         },
-                        pid: exit.pid as u32,
-                        exit_status: exit.status as u32,
+                        pid: wire(exit.pid),
+                        exit_status: wire(exit.status),
                         exited_at: MessageField::some(timestamp(exit.at)),
                         ..Default::default()
                     }));

@@ -36,7 +36,7 @@ impl Task for Service {
             Ok(api::StateResponse {
                 id: req.id.clone(),
                 bundle,
-                pid: p.pid as u32,
+                pid: wire(p.pid),
                 status: EnumOrUnknown::new(st),
                 stdin: pio.stdio.stdin.clone(),
                 stdout: pio.stdio.stdout.clone(),
@@ -82,7 +82,7 @@ impl Task for Service {
         let mut resp = api::PidsResponse::new();
         for pid in pids {
             let mut info = ProcessInfo::new();
-            info.pid = pid as u32;
+            info.pid = wire(pid);
             if let Some((cid, eid)) = t.order.owner_of(pid) {
                 if cid == &req.id && !eid.is_empty() {
                     let d = ProcessDetails {
@@ -280,7 +280,7 @@ impl Task for Service {
                 at: std::time::SystemTime::now(),
             });
         Ok(api::WaitResponse {
-            exit_status: e.status as u32,
+            exit_status: wire(e.status),
             exited_at: MessageField::some(timestamp(e.at)),
             ..Default::default()
         })
@@ -297,7 +297,7 @@ impl Task for Service {
 
     async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> ttrpc::Result<api::ConnectResponse> {
         let t = self.0.lock();
-        let task_pid = t.order.group(&req.id).map(|g| g.init.pid as u32).unwrap_or(0);
+        let task_pid = t.order.group(&req.id).map(|g| wire(g.init.pid)).unwrap_or(0);
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
