@@ -56,14 +56,55 @@ impl Cursor {
 }
 
 /// The file written after the one with inode `after` (the oldest one when that is gone).
+///
+/// The writer may rotate while we look: every name then points one file further. So the
+/// order comes from a [`snapshot`] of the names at one moment, and the file opened is checked
+/// to be the one the snapshot named; otherwise we look again. (Looking up each name at a
+/// different moment once made a file that had moved on look gone, and the follower sent the
+/// oldest file again.)
 fn next_file(path: &Path, max_file: u32, after: Option<u64>) -> Option<Cursor> {
-    let files = dray_logfile::files(path, max_file);
-    let idx = after.and_then(|ino| files.iter().position(|f| inode_of(f) == Some(ino)));
-    let next = match idx {
-        Some(i) => files.get(i + 1),
-        None => files.first(),
+    for _ in 0..SCAN_TRIES {
+        let files = snapshot(path, max_file);
+        let idx = after.and_then(|ino| files.iter().position(|(_, i)| *i == ino));
+        let next = match idx {
+            Some(i) => files.get(i + 1),
+            None => files.first(),
+        };
+        let Some((p, ino)) = next else {
+            return Cursor::open(path, 0);
+        };
+        match Cursor::open(p, 0) {
+            Some(c) if c.inode == *ino => return Some(c),
+            // Rotated (or removed) since the snapshot.
+            _ => continue,
+        }
+    }
+    Cursor::open(path, 0)
+}
+
+/// How often a lookup is repeated while the writer keeps rotating.
+const SCAN_TRIES: usize = 100;
+
+/// The log's files with their inodes, oldest first, as they were at one moment: two scans in
+/// a row that agree (a rotation renames files and makes a new inode, so a scan that overlaps
+/// one differs from the next). Between renames the names are still in write order, a name
+/// missing at most.
+fn snapshot(path: &Path, max_file: u32) -> Vec<(PathBuf, u64)> {
+    let scan = || -> Vec<(PathBuf, u64)> {
+        dray_logfile::files(path, max_file)
+            .into_iter()
+            .filter_map(|p| inode_of(&p).map(|i| (p, i)))
+            .collect()
     };
-    Cursor::open(next.map(PathBuf::as_path).unwrap_or(path), 0)
+    let mut last = scan();
+    for _ in 0..SCAN_TRIES {
+        let now = scan();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
 }
 
 fn inode_of(p: &Path) -> Option<u64> {
@@ -108,7 +149,7 @@ pub fn follow(
     }
     // After the tail, follow without it.
     let filter = Filter { tail: None, ..filter };
-    let mut cur = start_cursor(&path, max_file, pos, &filter, &tx);
+    let mut cur = start_cursor(&path, max_file, pos);
     loop {
         let done = stopped.load(Ordering::SeqCst);
         if let Some(c) = cur.as_mut() {
@@ -116,11 +157,20 @@ pub fn follow(
                 return;
             }
         }
-        // Rotated: the old file is read to its end above; next comes the file written after
-        // it (several rotations may have happened since the last look).
+        // Rotated: the old file is complete now; what was appended to it between the drain
+        // above and the rotation is read, then comes the file written after it (several
+        // rotations may have happened since the last look).
         if inode_of(&path).is_some_and(|i| cur.as_ref().map(|c| c.inode) != Some(i)) {
-            cur = next_file(&path, max_file, cur.as_ref().map(|c| c.inode));
-            continue;
+            if let Some(c) = cur.as_mut() {
+                if !c.drain(&filter, &tx) {
+                    return;
+                }
+            }
+            // None only in a race with the writer: keep the place and look again.
+            if let Some(next) = next_file(&path, max_file, cur.as_ref().map(|c| c.inode)) {
+                cur = Some(next);
+                continue;
+            }
         }
         if done || tx.is_closed() {
             return;
@@ -129,29 +179,23 @@ pub fn follow(
     }
 }
 
-/// The cursor after `read`: the current file at `pos`, or, when it rotated in between, the
-/// rest of the rotated file first.
-fn start_cursor(
-    path: &Path,
-    max_file: u32,
-    pos: Position,
-    filter: &Filter,
-    tx: &mpsc::Sender<Entry>,
-) -> Option<Cursor> {
-    if inode_of(path) == Some(pos.inode) || pos.inode == 0 {
-        return Cursor::open(path, pos.offset);
+/// The cursor after `read`: the file `read` ended in, at `pos`, wherever rotations have moved
+/// it since (the follow loop then reads the rest of it and goes on with the files after it).
+fn start_cursor(path: &Path, max_file: u32, pos: Position) -> Option<Cursor> {
+    if pos.inode == 0 {
+        // `read` found no current file.
+        return Cursor::open(path, 0);
     }
-    for i in 1..max_file.max(2) {
-        let p = dray_logfile::files(path, max_file)
-            .into_iter()
-            .find(|f| inode_of(f) == Some(pos.inode) && f != path);
-        if let Some(p) = p {
-            if let Some(mut c) = Cursor::open(&p, pos.offset) {
-                c.drain(filter, tx);
-            }
-            break;
+    for _ in 0..SCAN_TRIES {
+        let Some((p, _)) = snapshot(path, max_file).into_iter().find(|(_, i)| *i == pos.inode) else {
+            // Rotated out of the kept files: the oldest one left comes after it.
+            return next_file(path, max_file, None);
+        };
+        match Cursor::open(&p, pos.offset) {
+            Some(c) if c.inode == pos.inode => return Some(c),
+            // Moved on since the snapshot.
+            _ => continue,
         }
-        let _ = i;
     }
     Cursor::open(path, 0)
 }
