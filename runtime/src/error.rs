@@ -28,8 +28,9 @@ pub enum Error {
     InvalidState(String),
 }
 
-/// What kind of failure an [`Error`] is, for callers that act on it (a shim maps these to
-/// ttrpc codes; `delete --force` ignores a missing container) without reading message text.
+/// What kind of failure an [`Error`] is, so that a caller of the library (and a unit test) can
+/// tell an invalid spec, a missing container or a refused state apart without reading message
+/// text. The `dray` command line prints the message and exits 1 for each, as runc does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// A system call failed (see [`Error::errno`]).

@@ -116,8 +116,10 @@ impl Plan {
         self.new
             .iter()
             .filter(|t| !matches!(t, LinuxNamespaceType::Cgroup | LinuxNamespaceType::Time))
-            // Clone flags are positive bits.
-            .fold(0, |acc, t| acc | libc::c_ulong::from(flag(*t).unsigned_abs()))
+            // The bits of each int flag.
+            .fold(0, |acc, t| {
+                acc | libc::c_ulong::from(u32::from_ne_bytes(flag(*t).to_ne_bytes()))
+            })
     }
 }
 

@@ -310,8 +310,8 @@ pub fn openat2_in_root(dirfd: RawFd, path: &Path, flags: i32, mode: u32) -> std:
     const RESOLVE_IN_ROOT: u64 = 0x10;
     let c = cstr(path).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let how = OpenHow {
-        // Open flags are positive bits.
-        flags: u64::from((flags | libc::O_CLOEXEC).unsigned_abs()),
+        // The bits of the int, as the kernel's u64 field takes them.
+        flags: u64::from(u32::from_ne_bytes((flags | libc::O_CLOEXEC).to_ne_bytes())),
         mode: u64::from(mode),
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };

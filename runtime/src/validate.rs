@@ -28,6 +28,9 @@ pub struct Checked {
     pub devices: Vec<Node>,
     /// `linux.rootfsPropagation` (only with a mount namespace of the container's own).
     pub rootfs_propagation: Option<MsFlags>,
+    /// `linux.resources.devices` followed by the default rules, None without any rule (no
+    /// device cgroup restriction, as runc).
+    pub device_rules: Option<Vec<crate::cgroups::devices::Rule>>,
 }
 
 impl Checked {
@@ -139,11 +142,13 @@ pub fn spec(spec: &Spec) -> Result<Checked> {
         .flatten()
         .map(|d| devices::from_spec(d).map_err(to_spec))
         .collect::<Result<Vec<_>>>()?;
+    let device_rules = crate::cgroups::devices::rules(spec).map_err(to_spec)?;
     Ok(Checked {
         namespaces,
         mounts,
         devices,
         rootfs_propagation,
+        device_rules,
     })
 }
 
@@ -219,6 +224,15 @@ pub fn process(p: &Process) -> Result<()> {
                 l.hard()
             )));
         }
+    }
+    if let Some(prio) = p.scheduler().as_ref().and_then(|s| *s.priority()).filter(|p| *p < 0) {
+        return Err(Error::spec(format!("process.scheduler.priority {prio} is negative")));
+    }
+    if let Some(io) = p.io_priority().as_ref().filter(|io| !(0..=7).contains(&io.priority())) {
+        return Err(Error::spec(format!(
+            "process.ioPriority.priority {} is outside 0..7",
+            io.priority()
+        )));
     }
     unsupported_process_fields(p)
 }
@@ -439,6 +453,56 @@ mod tests {
             rl(PosixRlimitType::RlimitNofile, 1, 2),
         ]));
         assert!(super::process(&p).unwrap_err().to_string().contains("listed twice"));
+    }
+
+    #[test]
+    fn scheduler_and_io_priorities_are_checked() {
+        use oci_spec::runtime::{IOPriorityClass, LinuxIOPriorityBuilder, SchedulerBuilder};
+        let mut p = process(&["sh"], &[]);
+        p.set_scheduler(Some(SchedulerBuilder::default().priority(-1).build().unwrap()));
+        assert!(super::process(&p).unwrap_err().to_string().contains("is negative"));
+        let mut p = process(&["sh"], &[]);
+        let io = |prio| {
+            LinuxIOPriorityBuilder::default()
+                .class(IOPriorityClass::IoprioClassBe)
+                .priority(prio)
+                .build()
+                .unwrap()
+        };
+        p.set_io_priority(Some(io(8)));
+        assert!(super::process(&p).unwrap_err().to_string().contains("outside 0..7"));
+        p.set_io_priority(Some(io(7)));
+        assert!(super::process(&p).is_ok());
+    }
+
+    #[test]
+    fn device_rules_are_checked_before_the_fork() {
+        use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxResourcesBuilder};
+        let rule = |major: i64| {
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(LinuxDeviceType::C)
+                .major(major)
+                .access("rwm")
+                .build()
+                .unwrap()
+        };
+        let with_rules = |rules| {
+            with_linux(|l| {
+                l.set_resources(Some(LinuxResourcesBuilder::default().devices(rules).build().unwrap()));
+            })
+        };
+        let c = spec(&with_rules(vec![rule(10)])).unwrap();
+        let rules = c.device_rules.unwrap();
+        assert_eq!(rules[0].major, Some(10));
+        // Followed by the defaults.
+        assert!(rules.len() > 1);
+        // No rule at all: no device cgroup restriction.
+        let none = with_linux(|l| {
+            l.set_resources(None);
+        });
+        assert!(spec(&none).unwrap().device_rules.is_none());
+        refused(&with_rules(vec![rule(1 << 40)]), "out of range");
     }
 
     #[test]

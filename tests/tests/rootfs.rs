@@ -547,7 +547,7 @@ fn a_read_only_tmpfs_is_filled_before_it_is_made_read_only() {
         }
     }
     mounts.push(
-        json!({"destination": "/srv", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nodev", "tmpcopyup"]}),
+        json!({"destination": "/srv", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nodev", "rnoexec", "tmpcopyup"]}),
     );
     mounts.push(json!({"destination": "/srv/inner", "type": "tmpfs", "source": "tmpfs"}));
     let o = b.run();
@@ -567,7 +567,7 @@ fn a_read_only_tmpfs_is_filled_before_it_is_made_read_only() {
     );
     let srv = opts("/srv");
     assert!(
-        srv.iter().any(|o| o == "ro") && srv.iter().any(|o| o == "nodev"),
+        ["ro", "nodev", "noexec"].iter().all(|f| srv.iter().any(|o| o == f)),
         "{srv:?}"
     );
     assert!(opts("/srv/inner").iter().any(|o| o == "rw"));

@@ -155,8 +155,8 @@ impl Runtime {
         };
         self.store.save(&st)?;
         t.mark("state directory, exec.fifo, state");
-        // Checked before the fork; written by `make_cgroups` below.
-        let device_rules = crate::cgroups::devices::rules(&spec)?;
+        // Checked with the spec; written by `make_cgroups` below.
+        let device_rules = checked.device_rules.clone();
         let console = match (&o.console_socket, console) {
             (_, Some(c)) => Some(c),
             (Some(p), None) => Some(crate::console::connect(p)?),

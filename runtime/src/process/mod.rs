@@ -56,7 +56,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-/// Everything the init needs, prepared by the runtime before the fork.
 /// The last fork of an intermediate process (the init's slow path, an exec helper): a pid
 /// namespace it created or joined applies to its children only. The intermediate reports the
 /// child's host pid on `ch` and exits; the child returns and goes on to become the process.
@@ -80,6 +79,7 @@ pub(crate) unsafe fn fork_and_report(ch: &Channel) -> Result<()> {
 /// container-side hooks (status `creating`, status `created`).
 pub type HookRunner<'a> = dyn FnMut(i32) -> Result<(String, String)> + 'a;
 
+/// Everything the init needs, prepared by the runtime before the fork.
 #[derive(Debug)]
 pub struct InitConfig {
     pub id: String,
@@ -92,7 +92,6 @@ pub struct InitConfig {
     /// The container's state directory (holds exec.fifo).
     pub state_dir: PathBuf,
     pub no_pivot: bool,
-    /// Number of fds above stdio passed into the container (`--preserve-fds`).
     /// The fds above stdio passed into the container (`--preserve-fds`): those the caller
     /// really passed, never the runtime's own.
     pub inherited_fds: Vec<i32>,

@@ -147,50 +147,25 @@ pub fn prepare(s: &mut Setup) -> Result<()> {
 /// first, a read-only tmpfs its nested mount points and tmpcopyup contents.
 #[derive(Debug, Default)]
 struct ReadOnlyLater {
-    /// Destination, and the flags the entry asked for (read-only among them).
-    mounts: Vec<(std::path::PathBuf, MsFlags)>,
+    mounts: Vec<std::path::PathBuf>,
 }
 
 impl ReadOnlyLater {
     fn push(&mut self, m: &crate::validate::PlannedMount) {
-        self.mounts.push((m.destination().to_path_buf(), m.options.flags));
+        self.mounts.push(m.destination().to_path_buf());
     }
 
-    /// Remounts each read-only, keeping its other per-mount flags (a remount sets nosuid,
-    /// nodev, noexec and the atime flags anew: left out, they would be cleared). The deepest
-    /// first, though the order does not matter to the kernel.
+    /// Makes each read-only and changes nothing else of it ([`mounts::make_read_only`]):
+    /// nosuid, nodev, noexec, the atime mode and runc's recursive options (`rnoexec`, ...)
+    /// stay as the entry set them. Only the mount changes, not its file system.
     fn apply(self, root: &std::os::fd::OwnedFd) -> Result<()> {
-        for (dest, flags) in self.mounts.iter().rev() {
+        for dest in self.mounts.iter().rev() {
             let d = paths::mkdir_all(root, dest)?;
-            mounts::mount(
-                None,
-                &fd_path(d.as_raw_fd()),
-                None,
-                remount_read_only_flags(*flags),
-                None,
-                dest,
-            )
-            .ctx(|| "making it read-only".into())?;
+            mounts::make_read_only(&fd_path(d.as_raw_fd()), dest)
+                .ctx(|| format!("making {} read-only", dest.display()))?;
         }
         Ok(())
     }
-}
-
-/// The flags of the remount that makes a filled mount read-only: its own per-mount flags, plus
-/// MS_REMOUNT and MS_RDONLY.
-fn remount_read_only_flags(flags: MsFlags) -> MsFlags {
-    let per_mount = MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV
-        | MsFlags::MS_NOEXEC
-        | MsFlags::MS_NOATIME
-        | MsFlags::MS_NODIRATIME
-        | MsFlags::MS_RELATIME
-        | MsFlags::MS_STRICTATIME
-        | MsFlags::MS_SYNCHRONOUS
-        | MsFlags::MS_DIRSYNC
-        | MsFlags::MS_LAZYTIME
-        | MsFlags::MS_MANDLOCK;
-    (flags & per_mount) | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY
 }
 
 /// Detaches a rootfs bind made in a shared namespace, with every mount under it. The tree is
@@ -398,19 +373,6 @@ mod tests {
             full_proc_and_sys(mi, Path::new("/run/c/rootfs")),
             vec!["/proc", "/sys", "/srv/a b"]
         );
-    }
-
-    #[test]
-    fn read_only_later_keeps_the_mounts_own_flags() {
-        let f =
-            remount_read_only_flags(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME);
-        assert_eq!(
-            f,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME
-        );
-        // Never a bind, recursive or propagation flag.
-        let f = remount_read_only_flags(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_SHARED);
-        assert_eq!(f, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY);
     }
 
     #[test]

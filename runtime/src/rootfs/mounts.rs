@@ -69,6 +69,24 @@ const ATIME_CHANGE: u64 = 1 << 63;
 
 /// mount_setattr(2) with AT_RECURSIVE on the mount at `path`.
 pub fn set_recursive_attrs(path: &str, set: u64, clear: u64, what: &Path) -> Result<()> {
+    set_attrs(path, set, clear, true, what)
+}
+
+/// Makes the mount at `path` read-only and changes nothing else of it: mount_setattr(2) with
+/// only MOUNT_ATTR_RDONLY, or, on kernels without it, a bind remount that keeps the flags the
+/// mount has (statvfs). Either way only this mount changes, never its file system (a
+/// devtmpfs shares its file system with the host's /dev).
+pub fn make_read_only(path: &str, what: &Path) -> Result<()> {
+    match set_attrs(path, MOUNT_ATTR_RDONLY, 0, false, what) {
+        Err(e) if matches!(e.errno(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {
+            remount_bind(path, MsFlags::MS_RDONLY, what)
+        }
+        r => r,
+    }
+}
+
+/// mount_setattr(2) on the mount at `path`, and with `recursive` on every mount under it.
+fn set_attrs(path: &str, set: u64, clear: u64, recursive: bool, what: &Path) -> Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -90,20 +108,20 @@ pub fn set_recursive_attrs(path: &str, set: u64, clear: u64, what: &Path) -> Res
     }
     let c = crate::sys::cstr(path)?;
     const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let flags = if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: mount_setattr with a valid C string and a mount_attr of the size passed.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             c.as_ptr(),
-            AT_RECURSIVE,
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
     if r != 0 {
-        return Err(std::io::Error::last_os_error())
-            .ctx(|| format!("setting recursive mount attributes on {}", what.display()));
+        return Err(std::io::Error::last_os_error()).ctx(|| format!("setting mount attributes on {}", what.display()));
     }
     Ok(())
 }
@@ -588,15 +606,10 @@ fn mount_cgroup(ctx: &Ctx, dest: &Path, opts: &Options) -> Result<()> {
         let t = paths::open_at(&base, name)?;
         remount_bind(&fd_path(t.as_raw_fd()), flags, sub)?;
     }
+    // The tmpfs itself, filled, goes read-only last, as every read-only tmpfs does
+    // (crate::rootfs::prepare).
     if flags.contains(MsFlags::MS_RDONLY) {
-        mount(
-            None,
-            &base_path,
-            None,
-            MsFlags::MS_REMOUNT | flags,
-            Some("mode=755"),
-            dest,
-        )?;
+        make_read_only(&base_path, dest)?;
     }
     Ok(())
 }
