@@ -241,7 +241,7 @@ impl ExecArgs {
             let data = std::fs::read(path).map_err(|e| Error::msg(format!("reading {}: {e}", path.display())))?;
             let p: oci_spec::runtime::Process =
                 serde_json::from_slice(&data).map_err(|e| Error::msg(format!("parsing {}: {e}", path.display())))?;
-            dray_runtime::validate::process(&p)?;
+            // Checked by Runtime::exec (crate validate), as every exec's process is.
             return Ok(p);
         }
         if self.command.is_empty() {
